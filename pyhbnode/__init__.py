@@ -1,9 +1,27 @@
-"""pyhbnode: heavy-ball neural ODEs (Xia et al., NeurIPS 2021) with adjoint training and NFE statistics."""
-from .fields import ANODE, GHBNODE, HBNODE, NODE, SONODE, InitialState, TimeSequential, TPad, VectorField
+"""pyhbnode: heavy-ball neural ODEs (Xia et al., NeurIPS 2021).
+
+The public API: the five vector fields, ``odeint`` with its ``Solution`` and statistics,
+the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
+error types.  Importing the package never imports Julia.
+"""
+from . import zoo
+from .fields import (
+    ANODE, GHBNODE, HBNODE, NODE, SONODE, InitialState, TimeModule, TimeSequential, TPad, VectorField,
+)
+from .layers import ODEBlock, ODERNN
 from .solving import (
     AdjointFailure, JuliaBackendError, JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState,
     NotTranslatableError, Solution, SolverError, SolverFailure, SolverOptions, SolverStats, Status,
-    StepSizeUnderflow, odeint,
+    StepSizeUnderflow, available_backends, odeint, register_backend,
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "odeint", "Solution", "SolverStats", "SolverOptions", "Status", "available_backends", "register_backend",
+    "VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE",
+    "InitialState", "TimeModule", "TimeSequential", "TPad",
+    "ODEBlock", "ODERNN", "zoo",
+    "SolverError", "MaxStepsExceeded", "StepSizeUnderflow", "NonFiniteState", "SolverFailure",
+    "AdjointFailure", "JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError",
+]

@@ -28,14 +28,19 @@ class CountingField(nn.Module):
         self.stats = stats
         self.nfe_limit = nfe_limit
         self.phase = "forward"
+        self.t_last: torch.Tensor | None = None  # kept as a tensor: no device sync per call
         self._checked_shape = False
+
+    @property
+    def time_reached(self) -> float | None:
+        return None if self.t_last is None else float(self.t_last.detach())
 
     def start_backward(self) -> None:
         self.phase = "backward"
 
     def _fail(self, cls, what: str, t: torch.Tensor) -> None:
         raise cls(
-            what, phase=self.phase, t=float(t), nfe_forward=self.stats.nfe_forward,
+            what, phase=self.phase, t=float(t.detach()), nfe_forward=self.stats.nfe_forward,
             nfe_backward=self.stats.nfe_backward,
         )
 
@@ -49,6 +54,7 @@ class CountingField(nn.Module):
             n = stats.nfe_backward
         if n > self.nfe_limit:
             self._fail(MaxStepsExceeded, f"more than {self.nfe_limit} function evaluations", t)
+        self.t_last = t
         dy = self.field(t, y)
         if not self._checked_shape:
             if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:

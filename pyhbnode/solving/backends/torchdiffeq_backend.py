@@ -56,7 +56,7 @@ class TorchDiffEqBackend(Backend):
                 )
         except AssertionError as err:  # torchdiffeq reports solver failures by assert
             msg = str(err)
-            kwargs = dict(phase="forward", nfe_forward=stats.nfe_forward)
+            kwargs = dict(phase="forward", t=counted.time_reached, nfe_forward=stats.nfe_forward)
             if "underflow in dt" in msg:
                 raise StepSizeUnderflow("step size underflow (" + msg + ")", **kwargs) from err
             if "max_num_steps" in msg:

@@ -1,0 +1,96 @@
+"""The end-to-end models the zoo assembles: a continuous classifier, a sequence model and
+the Silverbox driven oscillator."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..fields import InitialState, TimeModule, hidden
+from ..layers import ODERNN, ODEBlock
+from ..solving import SolverStats
+
+__all__ = ["ContinuousModel", "SequenceModel", "DrivenLinear", "DrivenModel"]
+
+
+class ContinuousModel(nn.Module):
+    """``x -> head(h(t1))`` with ``y(t0) = initial(x)`` and the ODE block in between.
+
+    ``x``: ``(batch, C, *rest)``; returns the head's output ``(batch, out)``."""
+
+    def __init__(self, initial: InitialState, block: ODEBlock, head: nn.Module) -> None:
+        super().__init__()
+        self.initial, self.block, self.head = initial, block, head
+
+    @property
+    def stats(self) -> SolverStats:
+        return self.block.stats
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``h(t1)``: the learned representation before the head."""
+        return hidden(self.block(self.initial(x)), self.block.order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class SequenceModel(nn.Module):
+    """An ODE-RNN hybrid: ``forward(x (T, B, k), dt (T, B)) -> (T, B, out)``."""
+
+    def __init__(self, rnn: ODERNN) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    @property
+    def stats(self) -> SolverStats:
+        return self.rnn.stats
+
+    def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x, dt)
+
+
+class DrivenLinear(TimeModule):
+    """``f(t, h) = W [h, u(t)^3] + b``: one dense layer with an external input ``u`` (the
+    Silverbox voltage V1), linearly interpolated between samples.
+
+    ``drive(ts, u)`` sets the signal before a solve: ``ts`` ``(S,)`` increasing,
+    ``u`` ``(batch, S)``.  ``h``: ``(batch, n_in)``; output ``(batch, n_out)``."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in + 1, n_out)
+        self.ts: torch.Tensor | None = None
+        self.u: torch.Tensor | None = None
+
+    def drive(self, ts: torch.Tensor, u: torch.Tensor) -> None:
+        self.ts, self.u = ts, u
+
+    def signal(self, t: torch.Tensor) -> torch.Tensor:
+        if self.ts is None or self.u is None:
+            raise RuntimeError("DrivenLinear needs drive(ts, u) before it is evaluated")
+        i = torch.searchsorted(self.ts, t.detach().reshape(1)).clamp(1, self.ts.numel() - 1)
+        t0, t1 = self.ts[i - 1], self.ts[i]
+        w = ((t - t0) / (t1 - t0)).clamp(0, 1)
+        return torch.lerp(self.u[:, i - 1], self.u[:, i], w)  # (batch, 1)
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.cat([h, self.signal(t) ** 3], dim=1))
+
+
+class DrivenModel(nn.Module):
+    """The Silverbox model: predict V2 from V1 (spec §4, Fig. 3).
+
+    ``forward(v1 (batch, S), v2_0 (batch, 1), ts (S,)) -> h (S, batch, n)``: the hidden
+    trajectory; ``h[..., 0]`` is the V2 prediction."""
+
+    def __init__(self, initial: InitialState, block: ODEBlock, drive: DrivenLinear) -> None:
+        super().__init__()
+        self.initial, self.block, self.drive = initial, block, drive
+
+    @property
+    def stats(self) -> SolverStats:
+        return self.block.stats
+
+    def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        self.drive.drive(ts, v1)
+        ys = self.block.solve(self.initial(v2_0), ts).ys
+        return ys[:, :, 0] if self.block.order == 2 else ys

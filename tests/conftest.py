@@ -1,0 +1,22 @@
+"""Shared fixtures: the Python-side backends every correctness test runs on."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyhbnode.solving import available_backends
+
+# Every backend that solves in Python is held to the same correctness tests; the Julia
+# backend has its own conformance suite (tests/test_julia_*.py) that skips without Julia.
+PY_BACKENDS = [b for b in ("torch", "torchdiffeq") if b in available_backends()]
+
+
+@pytest.fixture(params=PY_BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
