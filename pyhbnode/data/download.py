@@ -18,18 +18,18 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 __all__ = [
-    "Checksum", "DataNotFoundError", "DownloadError", "ChecksumError",
-    "file_digest", "verify_checksum", "download_url", "extract_members",
-    "find_file", "locate_or_download",
+    "Checksum", "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError",
+    "read_data_bytes", "file_digest", "verify_checksum", "download_url", "extract_members", "fetch_and_unpack",
+    "search_dirs", "find_file", "locate_or_download",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -56,29 +56,50 @@ class DataNotFoundError(FileNotFoundError):
     """A data file is not in ``data_dir`` and ``download`` was not requested.
 
     Attributes:
-        filename: the file (or pattern) that was looked for.
+        missing: the file (or pattern) that was looked for.
         searched: the folders that were searched, in order.
         urls: where the file can be fetched from (may be empty).
     """
 
     def __init__(
-        self, filename: str, searched: Sequence[Path], urls: Sequence[str] = (), *, note: str = ""
+        self,
+        filename: str,
+        searched: Sequence[Path],
+        urls: Sequence[str] = (),
+        *,
+        unpack_into: Path | None = None,
+        note: str = "",
     ) -> None:
-        self.filename, self.searched, self.urls = filename, list(searched), list(urls)
+        """
+        Args:
+            filename: the missing file or pattern.
+            searched: folders searched, the first being where a file should go.
+            urls: official source first, then mirrors.
+            unpack_into: set when ``urls`` serve an archive, which is unpacked here rather
+                than saved as ``filename``.
+            note: a sentence appended to the message.
+        """
+        # Not ``self.filename``: OSError.__str__ would then replace the message with "[Errno None] ...".
+        self.missing, self.searched, self.urls = filename, list(searched), list(urls)
         where = ", ".join(str(p) for p in self.searched) or "(nowhere)"
         msg = f"data file {filename!r} not found; searched: {where}."
         if self.urls:
-            msg += (
-                f" Get it from {self.urls[0]}"
-                + (f" (mirrors: {', '.join(self.urls[1:])})" if len(self.urls) > 1 else "")
-                + f" and put it in {self.searched[0]}, or pass download=True to fetch it there."
-            )
+            mirrors = f" (mirrors: {', '.join(self.urls[1:])})" if len(self.urls) > 1 else ""
+            if unpack_into is not None:
+                msg += (f" Get the archive {self.urls[0]}{mirrors} and unpack it into {unpack_into}, "
+                        "or pass download=True to fetch and unpack it there.")
+            else:
+                msg += (f" Get it from {self.urls[0]}{mirrors} and put it in {self.searched[0]}, "
+                        "or pass download=True to fetch it there.")
         else:
             msg += " No download location is known; place the file there by hand."
         if note:
             msg += " " + note
-        # FileNotFoundError(errno, strerror, filename) would prefix '[Errno 2]'; a plain message reads better.
         super().__init__(msg)
+
+
+class DataFormatError(ValueError):
+    """A data file is present but malformed (wrong magic number, truncated, corrupt gzip)."""
 
 
 class DownloadError(OSError):
@@ -87,6 +108,22 @@ class DownloadError(OSError):
 
 class ChecksumError(ValueError):
     """A file's digest differs from the published one."""
+
+
+def read_data_bytes(path: PathLike) -> bytes:
+    """All bytes of a data file, gunzipped if its name ends in ``.gz``.
+
+    Raises:
+        DataFormatError: the gzip stream is corrupt or cut short.
+    """
+    path = Path(path)
+    if not path.name.endswith(".gz"):
+        return path.read_bytes()
+    with gzip.open(path, "rb") as f:
+        try:
+            return f.read()
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise DataFormatError(f"{path}: corrupt or truncated gzip file ({exc}); fetch it again.") from exc
 
 
 def file_digest(
@@ -163,7 +200,7 @@ def download_url(
                 verify_checksum(tmp, checksum, name=dest.name)
             os.replace(tmp, dest)
             return dest
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # URLError/HTTPError/timeouts are OSErrors; bad URLs ValueErrors
             tmp.unlink(missing_ok=True)
             if isinstance(exc, ChecksumError):
                 raise ChecksumError(f"download from {url} failed verification, nothing was saved: {exc}") from exc
@@ -224,14 +261,42 @@ def extract_members(archive: PathLike, dest_dir: PathLike, keep: Iterable[str] |
     return sorted(written)
 
 
-def _search_dirs(data_dir: PathLike, subdirs: Sequence[str]) -> list[Path]:
+def fetch_and_unpack(
+    urls: str | Sequence[str],
+    dest_dir: PathLike,
+    archive_name: str,
+    *,
+    checksum: Checksum | None = None,
+    keep: Iterable[str] | None = None,
+) -> list[Path]:
+    """Download an archive into ``dest_dir``, unpack it there and delete it.
+
+    Args:
+        urls: official source and mirrors, tried in order.
+        dest_dir: where the archive is saved and unpacked.
+        archive_name: the file name to save the archive under (``.zip`` or ``.tar.gz``).
+        checksum: digest the archive must match before anything is unpacked.
+        keep: file-name suffixes to extract, as :func:`extract_members`.
+
+    Returns:
+        The unpacked files, sorted.
+    """
+    archive = download_url(urls, Path(dest_dir) / archive_name, checksum=checksum)
+    try:
+        return extract_members(archive, dest_dir, keep=keep)
+    finally:
+        archive.unlink()
+
+
+def search_dirs(data_dir: PathLike, subdirs: Sequence[str]) -> list[Path]:
+    """``data_dir/<subdir>`` for each subdir, in order; ``"."`` stands for ``data_dir`` itself."""
     root = Path(data_dir)
     return [root / s if s not in ("", ".") else root for s in subdirs]
 
 
 def find_file(data_dir: PathLike, names: Sequence[str], subdirs: Sequence[str] = (".",)) -> Path | None:
     """First existing ``data_dir/<subdir>/<name>``, trying subdirs in order, then names in order."""
-    for folder in _search_dirs(data_dir, subdirs):
+    for folder in search_dirs(data_dir, subdirs):
         for name in names:
             if (folder / name).is_file():
                 return folder / name
@@ -266,7 +331,7 @@ def locate_or_download(
     found = find_file(data_dir, names, subdirs)
     if found is not None:
         return found
-    folders = _search_dirs(data_dir, subdirs)
+    folders = search_dirs(data_dir, subdirs)
     if not download:
         raise DataNotFoundError(names[0], folders, urls)
     if not urls:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .download import Checksum, DataNotFoundError, download_url, extract_members, verify_checksum
+from .download import Checksum, ChecksumError, DataNotFoundError, fetch_and_unpack, search_dirs, verify_checksum
 from .sequences import SequenceSplit, SequenceSplits, bernoulli_keep, elapsed_steps, take_windows, window_starts
 
 __all__ = ["WALKER_URLS", "WALKER_FEATURES", "find_walker_files", "split_walker_files", "load_walker"]
@@ -49,19 +49,23 @@ def find_walker_files(data_dir: str | os.PathLike[str], *, download: bool = Fals
     extracts ``walker/*.npy``, checks the files' combined sha256 and removes the zip.
     """
     root = Path(data_dir)
-    folders = [root / "walker", root]
+    folders = search_dirs(root, ("walker", "."))
     for folder in folders:
         files = sorted(folder.glob(_PATTERN))
         if files:
             return files
     if not download:
-        raise DataNotFoundError(f"walker/{_PATTERN}", folders, WALKER_URLS,
-                                note="The zip unpacks to walker/rollout_000.npy ... rollout_399.npy.")
-    archive = download_url(WALKER_URLS, root / "walker.zip")
-    extract_members(archive, root, keep=[".npy"])
-    archive.unlink()
+        raise DataNotFoundError(f"walker/{_PATTERN}", folders, WALKER_URLS, unpack_into=root,
+                                note="The zip holds walker/rollout_000.npy ... rollout_399.npy.")
+    fetch_and_unpack(WALKER_URLS, root, "walker.zip", keep=[".npy"])
     files = sorted((root / "walker").glob(_PATTERN))
-    verify_checksum(files, WALKER_CONTENT_CHECKSUM, name="the extracted walker/*.npy files")
+    try:
+        verify_checksum(files, WALKER_CONTENT_CHECKSUM, name="the extracted walker/*.npy files")
+    except ChecksumError:
+        # Left in place, unverified files would be picked up silently by the next call.
+        for f in files:
+            f.unlink()
+        raise
     return files
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..fields import InitialState, TimeModule, hidden
-from ..layers import ODERNN, ODEBlock
+from ..layers import ODERNN, ODEBlock, collect_stats
 from ..solving import SolverStats
 
 __all__ = ["ContinuousModel", "SequenceModel", "DrivenLinear", "DrivenModel"]
@@ -23,7 +23,7 @@ class ContinuousModel(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return self.block.stats
+        return collect_stats(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``h(t1)``: the learned representation before the head."""
@@ -42,7 +42,7 @@ class SequenceModel(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return self.rnn.stats
+        return collect_stats(self)
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         return self.rnn(x, dt)
@@ -88,7 +88,7 @@ class DrivenModel(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return self.block.stats
+        return collect_stats(self)
 
     def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         self.drive.drive(ts, v1)

@@ -1,0 +1,115 @@
+"""The ``pyhbnode`` command: ``compare``, ``train``, ``reproduce``, ``report``, ``plot``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _print_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> None:
+    cells = [[h for _, h in columns]]
+    for row in rows:
+        line = []
+        for key, _ in columns:
+            v = row.get(key)
+            line.append(f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v)))
+        cells.append(line)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+RESULT_COLUMNS = (
+    ("model", "model"), ("parameters", "params"), ("nfe_forward_mean", "fwd NFE"),
+    ("nfe_backward_mean", "bwd NFE"), ("seconds_per_iter", "s/iter"), ("final_loss", "final loss"),
+    ("final_train_sign_accuracy", "accuracy"),
+)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .experiments import pointcloud
+
+    models = args.models or list(zoo.MODELS)
+    print(f"pyhbnode compare pointcloud: {', '.join(models)}; {args.iters} iterations, tol {args.tol:g}, "
+          f"seed {args.seed} -> {args.out}")
+    rows = pointcloud.run(models, args.out, iters=args.iters, tol=args.tol, seed=args.seed,
+                          backend=args.backend, progress=not args.quiet)
+    print()
+    _print_table(rows, RESULT_COLUMNS)
+    print(f"\nwrote {args.out}/results.csv, history.jsonl, nfe.png, loss.png, separation.png")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .experiments.runner import redraw_training
+    from .experiments.pointcloud import redraw_separation
+
+    run = Path(args.run_dir)
+    if not (run / "history.jsonl").exists():
+        raise ValueError(f"{run} holds no history.jsonl: is it a run directory written by pyhbnode?")
+    paths = redraw_training(run)
+    sep = redraw_separation(run)
+    for p in paths + ([sep] if sep else []):
+        print(p)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__, zoo
+    from .experiments.pointcloud import DEFAULT_ITERS
+
+    parser = argparse.ArgumentParser(prog="pyhbnode", description="Heavy-ball neural ODEs: train, compare, reproduce.")
+    parser.add_argument("--version", action="version", version=f"pyhbnode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compare", help="train NODE, ANODE, SONODE, HBNODE, GHBNODE side by side on a built-in task")
+    p.add_argument("task", choices=["pointcloud"])
+    p.add_argument("--iters", type=int, default=DEFAULT_ITERS, help=f"training iterations per model (default {DEFAULT_ITERS})")
+    p.add_argument("--models", nargs="+", choices=list(zoo.MODELS), help="models to compare (default: all five)")
+    p.add_argument("--tol", type=float, default=1e-7, help="solver rtol = atol (paper: 1e-7)")
+    p.add_argument("--backend", default=None, help="solver backend (default: the package default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/compare-pointcloud", help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("plot", help="redraw a run's figures from its saved results")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_plot)
+
+    for module, adders in (("training.train_command", ("add_parser",)),
+                           ("experiments.commands", ("add_reproduce_parser", "add_report_parser"))):
+        try:
+            mod = __import__(f"pyhbnode.{module}", fromlist=list(adders))
+        except ImportError:
+            continue
+        for adder in adders:
+            getattr(mod, adder)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "compare" and args.iters < 1:
+        print("pyhbnode: error: --iters must be >= 1", file=sys.stderr)
+        return 2
+    from .solving import SolverError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, SolverError, ImportError) as err:
+        print(f"pyhbnode {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

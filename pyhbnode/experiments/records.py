@@ -1,0 +1,82 @@
+"""Reading and writing run results: CSV tables, JSON-lines histories, run metadata."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+
+__all__ = ["write_csv", "read_csv", "write_jsonl", "read_jsonl", "run_metadata", "writable_dir"]
+
+
+def writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check it can be written, with a clear error if not."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"output directory {str(p)!r} is not writable ({err.strerror}); choose another with --out") from None
+    return p
+
+
+def write_csv(rows: Iterable[Mapping], path: str | os.PathLike) -> Path:
+    rows = list(rows)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    path = Path(path)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _number(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    with Path(path).open(newline="") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def write_jsonl(rows: Iterable[Mapping], path: str | os.PathLike, append: bool = False) -> Path:
+    path = Path(path)
+    with path.open("a" if append else "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    with Path(path).open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def run_metadata(**extra) -> dict:
+    """What ran a result: machine, threads, versions, time, plus ``extra`` (config, seed...)."""
+    from .. import __version__
+
+    return {
+        "pyhbnode": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **extra,
+    }
