@@ -16,8 +16,8 @@ import pytest
 
 from pyhbnode.data import download as dl
 from pyhbnode.data.download import (
-    Checksum, ChecksumError, DataNotFoundError, DownloadError, download_url, extract_members, fetch_and_unpack,
-    file_digest, find_file, locate_or_download, verify_checksum,
+    Checksum, ChecksumError, DataNotFoundError, DownloadError, download_url, extract_members,
+    fetch_and_unpack, file_digest, find_file, locate_or_download, verify_checksum,
 )
 
 PAYLOAD = b"heavy ball " * 1000
@@ -86,7 +86,8 @@ def test_download_offline_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_download_falls_back_to_mirror(source: Path, tmp_path: Path) -> None:
-    got = download_url([_closed_port_url(), (source / "plain.bin").as_uri()], tmp_path / "plain.bin", timeout=5)
+    urls = [_closed_port_url(), (source / "plain.bin").as_uri()]
+    got = download_url(urls, tmp_path / "plain.bin", timeout=5)
     assert got.read_bytes() == PAYLOAD
 
 
@@ -136,7 +137,8 @@ def test_extract_zip_and_tar_keep_suffixes(tmp_path: Path) -> None:
         info = tarfile.TarInfo("batches/x.bin")
         info.size = 3
         tf.addfile(info, io.BytesIO(b"abc"))
-    assert extract_members(tmp_path / "a.zip", tmp_path / "z", keep=[".npy"]) == [tmp_path / "z/walker/r_0.npy"]
+    got = extract_members(tmp_path / "a.zip", tmp_path / "z", keep=[".npy"])
+    assert got == [tmp_path / "z/walker/r_0.npy"]
     assert extract_members(tmp_path / "b.tar.gz", tmp_path / "t") == [tmp_path / "t/batches/x.bin"]
     assert (tmp_path / "t/batches/x.bin").read_bytes() == b"abc"
 

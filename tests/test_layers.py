@@ -111,3 +111,15 @@ def test_odernn_rejects_bad_shapes():
         rnn(torch.randn(5, 3, 2), torch.ones(4, 3))
     with pytest.raises(ValueError, match=">= 0"):
         rnn(torch.randn(5, 3, 2), -torch.ones(5, 3))
+
+
+def test_odernn_cell_first_reads_then_evolves(backend):
+    n = k = 1
+    rnn = ODERNN(NODE(Decay()), _identity_cell(n, k), nn.Identity(), n, cell_first=True, backend=backend, tol=1e-10)
+    x = torch.randn(3, 2, k, dtype=torch.float64)
+    dt = torch.rand(3, 2, dtype=torch.float64) + 0.1
+    out = rnn(x, dt)
+    h = torch.zeros(2, n, dtype=torch.float64)
+    for i in range(3):
+        h = (h + x[i]) * torch.exp(-dt[i])[:, None]
+        assert torch.allclose(out[i], h, atol=1e-8)

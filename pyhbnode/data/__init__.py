@@ -9,7 +9,9 @@ Time-series loaders return time-first arrays ``(time, batch, features)`` with el
 ``(time, batch)`` in sample periods; :class:`SequenceDataset` and :func:`collate_time_first`
 batch them for a ``DataLoader``.
 """
-from .cifar10 import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10Dataset, load_cifar10, read_cifar10_batch
+from .cifar10 import (
+    CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10Dataset, load_cifar10, read_cifar10_batch,
+)
 from .download import (
     Checksum, ChecksumError, DataFormatError, DataNotFoundError, DownloadError, download_url, file_digest,
     verify_checksum,

@@ -10,8 +10,8 @@ each a row-major 32x32 plane. Whatever batch files are present are used, so a pa
 
 If both a full batch and a subset (or a plain and a gzipped copy) of the same batch are present,
 the full / plain one is used, so no record is read twice. Folders searched, first with matching
-files wins: ``data_dir/cifar10/``, ``data_dir/cifar-10-batches-bin/`` (the official archive's
-folder), ``data_dir``.
+files wins: ``data_dir/cifar-10-batches-bin/`` (the official archive's folder, where a download
+goes), ``data_dir/cifar10/``, ``data_dir``.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 RECORD_BYTES = 1 + 3 * 32 * 32
-_SUBDIRS = ("cifar10", "cifar-10-batches-bin", ".")
+_SUBDIRS = ("cifar-10-batches-bin", "cifar10", ".")
 _NAME = re.compile(r"^(?P<batch>data_batch_[1-5]|test_batch)(?P<subset>_first\d+)?\.bin(?P<gz>\.gz)?$")
 
 
@@ -61,7 +61,9 @@ def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 
-def find_cifar10_files(data_dir: str | os.PathLike[str], split: Literal["train", "test"] = "train") -> list[Path]:
+def find_cifar10_files(
+    data_dir: str | os.PathLike[str], split: Literal["train", "test"] = "train"
+) -> list[Path]:
     """The batch files used for ``split``, in batch order (see the module docstring for the rules)."""
     pattern = "data_batch_*" if split == "train" else "test_batch*"
     for folder in search_dirs(data_dir, _SUBDIRS):
@@ -98,9 +100,12 @@ def load_cifar10(
     if not files:
         wanted = "data_batch_1.bin ... data_batch_5.bin" if split == "train" else "test_batch.bin"
         if not download:
-            raise DataNotFoundError(wanted, search_dirs(data_dir, _SUBDIRS), [CIFAR10_URL], unpack_into=Path(data_dir),
-                                    note="The archive holds cifar-10-batches-bin/*.bin.")
-        fetch_and_unpack(CIFAR10_URL, data_dir, "cifar-10-binary.tar.gz", checksum=CIFAR10_CHECKSUM, keep=[".bin"])
+            raise DataNotFoundError(
+                wanted, search_dirs(data_dir, _SUBDIRS), [CIFAR10_URL], unpack_into=Path(data_dir),
+                note="The archive holds cifar-10-batches-bin/*.bin.",
+            )
+        fetch_and_unpack(CIFAR10_URL, data_dir, "cifar-10-binary.tar.gz",
+                         checksum=CIFAR10_CHECKSUM, keep=[".bin"])
         files = find_cifar10_files(data_dir, split)
     parts = [read_cifar10_batch(f) for f in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

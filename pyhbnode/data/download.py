@@ -28,8 +28,8 @@ from typing import Literal
 
 __all__ = [
     "Checksum", "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError",
-    "read_data_bytes", "file_digest", "verify_checksum", "download_url", "extract_members", "fetch_and_unpack",
-    "search_dirs", "find_file", "locate_or_download",
+    "read_data_bytes", "file_digest", "verify_checksum", "download_url", "extract_members",
+    "fetch_and_unpack", "search_dirs", "find_file", "locate_or_download",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -136,7 +136,7 @@ def file_digest(
         algorithm: any :mod:`hashlib` name (``"md5"``, ``"sha256"``).
         decompress: hash the gunzipped bytes; ``None`` means "if the name ends in ``.gz``".
     """
-    paths = [Path(p) for p in path] if isinstance(path, Sequence) and not isinstance(path, str) else [Path(path)]
+    paths = [Path(p) for p in path] if _is_many(path) else [Path(path)]
     h = hashlib.new(algorithm)
     for p in paths:
         unzip = p.name.endswith(".gz") if decompress is None else decompress
@@ -144,6 +144,10 @@ def file_digest(
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def _is_many(path: object) -> bool:
+    return isinstance(path, Sequence) and not isinstance(path, str)
 
 
 def verify_checksum(
@@ -158,9 +162,8 @@ def verify_checksum(
             shows (defaults to the file's own name; a download checks its temporary file
             under the final name).
     """
-    many = isinstance(path, Sequence) and not isinstance(path, str)
     if name is None:
-        name = f"{len(path)} files" if many else Path(path).name
+        name = f"{len(path)} files" if _is_many(path) else Path(path).name
     decompress = checksum.decompressed and name.endswith(".gz")
     got = file_digest(path, checksum.algorithm, decompress=decompress)
     if got != checksum.hexdigest.lower():
@@ -203,7 +206,8 @@ def download_url(
         except (OSError, ValueError) as exc:  # URLError/HTTPError/timeouts are OSErrors; bad URLs ValueErrors
             tmp.unlink(missing_ok=True)
             if isinstance(exc, ChecksumError):
-                raise ChecksumError(f"download from {url} failed verification, nothing was saved: {exc}") from exc
+                msg = f"download from {url} failed verification, nothing was saved: {exc}"
+                raise ChecksumError(msg) from exc
             failures.append(f"{url}: {exc}")
     raise DownloadError(
         f"could not download {dest.name}: " + "; ".join(failures)

@@ -31,7 +31,8 @@ class NormalizedImageDataset(Dataset):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if not len(mean) == len(std) == images.shape[1]:
-            raise ValueError(f"mean/std need one value per channel ({images.shape[1]}), got {len(mean)}/{len(std)}")
+            raise ValueError(f"mean/std need one value per channel ({images.shape[1]}), "
+                             f"got {len(mean)}/{len(std)}")
         self.images = torch.from_numpy(np.ascontiguousarray(images[:limit]))
         self.labels = torch.from_numpy(np.asarray(labels[:limit], dtype=np.int64))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)

@@ -26,6 +26,11 @@ Per segment with kept stamps ``s_0 < ... < s_64`` (all arrays time-first, batch 
   stamps": the regular-grid values starting at the segment's last stamp (so ``forecast[0]``
   equals ``y[-1]``), the target of the reference's 8-point multi-step forecast;
 * ``stamps`` = ``(65, B)`` int64, the ``s_i`` themselves.
+
+So ``dt[i]`` is the gap *after* input ``i``: the reference ODE-RNN updates its state with
+``x[i]``, integrates over ``dt[i]`` and reads out the prediction of ``y[i]``. (Walker2D's ``dt``
+is the gap *before* its input.) A model that integrates before reading each input can take
+``np.diff(stamps[:-1], axis=0)`` for the gaps between inputs.
 """
 from __future__ import annotations
 
@@ -35,7 +40,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from .download import Checksum, locate_or_download
-from .sequences import SequenceSplit, SequenceSplits, read_csv_columns, subset_keep, take_windows, window_starts
+from .sequences import (
+    SequenceSplit, SequenceSplits, read_csv_columns, subset_keep, take_windows, window_starts,
+)
 
 __all__ = ["PV_URLS", "PV_SAMPLE_RATE_HZ", "PV_CHANNELS", "read_plane_vibration_csv", "load_plane_vibration"]
 

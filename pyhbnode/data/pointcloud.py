@@ -35,7 +35,8 @@ def make_pointcloud(
         targets of a tanh readout; class index = ``(y > 0)``).
     """
     if not 0 < inner_radius < outer_radii[0] < outer_radii[1]:
-        raise ValueError(f"need 0 < inner_radius < outer_radii[0] < outer_radii[1], got {inner_radius}, {outer_radii}")
+        raise ValueError("need 0 < inner_radius < outer_radii[0] < outer_radii[1], "
+                         f"got {inner_radius}, {outer_radii}")
     rng = np.random.default_rng(seed)
 
     def ring(n: int, r_lo: float, r_hi: float) -> np.ndarray:

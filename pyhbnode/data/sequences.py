@@ -34,7 +34,7 @@ class SequenceSplit:
         y: targets, float32 ``(T, B, F_out)``.
         forecast: optional extra targets beyond the window, float32 ``(K, B, F_out)``.
         stamps: optional indices of the kept samples in the original recording, int64
-            ``(T + 1, B)`` or ``(T, B)`` depending on the loader.
+            (plane vibration: ``(T + 1, B)``, the inputs' stamps then the last target's).
     """
 
     x: np.ndarray
@@ -153,7 +153,8 @@ def read_csv_columns(path: str | os.PathLike[str], n_columns: int) -> np.ndarray
     (``Fs`` in ``pv.csv``); reading just the leading columns sidesteps all three.
     """
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(n_columns), dtype=np.float64, ndmin=2)
+        return np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(n_columns), dtype=np.float64,
+                          ndmin=2)
     except ValueError as exc:
         raise ValueError(f"{path}: expected a header line then rows of at least {n_columns} "
                          f"comma-separated numbers ({exc})") from exc

@@ -71,6 +71,7 @@ def load_silverbox(
     data = (scale * (raw - raw.mean(axis=0))).astype(np.float32)
 
     def series(lo: int, hi: int) -> SilverboxSeries:
-        return SilverboxSeries(data[lo:hi, 0].copy(), data[lo:hi, 1].copy(), np.arange(hi - lo, dtype=np.float32))
+        return SilverboxSeries(data[lo:hi, 0].copy(), data[lo:hi, 1].copy(),
+                               np.arange(hi - lo, dtype=np.float32))
 
     return SilverboxSplits(series(0, n_train), series(n_train, n_train + n_test))

@@ -22,8 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .download import Checksum, ChecksumError, DataNotFoundError, fetch_and_unpack, search_dirs, verify_checksum
-from .sequences import SequenceSplit, SequenceSplits, bernoulli_keep, elapsed_steps, take_windows, window_starts
+from .download import (
+    Checksum, ChecksumError, DataNotFoundError, fetch_and_unpack, search_dirs, verify_checksum,
+)
+from .sequences import (
+    SequenceSplit, SequenceSplits, bernoulli_keep, elapsed_steps, take_windows, window_starts,
+)
 
 __all__ = ["WALKER_URLS", "WALKER_FEATURES", "find_walker_files", "split_walker_files", "load_walker"]
 
@@ -34,7 +38,9 @@ WALKER_URLS = (
 )
 # sha256 of the 400 rollout files concatenated in sorted-name order: the zip itself has no
 # published checksum, but its contents do.
-WALKER_CONTENT_CHECKSUM = Checksum("sha256", "186b96c3df33917c29249235799c1ab7d51dcd69e2b891eff999f1b169ff4f60")
+WALKER_CONTENT_CHECKSUM = Checksum(
+    "sha256", "186b96c3df33917c29249235799c1ab7d51dcd69e2b891eff999f1b169ff4f60"
+)
 WALKER_FEATURES = 17
 _PATTERN = "rollout_*.npy"
 _SPLIT_SEED = 125487
@@ -125,4 +131,6 @@ def _windows(files: list[Path], rng: np.random.RandomState, seq_len: int, keep_p
     if not files:
         empty = np.zeros((seq_len, 0, WALKER_FEATURES), np.float32)
         return SequenceSplit(empty, empty[..., 0], empty)
-    return SequenceSplit(x=np.concatenate(xs, axis=1), dt=np.concatenate(dts, axis=1), y=np.concatenate(ys, axis=1))
+    return SequenceSplit(
+        x=np.concatenate(xs, axis=1), dt=np.concatenate(dts, axis=1), y=np.concatenate(ys, axis=1)
+    )

@@ -41,6 +41,10 @@ class ODERNN(nn.Module):
             ``(batch, d*n)``, the updated state.
         readout: maps ``h`` ``(batch, n)`` to the output ``(batch, out)``.
         width: ``n``.
+        cell_first: ``False`` (default, ODE-LSTM style): evolve over ``dt[i]``, the gap
+            *before* ``x[i]``, then read ``x[i]``, then read out.  ``True`` (the paper's
+            plane-vibration code): read ``x[i]``, evolve over ``dt[i]``, the gap *after*
+            it, then read out — the output forecasts the next stamp.
         options / solver keywords: as :class:`~pyhbnode.layers.ODEBlock`.
 
     ``forward(x, dt, y0=None)``:
@@ -48,20 +52,24 @@ class ODERNN(nn.Module):
         the previous observation (``dt[0]`` before the first one; 0 skips the solve);
         y0: initial state (zeros by default).  Returns ``(T, batch, out)``, the readout after
         each observation.  ``stats`` sums the ``T`` solves of the last call; ``last_state``
-        holds the final state.
+        holds the final state.  With ``keep_states = True``, ``states`` lists the state after
+        each observation, still attached to the graph (for ``∂L/∂h_t``, Fig. 4).
     """
 
     def __init__(
         self, field: nn.Module, cell: nn.Module, readout: nn.Module, width: int, *,
-        options: SolverOptions | None = None, **solver_kwargs,
+        cell_first: bool = False, options: SolverOptions | None = None, **solver_kwargs,
     ) -> None:
         super().__init__()
+        self.cell_first = cell_first
         self.field, self.cell, self.readout = field, cell, readout
         self.order = getattr(field, "order", 1)
         self.width = int(width)
         self.options = SolverOptions.from_kwargs(options, **solver_kwargs)
         self._parts: list[SolverStats] = []
         self.last_state: torch.Tensor | None = None
+        self.keep_states = False
+        self.states: list[torch.Tensor] = []
 
     @property
     def stats(self) -> SolverStats:
@@ -94,10 +102,16 @@ class ODERNN(nn.Module):
         dt = dt.to(x.dtype)
         y = x.new_zeros(self.state_shape(batch)) if y0 is None else y0
         self._parts = []
+        self.states = []
         outputs = []
         for i in range(steps):
-            y = self.evolve(y, dt[i])
+            if not self.cell_first:
+                y = self.evolve(y, dt[i])
             y = self.cell(torch.cat([y.flatten(1), x[i]], dim=1)).view_as(y)
+            if self.keep_states:
+                self.states.append(y)
+            if self.cell_first:
+                y = self.evolve(y, dt[i])
             outputs.append(self.readout(hidden(y, self.order)))
         self.last_state = y
         return torch.stack(outputs)

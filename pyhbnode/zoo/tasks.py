@@ -87,20 +87,23 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict) ->
 
 
 def _sequence(model: str, sizes: tuple[int, ...], f: nn.Module, cell: nn.Module, out: int,
-              options: SolverOptions, field_kwargs: dict, reference_width: int) -> SequenceModel:
+              options: SolverOptions, field_kwargs: dict, reference_width: int,
+              cell_first: bool) -> SequenceModel:
     d, n = sizes[0], sizes[1]
     field = make_field(model, f, augment=n - reference_width, **field_kwargs)
-    return SequenceModel(ODERNN(field, cell, nn.Linear(n, out), n, options=options))
+    return SequenceModel(ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, options=options))
 
 
 def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict) -> SequenceModel:
     """5 features in, 5 out.  Field n* → fc_h1 → ReLU → fc_h2 → ReLU → fc_n; RNN cell
-    dn+k → fc_dn; readout n → fc_5."""
+    dn+k → fc_dn; readout n → fc_5.  ``dt[i]`` is the gap after ``x[i]`` (the loader's
+    convention): read, evolve, forecast the next stamp."""
     d, n, h1, h2 = sizes = SIZES["plane_vibration"][model]
     k = 5
     f = mlp([_field_input(model, n), h1, h2, n], "relu")
     cell = nn.Linear(d * n + k, d * n)
-    return _sequence(model, sizes, f, cell, k, options, field_kwargs, SIZES["plane_vibration"]["node"][1])
+    return _sequence(model, sizes, f, cell, k, options, field_kwargs, SIZES["plane_vibration"]["node"][1],
+                     cell_first=True)
 
 
 def walker2d(model: str, options: SolverOptions, field_kwargs: dict) -> SequenceModel:
@@ -110,7 +113,8 @@ def walker2d(model: str, options: SolverOptions, field_kwargs: dict) -> Sequence
     k = 17
     f = nn.Linear(_field_input(model, n), n)
     cell = mlp([d * n + k, h1, h2, d * n], "tanh")
-    return _sequence(model, sizes, f, cell, k, options, field_kwargs, SIZES["walker2d"]["node"][1])
+    return _sequence(model, sizes, f, cell, k, options, field_kwargs, SIZES["walker2d"]["node"][1],
+                     cell_first=False)
 
 
 def silverbox(model: str, options: SolverOptions, field_kwargs: dict) -> DrivenModel:

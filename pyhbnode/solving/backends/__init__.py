@@ -57,6 +57,12 @@ def _load_torchdiffeq() -> Backend:
     return TorchDiffEqBackend()
 
 
+def _load_torch() -> Backend:
+    from .native import TorchBackend
+
+    return TorchBackend()
+
+
 def _load_julia() -> Backend:
     from ...julia import load_backend
 
@@ -64,4 +70,5 @@ def _load_julia() -> Backend:
 
 
 register_backend("torchdiffeq", _load_torchdiffeq)
+register_backend("torch", _load_torch)
 register_backend("julia", _load_julia)

@@ -23,10 +23,10 @@ from typing import Callable
 import torch
 
 from ...errors import MaxStepsExceeded, NonFiniteState, StepSizeUnderflow
-from .controller import Controller
-from .tableau import DOPRI5
+from .controller import Controller, initial_step
+from .tableau import DOPRI5, Tableau
 
-__all__ = ["Tally", "march", "dense_r5", "dense_eval", "dense_weights"]
+__all__ = ["Tally", "march", "solve_forward", "dense_r5", "dense_eval", "dense_weights"]
 
 # rhs(s, z) -> (k, q): the derivative dz/ds and an optional quadrature integrand q (a flat
 # tensor integrated alongside, never fed back into the stages; ``None`` when absent).
@@ -35,7 +35,6 @@ RHS = Callable[[float, torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"
 _C = DOPRI5.c
 _A = DOPRI5.a
 _B = DOPRI5.b
-_E = DOPRI5.e
 _D = DOPRI5.d
 
 
@@ -107,6 +106,7 @@ def march(
     tally: Tally,
     fail: Callable,
     on_accept: Callable | None = None,
+    tableau: Tableau = DOPRI5,
 ):
     """Integrate ``dz/ds = rhs(s, z)`` from ``s`` to ``s_end`` (``s_end > s``) with DP5.
 
@@ -121,6 +121,8 @@ def march(
         max_steps: the most step attempts ``tally`` may reach (counted over a whole solve).
         fail: ``fail(error_class, what, s, h)`` raises the typed error.
         on_accept: ``on_accept(s, h, z0, z1, ks)`` after each accepted step.
+        tableau: the DP5 pair's error weights to use (:data:`DOPRI5` or
+            :data:`DOPRI5_SHAMPINE`); the propagated solution is the same.
 
     Returns:
         ``(z, k, q, h_next)`` at ``s_end``.
@@ -132,7 +134,7 @@ def march(
     a51, a52, a53, a54 = _A[4]
     a61, a62, a63, a64, a65 = _A[5]
     b1, _, b3, b4, b5, b6, _ = _B
-    e1, _, e3, e4, e5, e6, e7 = _E
+    e1, _, e3, e4, e5, e6, e7 = tableau.e
     add = torch.add
     adaptive = ctrl.adaptive
     next_step = ctrl.next_step
@@ -148,8 +150,8 @@ def march(
         ht = remaining if last else h
         if tally.attempts >= max_steps:
             fail(MaxStepsExceeded, f"more than {max_steps} step attempts (max_steps)", s, ht)
-        if ht <= eps * max(abs(s), abs(s_end)):
-            if nonfinite:
+        if not ht > eps * max(abs(s), abs(s_end)):
+            if nonfinite or ht != ht:
                 fail(NonFiniteState, "non-finite values in the vector field or the state "
                      "(the step size shrank to nothing trying to avoid them)", s, ht)
             fail(StepSizeUnderflow, "step size underflow", s, ht)
@@ -227,3 +229,90 @@ def march(
             h_next = next_step(ht, r, False)
         h = h_next
     return z, k, q, h
+
+
+def solve_forward(
+    rhs: RHS,
+    y0: torch.Tensor,
+    times: list[float],
+    *,
+    ctrl: Controller,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+    tally: Tally,
+    fail: Callable,
+    record: bool = False,
+    tableau: Tableau = DOPRI5,
+):
+    """Solve ``dy/dt = rhs(t, y)[0]`` from ``y0`` at ``times[0]`` and return the states at ``times``.
+
+    Steps are not forced onto interior output times: those are read off the dense output
+    (like torchdiffeq); the last step is clipped to land on ``times[-1]``.
+
+    Returns:
+        ``(ys, h_next, dense, last_k_used)``: the list of states at ``times``, the step the
+        controller proposes after the last one, the dense-output record
+        ``(starts, steps, states, derivatives, r5s)`` when ``record`` (``states`` and
+        ``derivatives`` have one more entry: the end point), and whether the final FSAL
+        derivative feeds an output (only when an interior output lies in the last step).
+    """
+    t0, t_end = times[0], times[-1]
+    k0, _ = rhs(t0, y0)
+    tally.nfe += 1
+    if not isinstance(k0, torch.Tensor) or k0.shape != y0.shape:
+        got = tuple(k0.shape) if isinstance(k0, torch.Tensor) else type(k0).__name__
+        raise ValueError(
+            f"the vector field returned {got} for a state of shape {tuple(y0.shape)}; "
+            "forward(t, y) must return dy/dt with the shape of y"
+        )
+    if not bool(torch.isfinite(k0).all()):
+        fail(NonFiniteState, "non-finite values in the vector field at the initial state", t0, None)
+    if ctrl.initial is not None:
+        h = ctrl.initial
+    else:
+        h = initial_step(rhs, t0, y0, k0, order=5, rtol=rtol, atol=atol)
+        tally.nfe += 1
+    ctrl.reset()
+
+    n_out = len(times)
+    ys: list = [None] * n_out
+    ys[0] = y0
+    dense = ([], [], [], [], []) if record else None
+    state = {"j": 1, "used_in": -1}
+
+    on_accept = None
+    if n_out > 2 or record:
+        def on_accept(s, ht, z0, z1, ks):
+            j = state["j"]
+            s1 = s + ht
+            r5 = None
+            if record:
+                r5 = dense_r5(ht, ks)
+                starts, steps, zs, fs, r5s = dense
+                starts.append(s)
+                steps.append(ht)
+                zs.append(z0)
+                fs.append(ks[0])
+                r5s.append(r5)
+            while j < n_out - 1 and times[j] <= s1:
+                if times[j] == s1:
+                    ys[j] = z1
+                else:
+                    if r5 is None:
+                        r5 = dense_r5(ht, ks)
+                    ys[j] = dense_eval((times[j] - s) / ht, ht, z0, z1, ks[0], ks[6], r5)
+                    state["used_in"] = tally.accepted
+                j += 1
+            state["j"] = j
+
+    z, k, _, h = march(
+        rhs, t0, t_end, y0, k0, None, None, h, ctrl=ctrl, rtol=rtol, atol=atol, groups=1,
+        quad_norm=False, max_steps=max_steps, tally=tally, fail=fail, on_accept=on_accept,
+        tableau=tableau,
+    )
+    ys[-1] = z
+    if record:
+        dense[2].append(z)
+        dense[3].append(k)
+    return ys, h, dense, state["used_in"] == tally.accepted - 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction as Fr
 
-__all__ = ["Tableau", "DOPRI5"]
+__all__ = ["Tableau", "DOPRI5", "DOPRI5_SHAMPINE"]
 
 
 @dataclass(frozen=True)
@@ -72,4 +72,18 @@ DOPRI5 = Tableau(
     b=_f(_B),
     e=_f(b - bh for b, bh in zip(_B, _B_HAT)),
     d=_f(_D),
+)
+
+# Shampine's embedded 4th-order solution for the same 5th-order pair (the one MATLAB's ode45
+# and torchdiffeq's ``dopri5`` use); only the error weights differ.
+_B_HAT_SHAMPINE = [Fr(1951, 21600), Fr(0), Fr(22642, 50085), Fr(451, 720), Fr(-12231, 42400), Fr(649, 6300), Fr(1, 60)]
+
+DOPRI5_SHAMPINE = Tableau(
+    name="dopri5",
+    order=5,
+    c=DOPRI5.c,
+    a=DOPRI5.a,
+    b=DOPRI5.b,
+    e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE)),
+    d=DOPRI5.d,
 )
