@@ -17,11 +17,20 @@ from .solving import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Training is a floor above the core: load it only when ``pyhbnode.fit`` is asked for.
+    if name in ("fit", "History"):
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'pyhbnode' has no attribute {name!r}")
+
 __all__ = [
     "odeint", "Solution", "SolverStats", "SolverOptions", "Status", "available_backends", "register_backend",
     "VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE",
     "InitialState", "TimeModule", "TimeSequential", "TPad",
-    "ODEBlock", "ODERNN", "zoo",
+    "ODEBlock", "ODERNN", "zoo", "fit", "History",
     "SolverError", "MaxStepsExceeded", "StepSizeUnderflow", "NonFiniteState", "SolverFailure",
     "AdjointFailure", "JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError",
 ]

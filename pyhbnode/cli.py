@@ -83,14 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_plot)
 
-    for module, adders in (("training.train_command", ("add_parser",)),
-                           ("experiments.commands", ("add_reproduce_parser", "add_report_parser"))):
-        try:
-            mod = __import__(f"pyhbnode.{module}", fromlist=list(adders))
-        except ImportError:
-            continue
-        for adder in adders:
-            getattr(mod, adder)(sub)
+    from .experiments.commands import add_report_parser, add_reproduce_parser
+    from .training.train_command import add_parser as add_train_parser
+
+    add_train_parser(sub)
+    add_reproduce_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -100,10 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pyhbnode: error: --iters must be >= 1", file=sys.stderr)
         return 2
     from .solving import SolverError
+    from .training import TrainingDiverged
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, SolverError, ImportError) as err:
+    except (ValueError, FileNotFoundError, SolverError, ImportError, TrainingDiverged) as err:
         print(f"pyhbnode {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -18,5 +18,10 @@ def backend(request) -> str:
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    # One intra-op thread: the solves here are small, and on a loaded 2-core machine a
+    # second thread makes them far slower, not faster.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)

@@ -47,11 +47,11 @@ class SolverOptions:
 
         ``tol`` sets ``rtol`` and ``atol`` together (the paper's single tolerance)."""
         known = {f.name for f in fields(cls)}
-        if "tol" in kwargs:
-            tol = kwargs.pop("tol")
-            if tol is not None:
-                kwargs.setdefault("rtol", tol)
-                kwargs.setdefault("atol", tol)
+        tol = kwargs.pop("tol", None)
+        if tol is not None:
+            for name in ("rtol", "atol"):
+                if kwargs.get(name) is None:
+                    kwargs[name] = tol
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(f"unknown solver option(s) {unknown}; expected some of {sorted(known)} or tol")

@@ -7,9 +7,9 @@ stepping loop and forward solve), :mod:`.adjoint` (the gradient strategies as on
 """
 from .backend import TorchBackend
 from .controller import Controller, FixedStep, IController, PIController, initial_step
-from .tableau import DOPRI5, Tableau
+from .tableau import DOPRI5, DOPRI5_SHAMPINE, Tableau
 
 __all__ = [
     "TorchBackend", "Controller", "IController", "PIController", "FixedStep", "initial_step",
-    "DOPRI5", "Tableau",
+    "DOPRI5", "DOPRI5_SHAMPINE", "Tableau",
 ]

@@ -36,12 +36,13 @@ from torch.autograd.function import once_differentiable
 from ...errors import NonFiniteState
 from ...solution import SolverStats
 from .controller import Controller, initial_step
-from .dopri5 import Tally, dense_eval, march, solve_forward
+from .dopri5 import Tally, dense_eval, dense_weights, march, solve_forward, step_again
 from .tableau import DOPRI5, Tableau
 
 __all__ = ["AdjointSolve", "Problem", "STRATEGIES"]
 
-STRATEGIES = ("backsolve", "interpolating")
+STRATEGIES = ("backsolve", "interpolating", "checkpointed")
+_RECORD = {"backsolve": None, "interpolating": "dense", "checkpointed": "states"}
 
 
 class Problem:
@@ -52,7 +53,7 @@ class Problem:
 
     __slots__ = (
         "field", "params", "times", "rtol", "atol", "max_steps", "seminorm", "strategy",
-        "stats", "ctrl", "bctrl", "h_last", "dense", "dtype", "device", "tableau",
+        "stats", "ctrl", "bctrl", "h_last", "dense", "dtype", "device", "tableau", "align",
     )
 
     def __init__(self, field: nn.Module, params: Sequence[torch.Tensor], times: list[float], *,
@@ -65,6 +66,7 @@ class Problem:
         self.ctrl, self.bctrl = ctrl, bctrl
         self.dtype, self.device = dtype, device
         self.tableau = tableau
+        self.align = True
         self.h_last = None
         self.dense = None
 
@@ -82,44 +84,54 @@ class Problem:
                   nfe_backward=stats.nfe_backward + extra)
 
     # -- the field ------------------------------------------------------------------------
-    def forward_rhs(self):
+    def forward_rhs(self, shape):
+        """``rhs(t, z_row) -> (f_row, None)``: the field on a row ``(1, N)`` of the state."""
         field, dtype, device = self.field, self.dtype, self.device
         scalar = torch.scalar_tensor
 
-        def rhs(s: float, y: torch.Tensor):
-            return field(scalar(s, dtype=dtype, device=device), y), None
+        def rhs(s: float, z: torch.Tensor):
+            f = field(scalar(s, dtype=dtype, device=device), z.view(shape))
+            if f.shape != shape:
+                got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+                raise ValueError(
+                    f"the vector field returned {got} for a state of shape {tuple(shape)}; "
+                    "forward(t, y) must return dy/dt with the shape of y"
+                )
+            return f.reshape(1, -1), None
 
         return rhs
 
     def vjp(self):
-        """``vjp(t, y, a) -> (f, a ∂f/∂y, flat a ∂f/∂θ or None)``; ``y`` a fresh leaf."""
+        """``vjp(t, y, a) -> (f, a ∂f/∂y, (a ∂f/∂θ_i)_i or None)``; ``y`` becomes a leaf."""
         field, params, dtype, device = self.field, self.params, self.dtype, self.device
         scalar = torch.scalar_tensor
         grad = torch.autograd.grad
         inputs_n = 1 + len(params)
-        cat = torch.cat
 
         def vjp(t: float, y: torch.Tensor, a: torch.Tensor):
             y.requires_grad_(True)
             f = field(scalar(t, dtype=dtype, device=device), y)
             if not f.requires_grad:  # f depends on neither y nor θ
-                zq = cat([p.new_zeros(p.numel()) for p in params]) if params else None
-                return f, torch.zeros_like(y), zq
+                return f, torch.zeros_like(y), (tuple(torch.zeros_like(p) for p in params) or None)
             gs = grad(f, (y, *params), a, allow_unused=True)
             vy = gs[0] if gs[0] is not None else torch.zeros_like(y)
             if inputs_n == 1:
                 return f, vy, None
-            vq = cat([g.reshape(-1) if g is not None else p.new_zeros(p.numel()) for g, p in zip(gs[1:], params)])
+            vq = gs[1:]
+            if any(x is None for x in vq):
+                vq = tuple(g if g is not None else torch.zeros_like(p) for g, p in zip(vq, params))
             return f, vy, vq
 
         return vjp
 
     # -- forward --------------------------------------------------------------------------
-    def solve(self, y0: torch.Tensor, record: bool) -> list[torch.Tensor]:
+    def solve(self, y0: torch.Tensor, record: str | None):
+        """Solve forward; returns ``(ys, tally)`` with ``ys`` a list of states shaped like ``y0``."""
         tally = Tally()
+        shape = y0.shape
         try:
-            ys, h, dense, used = solve_forward(
-                self.forward_rhs(), y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
+            ys, h, dense = solve_forward(
+                self.forward_rhs(shape), y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
                 max_steps=self.max_steps, tally=tally, fail=self._fail_forward_tally(tally), record=record,
                 tableau=self.tableau,
             )
@@ -127,7 +139,7 @@ class Problem:
             self._store_forward(tally)
         self.h_last = h
         self.dense = dense
-        return ys, tally, used
+        return [y.view(shape) for y in ys], tally
 
     def _fail_forward_tally(self, tally: Tally):
         def fail(cls, what, s, h):
@@ -141,12 +153,14 @@ class Problem:
         stats.steps, stats.accepted, stats.rejected = tally.attempts, tally.accepted, tally.rejected
 
     # -- backward -------------------------------------------------------------------------
-    def backward(self, ys: torch.Tensor, g: torch.Tensor):
+    def backward(self, ys: torch.Tensor | None, g: torch.Tensor):
         tally = Tally()
         try:
             with torch.enable_grad():
                 if self.strategy == "backsolve":
                     return self._backsolve(ys, g, tally)
+                if self.strategy == "checkpointed":
+                    return self._checkpointed(g, tally)
                 return self._interpolating(g, tally)
         finally:
             stats = self.stats
@@ -170,16 +184,6 @@ class Problem:
                     quad_norm=not self.seminorm, max_steps=self.max_steps, tally=tally, fail=fail,
                     tableau=self.tableau)
 
-    def _params_grads(self, Q):
-        if Q is None:
-            return ()
-        out, i = [], 0
-        for p in self.params:
-            n = p.numel()
-            out.append(Q[i:i + n].view_as(p))
-            i += n
-        return tuple(out)
-
     def _backsolve(self, ys: torch.Tensor, g: torch.Tensor, tally: Tally):
         vjp = self.vjp()
         times = self.times
@@ -188,18 +192,18 @@ class Problem:
         cat = torch.cat
 
         def rhs(s: float, z: torch.Tensor):
-            y = z[:n].view(shape).detach()
-            f, vy, vq = vjp(-s, y, z[n:].view(shape))
-            dz = cat([f.detach().reshape(-1), vy.reshape(-1)])
-            dz[:n].neg_()
+            y = z[:, :n].view(shape).detach()
+            f, vy, vq = vjp(-s, y, z[:, n:].view(shape))
+            dz = cat((f.detach().reshape(1, -1), vy.reshape(1, -1)), dim=1)
+            dz[:, :n].neg_()
             return dz, vq
 
-        z = cat([ys[-1].reshape(-1), g[-1].reshape(-1)])
+        z = cat((ys[-1].reshape(1, -1), g[-1].reshape(1, -1)), dim=1)
         s = -times[-1]
         k, q = rhs(s, z)
         tally.nfe += 1
         self._check_start(k, s, tally)
-        Q = torch.zeros_like(q) if q is not None else None
+        Q = [torch.zeros_like(x) for x in q] if q is not None else None
         ctrl = self.bctrl
         ctrl.reset()
         h = self._first_step(rhs, s, z, k, 2, tally)
@@ -208,58 +212,166 @@ class Problem:
             z, k, q, h = march(rhs, s, -times[j], z, k, q, Q, h, **kw)
             s = -times[j]
             if j > 0:  # restart y from the forward solution, add the output's gradient
-                a = z[n:].add(g[j].reshape(-1))
-                z = cat([ys[j].reshape(-1), a])
+                a = z[:, n:].add(g[j].reshape(1, -1))
+                z = cat((ys[j].reshape(1, -1), a), dim=1)
                 k, q = rhs(s, z)
                 tally.nfe += 1
-        gy0 = z[n:].add(g[0].reshape(-1)).view(shape)
-        return gy0, self._params_grads(Q)
+        gy0 = z[:, n:].add(g[0].reshape(1, -1)).view(shape)
+        return gy0, tuple(Q) if Q is not None else ()
 
     def _interpolating(self, g: torch.Tensor, tally: Tally):
         vjp = self.vjp()
         times = self.times
         starts, steps, zs, fs, r5s = self.dense
-        n_steps = len(starts)
-        last = n_steps - 1
+        shape = g.shape[1:]
+        dtype, device = self.dtype, self.device
+        last = len(starts) - 1
         right = bisect.bisect_right
+        weights = dense_weights
+        stacked: dict[int, torch.Tensor] = {}   # forward step -> (5, N) [y0, y1, f0, f1, r5]
+        ready: dict[float, torch.Tensor] = {}   # stage time s -> y(-s), filled by prepare()
 
-        def y_at(t: float) -> torch.Tensor:
+        def locate(t: float):
             i = right(starts, t) - 1
-            if i < 0:
-                i = 0
-            elif i > last:
-                i = last
+            i = 0 if i < 0 else (last if i > last else i)
             h = steps[i]
             theta = (t - starts[i]) / h
-            if theta >= 1.0:
-                return zs[i + 1].detach()
-            if theta <= 0.0:
-                return zs[i].detach()
-            return dense_eval(theta, h, zs[i], zs[i + 1], fs[i], fs[i + 1], r5s[i])
+            w0, w1, w2, w3, w4 = weights(0.0 if theta < 0.0 else (1.0 if theta > 1.0 else theta))
+            return i, [w0, w1, w2 * h, w3 * h, w4]
+
+        def rows(i: int) -> torch.Tensor:
+            R = stacked.get(i)
+            if R is None:
+                if len(stacked) > 4:  # the backward sweep never returns to later steps
+                    for key in [key for key in stacked if key > i]:
+                        del stacked[key]
+                R = stacked[i] = torch.cat((zs[i], zs[i + 1], fs[i], fs[i + 1], r5s[i]))
+            return R
+
+        def y_at(t: float) -> torch.Tensor:
+            i, w = locate(t)
+            return torch.mm(torch.tensor([w], dtype=dtype, device=device), rows(i)).view(shape)
+
+        def prepare(s: float, h: float, s_new: float) -> None:
+            """y at the six new stage times of the attempt, grouped per forward step."""
+            ready.clear()
+            keys = [s + c * h for c in _STAGE_C] + [s_new]
+            groups: dict[int, list] = {}
+            for key in keys:
+                if key in ready:
+                    continue
+                i, w = locate(-key)
+                groups.setdefault(i, []).append((key, w))
+                ready[key] = None
+            for i, members in groups.items():
+                Y = torch.mm(torch.tensor([w for _, w in members], dtype=dtype, device=device), rows(i))
+                for r, (key, _) in enumerate(members):
+                    ready[key] = Y[r].view(shape)
 
         def rhs(s: float, a: torch.Tensor):
-            t = -s
-            _, vy, vq = vjp(t, y_at(t), a)
-            return vy, vq
+            y = ready.get(s)
+            y = y_at(-s) if y is None else y.detach()
+            _, vy, vq = vjp(-s, y, a.view(shape))
+            return vy.reshape(1, -1), vq
 
-        a = g[-1]
+        a = g[-1].reshape(1, -1)
         s = -times[-1]
         k, q = rhs(s, a)
         tally.nfe += 1
         self._check_start(k, s, tally)
-        Q = torch.zeros_like(q) if q is not None else None
+        Q = [torch.zeros_like(x) for x in q] if q is not None else None
         ctrl = self.bctrl
         ctrl.reset()
-        h = self._first_step(rhs, s, a, k, 1, tally)
+        # With aligned steps the forward's last step is the natural first try (and saves
+        # the initial-step probe); the controller subdivides it if the adjoint needs it.
+        h = steps[-1] if self.align else self._first_step(rhs, s, a, k, 1, tally)
         kw = self._march_kwargs(1, tally)
+        # Backward steps end on the forward steps' boundaries: inside one forward step y(t)
+        # is a polynomial, so the backward error estimate sees a smooth integrand (a step
+        # across a boundary sees the interpolant's kink and is needlessly rejected).
+        bounds = [-x for x in starts[1:]] if self.align else []
         for j in range(len(times) - 2, -1, -1):
-            a, k, q, h = march(rhs, s, -times[j], a, k, q, Q, h, **kw)
-            s = -times[j]
+            s_out = -times[j]
+            while bounds and bounds[-1] <= s:
+                bounds.pop()
+            while bounds and bounds[-1] < s_out:
+                stop = bounds.pop()
+                if stop - s > 1e-12 * max(1.0, abs(s)):
+                    a, k, q, h = march(rhs, s, stop, a, k, q, Q, h, prepare=prepare, **kw)
+                    s = stop
+            a, k, q, h = march(rhs, s, s_out, a, k, q, Q, h, prepare=prepare, **kw)
+            ready.clear()
+            s = s_out
             if j > 0 and bool(g[j].any()):
-                a = a + g[j]
+                a = a + g[j].reshape(1, -1)
                 k, q = rhs(s, a)
                 tally.nfe += 1
-        return a + g[0], self._params_grads(Q)
+        return (a + g[0].reshape(1, -1)).view(shape), tuple(Q) if Q is not None else ()
+
+
+    def _checkpointed(self, g: torch.Tensor, tally: Tally):
+        """Backprop through one recomputed step at a time, last step first.
+
+        The forward kept the state at the start of every accepted step; each step is
+        recomputed under autograd from that checkpoint (6 evaluations, 7 when an output is
+        read off its dense output) and differentiated with one ``autograd.grad`` call.  The
+        result is the exact gradient of the discrete forward solution, as with ``direct``,
+        while only one step's graph is alive at a time.
+        """
+        starts, steps, zs, _, _ = self.dense
+        times, params = self.times, self.params
+        shape = g.shape[1:]
+        field, dtype, device = self.field, self.dtype, self.device
+        scalar = torch.scalar_tensor
+        n_steps = len(starts)
+
+        def rhs(s: float, z: torch.Tensor):
+            return field(scalar(s, dtype=dtype, device=device), z.view(shape)).reshape(1, -1), None
+
+        # outputs per step: index j of times[j] inside step n (start < t < end), or at its end
+        inside: dict[int, list[int]] = {}
+        at_end: dict[int, list[int]] = {}
+        n = 0
+        for j in range(1, len(times) - 1):
+            t = times[j]
+            while n < n_steps - 1 and starts[n + 1] <= t:
+                n += 1
+            end = starts[n] + steps[n]
+            if t == starts[n] and n > 0:
+                at_end.setdefault(n - 1, []).append(j)
+            elif t == end:
+                at_end.setdefault(n, []).append(j)
+            else:
+                inside.setdefault(n, []).append(j)
+        a = g[-1].reshape(1, -1)
+        Q = [torch.zeros_like(p) for p in params] if params else None
+        inputs_tail = tuple(params)
+        grad = torch.autograd.grad
+        for n in range(n_steps - 1, -1, -1):
+            for j in at_end.get(n, ()):
+                a = a + g[j].reshape(1, -1)
+            s, h = starts[n], steps[n]
+            s_new = times[-1] if n == n_steps - 1 else starts[n + 1]
+            z = zs[n].detach().requires_grad_(True)
+            outs_j = inside.get(n, ())
+            z1, ks, K6, r5 = step_again(rhs, s, h, s_new, z, with_last=bool(outs_j))
+            tally.nfe += len(ks)
+            tally.attempts += 1
+            outputs, cotangents = [z1], [a]
+            for j in outs_j:
+                outputs.append(dense_eval((times[j] - s) / h, h, z, z1, ks[0], ks[6], r5))
+                cotangents.append(g[j].reshape(1, -1))
+            gs = grad(outputs, (z, *inputs_tail), cotangents, allow_unused=True)
+            a = gs[0] if gs[0] is not None else torch.zeros_like(a)
+            if Q is not None:
+                torch._foreach_add_(Q, [x if x is not None else torch.zeros_like(p) for x, p in zip(gs[1:], params)])
+        a = a + g[0].reshape(1, -1)
+        if not bool(torch.isfinite(a).all()):
+            self.fail_backward(NonFiniteState, "non-finite values in the adjoint state", -times[0], None, tally)
+        return a.view(shape), tuple(Q) if Q is not None else ()
+
+
+_STAGE_C = DOPRI5.c[1:6]
 
 
 class AdjointSolve(torch.autograd.Function):
@@ -272,7 +384,7 @@ class AdjointSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, problem: Problem, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        ys, _, _ = problem.solve(y0.detach(), record=problem.strategy == "interpolating")
+        ys, _ = problem.solve(y0.detach(), record=_RECORD[problem.strategy])
         out = torch.stack(ys)
         ctx.problem = problem
         if problem.strategy == "backsolve":

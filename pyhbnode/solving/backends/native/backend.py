@@ -27,6 +27,10 @@ class TorchBackend(Backend):
     * ``"interpolating"`` — continuous adjoint reading ``y(t)`` from the forward dense
       output; no backward re-integration of the state (accurate for damped fields such
       as HBNODE/GHBNODE), memory three states per forward step.
+    * ``"checkpointed"`` — keeps the state at the start of every accepted step and
+      backpropagates through one recomputed step at a time: the exact gradient of the
+      discrete solution (like ``direct``) with one state per step and one step's graph in
+      memory; no backward error control is needed.
     * ``"direct"`` — backpropagation through the solver's operations (exact gradient of
       the discrete solution; memory grows with the steps and the field's activations).
 
@@ -46,7 +50,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
-    adjoints = ("backsolve", "interpolating", "direct")
+    adjoints = ("backsolve", "interpolating", "checkpointed", "direct")
     methods = ("dopri5",)
 
     def __init__(self, controller: str | type = "i", error_weights: str = "shampine") -> None:
@@ -82,10 +86,10 @@ class TorchBackend(Backend):
         needs_grad = torch.is_grad_enabled() and (y0.requires_grad or bool(params))
         if not needs_grad:
             with torch.no_grad():
-                ys, _, _ = prob.solve(y0, record=False)
+                ys, _ = prob.solve(y0, record=None)
                 out = torch.stack(ys)
         elif options.adjoint == "direct":
-            ys, tally, last_used = prob.solve(y0, record=False)
+            ys, tally = prob.solve(y0, record=None)
             out = torch.stack(ys)
             # The package's convention (shared with the torchdiffeq backend): backprop counts
             # one evaluation per forward evaluation.  The evaluations actually differentiated

@@ -122,15 +122,18 @@ def initial_step(rhs, s0: float, z0: torch.Tensor, k0: torch.Tensor, *, order: i
                  atol: float, groups: int = 1) -> float:
     """Hairer, Nørsett & Wanner's initial step (Solving ODEs I, II.4): one extra evaluation.
 
-    ``rhs(s, z) -> (k, q)``; ``k0 = rhs(s0, z0)[0]``.  Same rule as torchdiffeq's
-    ``_select_initial_step`` so that both solvers start alike.
+    ``rhs(s, z) -> (k, q)``; ``k0 = rhs(s0, z0)[0]``; ``order`` sets the exponent
+    ``1/order`` of the second estimate (5 for DP5, which is torchdiffeq's ``order - 1``
+    plus one), so that both solvers start alike.  ``groups`` as in the solver's norm.
     """
     with torch.no_grad():
         scale = z0.abs().mul_(rtol).add_(atol)
         d0 = _rms(z0 / scale, groups)
         d1 = _rms(k0 / scale, groups)
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-        k1 = rhs(s0 + h0, torch.add(z0, k0, alpha=h0))[0]
+        z1 = torch.add(z0, k0, alpha=h0)
+    k1 = rhs(s0 + h0, z1)[0]  # outside no_grad: an adjoint's rhs differentiates the field
+    with torch.no_grad():
         d2 = _rms((k1 - k0).div_(scale), groups) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)

@@ -1,0 +1,154 @@
+"""Fig. 7: forward and backward NFE across solver tolerances (CIFAR-10 by default, MNIST with
+``--set dataset=mnist``).
+
+For every tolerance in ``tols`` each model trains ``iters`` iterations from the same
+initialisation (one run of :func:`~pyhbnode.experiments.runner.run_comparison` per tolerance,
+in ``tol-<tol>/``); the mean NFEs per iteration are then gathered.
+
+Files: ``tol-<tol>/`` (complete training runs), ``results.csv`` (one row per tolerance and
+model), ``nfe_vs_tol.png``, ``config.json``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .common import (
+    BASELINES, HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, combine_verdicts,
+    existing, image_comparison, load_config, nfe_verdict, train_comparison,
+)
+from .records import read_csv, write_csv
+
+__all__ = ["run", "redraw", "assess", "PROPORTION_CV"]
+
+# Backward/forward NFE counts as "growing in proportion" when its coefficient of variation
+# across tolerances stays below this.
+PROPORTION_CV = 0.25
+
+
+def _tol_dir(tol: float) -> str:
+    return f"tol-{tol:.0e}"
+
+
+def run(ctx: RunContext) -> None:
+    started = time.time()
+    out = ctx.out_dir()
+    dataset = ctx["dataset"]
+    if dataset not in ("cifar10", "mnist"):
+        raise ValueError(f"nfe-vs-tol runs on 'cifar10' or 'mnist', got dataset={dataset!r}")
+    iters, batch = int(ctx["iters"]), int(ctx["batch_size"])
+    for tol in ctx["tols"]:
+        spec = image_comparison(ctx, dataset, tol=float(tol), max_batches=iters, epochs=1)
+        per_epoch = max(1, math.ceil(len(spec.train) / batch))
+        spec = replace(spec, val=None, metrics=(), epochs=math.ceil(iters / per_epoch))
+        train_comparison(ctx, spec, out=out / _tol_dir(float(tol)), extra={"tol": float(tol)})
+    write_csv(_aggregate(out, [float(t) for t in ctx["tols"]]), out / "results.csv")
+    redraw(out)
+    ctx.record(started, dataset=dataset)
+
+
+def _aggregate(run: Path, tols: list[float]) -> list[dict]:
+    rows = []
+    for tol in tols:
+        path = run / _tol_dir(tol) / "results.csv"
+        if not path.exists():
+            continue
+        for r in read_csv(path):
+            fwd, bwd = r.get("nfe_forward_mean"), r.get("nfe_backward_mean")
+            rows.append({"tol": tol, "model": r["model"], "nfe_forward_mean": fwd, "nfe_backward_mean": bwd,
+                         "backward_per_forward": round(bwd / fwd, 3) if fwd else None,
+                         "seconds_per_iter": r.get("seconds_per_iter"), "final_loss": r.get("final_loss"),
+                         "iterations": r.get("iterations")})
+    return rows
+
+
+def redraw(run_dir: str | Path) -> list[Path]:
+    from .plots import MODEL_STYLE, plt
+
+    run = Path(run_dir)
+    rows = read_csv(run / "results.csv")
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for m in models:
+        label, color = MODEL_STYLE.get(m, (m, None))
+        rs = sorted((r for r in rows if r["model"] == m), key=lambda r: -r["tol"])
+        tols = [r["tol"] for r in rs]
+        fwd = [r["nfe_forward_mean"] for r in rs]
+        bwd = [r["nfe_backward_mean"] for r in rs]
+        axes[0].plot(tols, fwd, "o-", color=color, label=label)
+        axes[1].plot(tols, bwd, "o-", color=color, label=label)
+        axes[2].plot(fwd, bwd, "o-", color=color, label=label)
+    for ax, ylabel in zip(axes[:2], ("forward NFE per iteration", "backward NFE per iteration")):
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("tolerance (rtol = atol)")
+        ax.set_ylabel(ylabel)
+    axes[2].set_xlabel("forward NFE")
+    axes[2].set_ylabel("backward NFE")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(frameon=False)
+    dataset = load_config(run).get("dataset", "")
+    fig.suptitle(f"Fig. 7: NFE vs tolerance {dataset}".strip())
+    fig.tight_layout()
+    path = run / "nfe_vs_tol.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def assess(run_dir: str | Path) -> Assessment:
+    """Checks: (1) fewer NFEs than every baseline at every tolerance; (2) the (G)HBNODE/NODE
+    forward-NFE ratio shrinks from the loosest to the tightest tolerance (the gap widens);
+    (3) (G)HBNODE's backward/forward NFE ratio is roughly constant (CV < ``PROPORTION_CV``)."""
+    run = Path(run_dir)
+    rows = read_csv(run / "results.csv")
+    tols = sorted({r["tol"] for r in rows}, reverse=True)
+    per_tol, reasons, ratios = [], [], {}
+    for tol in tols:
+        v, _, rts = nfe_verdict([r for r in rows if r["tol"] == tol])
+        per_tol.append(v)
+        reasons.append(f"tol {tol:g}: NFE claim {v}")
+        for k, x in rts.items():
+            ratios[f"{k} @ tol {tol:g}"] = x
+    nfe_all = NOT_ASSESSED if not per_tol else (HELD if all(v == HELD for v in per_tol) else
+                                                NOT_HELD if all(v == NOT_HELD for v in per_tol) else PARTLY)
+    widening = NOT_ASSESSED
+    if len(tols) >= 2:
+        wins, checks = 0, 0
+        for hb in HB_MODELS:
+            loose, tight = ratios.get(f"{MODEL_NAMES[hb]}/NODE forward NFE @ tol {tols[0]:g}"), \
+                ratios.get(f"{MODEL_NAMES[hb]}/NODE forward NFE @ tol {tols[-1]:g}")
+            if loose is None or tight is None:
+                continue
+            checks += 1
+            wins += tight < loose
+            reasons.append(f"{MODEL_NAMES[hb]}/NODE forward NFE {loose:.3g} at tol {tols[0]:g} -> {tight:.3g} at "
+                           f"tol {tols[-1]:g}: gap {'widens' if tight < loose else 'does not widen'}")
+        if checks:
+            widening = HELD if wins == checks else NOT_HELD if wins == 0 else PARTLY
+    proportion = NOT_ASSESSED
+    if len(tols) >= 2:
+        oks = []
+        for hb in HB_MODELS:
+            vals = [r["backward_per_forward"] for r in rows if r["model"] == hb and isinstance(r["backward_per_forward"], (int, float))]
+            if len(vals) >= 2:
+                cv = float(np.std(vals) / np.mean(vals))
+                oks.append(cv < PROPORTION_CV)
+                reasons.append(f"{MODEL_NAMES[hb]} backward/forward NFE across tolerances {[round(v, 2) for v in vals]} "
+                               f"(CV {cv:.2f}, {'roughly proportional' if cv < PROPORTION_CV else 'not proportional'})")
+        if oks:
+            proportion = HELD if all(oks) else NOT_HELD if not any(oks) else PARTLY
+    reasons.insert(0, f"fewer NFEs at every tolerance: {nfe_all}; gap widens: {widening}; "
+                      f"(G)HBNODE fwd/bwd in proportion: {proportion}")
+    columns = [("tol", "tol"), ("model", "model"), ("nfe_forward_mean", "mean fwd NFE"),
+               ("nfe_backward_mean", "mean bwd NFE"), ("backward_per_forward", "bwd/fwd"),
+               ("seconds_per_iter", "s/iter"), ("final_loss", "final loss")]
+    rows = sorted(rows, key=lambda r: (-r["tol"], list(BASELINES + HB_MODELS).index(r["model"])
+                                       if r["model"] in BASELINES + HB_MODELS else 9))
+    return Assessment(columns, rows, ratios=ratios, verdict=combine_verdicts(nfe_all, widening, proportion),
+                      reasons=reasons, figures=existing(run, ["nfe_vs_tol.png"]))

@@ -1,0 +1,212 @@
+"""The paper's nine experiments as data: what each runs, on which data, at which scale, and
+which claim it checks.  ``pyhbnode reproduce`` and ``pyhbnode report`` read only this table.
+
+Each experiment names a module of :mod:`pyhbnode.experiments` that provides ``run(ctx)``,
+``redraw(run_dir)`` and ``assess(run_dir)`` (see :mod:`pyhbnode.experiments.common`).
+Settings come at three scales: ``full`` (the paper's), ``quick`` (a few minutes on two CPU
+cores, on the real data, subsampled) and ``tiny`` (seconds, for the test suite).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["Experiment", "EXPERIMENTS", "SCALES", "get", "names", "CLAIM_NFE"]
+
+SCALES = ("tiny", "quick", "full")
+
+# Spec §4, last paragraph: the claim every training comparison checks.
+CLAIM_NFE = ("(G)HBNODE needs markedly fewer forward and especially backward NFEs than NODE/ANODE/SONODE, "
+             "with equal or better accuracy")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One paper experiment.
+
+    Attributes:
+        name: the ``reproduce`` argument, e.g. ``"mnist"``.
+        figure: the paper's figure, e.g. ``"Fig. 6"``.
+        title: one line for listings.
+        description: what runs and what is plotted.
+        data: the data it needs (files under ``--data-dir``), or ``"built in"``.
+        claim: the paper's claim it checks (spec §4, last paragraph).
+        module: the module with ``run``, ``redraw`` and ``assess``.
+        models: the models it runs by default.
+        tiny, quick, full: settings per scale.
+        notes: caveats (subsets, differences from the paper).
+    """
+
+    name: str
+    figure: str
+    title: str
+    description: str
+    data: str
+    claim: str
+    module: str
+    models: tuple[str, ...]
+    tiny: Mapping[str, Any]
+    quick: Mapping[str, Any]
+    full: Mapping[str, Any]
+    notes: str = ""
+    needs_data: bool = True
+
+    def settings(self, scale: str) -> dict[str, Any]:
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
+        return dict(getattr(self, scale))
+
+    def _fn(self, what: str) -> Callable:
+        return getattr(importlib.import_module(f"pyhbnode.experiments.{self.module}"), what)
+
+    @property
+    def run(self) -> Callable:
+        """``run(ctx: RunContext) -> None``: run the experiment into ``ctx.out``."""
+        return self._fn("run")
+
+    @property
+    def redraw(self) -> Callable[[str | Path], list[Path]]:
+        """``redraw(run_dir) -> list[Path]``: redraw the figures from saved results."""
+        return self._fn("redraw")
+
+    @property
+    def assess(self) -> Callable:
+        """``assess(run_dir) -> Assessment``: the report's table and verdict."""
+        return self._fn("assess")
+
+
+ALL = ("node", "anode", "sonode", "hbnode", "ghbnode")
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment(
+        name="hbode-vs-ode", figure="Fig. 2", title="gradient-flow ODE vs heavy-ball ODE on Rosenbrock and Beale",
+        description="Solve dx/dt = -∇F (NODE field) and x'' + γx' = -∇F (HBNODE field, fixed γ, x'(0) = 0) from (0, 0); "
+                    "plot both paths over the contours and the distance to the minimiser vs t.",
+        data="built in (Rosenbrock, Beale; App. E.6)", needs_data=False,
+        claim="The heavy-ball ODE approaches the minimiser faster than the gradient-flow ODE (Fig. 2).",
+        module="hbode_vs_ode", models=("node", "hbnode"),
+        tiny={"tol": 1e-5, "functions": [
+            {"name": "rosenbrock", "t1": 1.0, "step": 0.05, "gamma": 0.9},
+            {"name": "beale", "t1": 2.0, "step": 0.1, "gamma": 0.7}]},
+        quick={"tol": 1e-7, "functions": [
+            {"name": "rosenbrock", "t1": 1.0, "step": 0.001, "gamma": 0.9},
+            {"name": "beale", "t1": 2.0, "step": 0.01, "gamma": 0.7}]},
+        full={"tol": 1e-7, "functions": [
+            {"name": "rosenbrock", "t1": 1.0, "step": 0.001, "gamma": 0.9},
+            {"name": "beale", "t1": 2.0, "step": 0.01, "gamma": 0.7}]},
+        notes="quick = full: both solves take well under a second.",
+    ),
+    Experiment(
+        name="silverbox-init", figure="Fig. 3", title="‖h(t)‖ at initialisation on the Silverbox input",
+        description="Drive each untrained Silverbox model (one dense layer with a V1(t)^3 input) by the first stamps "
+                    "of the training series from V2(0), over several random initialisations; plot ‖h(t)‖ per model.",
+        data="sb.csv", claim="GHBNODE keeps ‖h(t)‖ bounded at initialisation while the other models can blow up.",
+        module="silverbox_init", models=ALL,
+        tiny={"seeds": 2, "stamps": 12, "tol": 1e-5},
+        quick={"seeds": 10, "stamps": 64, "tol": 1e-7},
+        full={"seeds": 10, "stamps": 64, "tol": 1e-7},
+        notes="The reference averages 10 initialisations over 64 stamps at tolerance 1e-7; quick does the same.",
+    ),
+    Experiment(
+        name="adjoint-decay", figure="Fig. 4", title="‖∂L/∂h_t‖ vs T − t on Walker2D",
+        description="Train ODE-RNN, HBNODE-RNN and GHBNODE-RNN on Walker2D; then, on test windows, backpropagate the "
+                    "loss of the last prediction and plot the norm of its gradient with respect to each hidden state "
+                    "h_t against T − t (at initialisation and after training).",
+        data="walker/rollout_*.npy",
+        claim="The adjoint ‖∂L/∂h_t‖ of (G)HBNODE-RNN vanishes far more slowly with T − t than that of ODE-RNN.",
+        module="adjoint_decay", models=("node", "hbnode", "ghbnode"),
+        tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
+              "lr": 0.003, "tol": 1e-4},
+        quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 64, "batch_size": 256, "epochs": 2,
+               "lr": 0.003, "tol": 1e-7},
+        full={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 256, "batch_size": 256,
+              "epochs": 50, "lr": 0.003, "tol": 1e-7},
+    ),
+    Experiment(
+        name="pointcloud", figure="Fig. 5", title="point-cloud separation (built-in data)",
+        description="Separate 40 points in the disk r < 0.5 from 80 in the annulus 0.85 < r < 1 with all five models; "
+                    "forward/backward NFE and loss vs iteration, mean ± std over seeds, learned features h(1).",
+        data="built in (generated)", needs_data=False,
+        claim=CLAIM_NFE + "; NODE cannot separate the point cloud (it preserves topology) while (G)HBNODE "
+                          "drive the loss to zero.",
+        module="pointcloud_seeds", models=ALL,
+        tiny={"seeds": 1, "iters": 2, "tol": 1e-4},
+        quick={"seeds": 3, "iters": 300, "tol": 1e-7},
+        full={"seeds": 5, "iters": 300, "tol": 1e-7},
+    ),
+    Experiment(
+        name="mnist", figure="Fig. 6", title="MNIST classification",
+        description="Train the five conv-field models on MNIST; forward/backward NFE, time and test accuracy vs epoch.",
+        data="mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz", claim=CLAIM_NFE,
+        module="mnist", models=ALL,
+        tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
+        quick={"train_limit": 640, "test_limit": 256, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
+        full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
+    ),
+    Experiment(
+        name="cifar10", figure="Fig. 1", title="CIFAR-10 classification",
+        description="Train the five conv-field models on CIFAR-10; forward/backward NFE, time and test accuracy vs epoch.",
+        data="cifar10/data_batch_*.bin[.gz], cifar10/test_batch*.bin[.gz] (any subset; ours: 4,000 train + 1,000 test)",
+        claim=CLAIM_NFE, module="cifar10", models=ALL,
+        tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
+        quick={"train_limit": 320, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
+        full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
+        notes="The local copy holds only 4,000 training and 1,000 test images; the paper used 50,000/10,000.",
+    ),
+    Experiment(
+        name="nfe-vs-tol", figure="Fig. 7", title="forward vs backward NFE across tolerances",
+        description="Train each model for a few iterations at each tolerance on CIFAR-10 (or MNIST with "
+                    "--set dataset=mnist) and plot mean forward and backward NFE against the tolerance.",
+        data="cifar10/ (or mnist/)",
+        claim="(G)HBNODE needs fewer forward and backward NFEs than NODE/ANODE/SONODE at every tolerance, the gap "
+              "widening as the tolerance shrinks, with forward and backward NFE growing roughly in proportion.",
+        module="nfe_vs_tol", models=ALL,
+        tiny={"dataset": "mnist", "tols": [1e-2, 1e-3], "iters": 1, "train_limit": 4, "batch_size": 4, "lr": 0.001},
+        quick={"dataset": "cifar10", "tols": [1e-3, 1e-4, 1e-5], "iters": 2, "train_limit": 256, "batch_size": 32,
+               "lr": 0.001},
+        full={"dataset": "cifar10", "tols": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7], "iters": 200,
+              "train_limit": None, "batch_size": 64, "lr": 0.001},
+    ),
+    Experiment(
+        name="plane-vibration", figure="Fig. 8", title="plane vibration (F-16 GVT) forecasting",
+        description="Train the five ODE-RNN hybrids on irregular 64-stamp windows of the F-16 vibration data; NFE, "
+                    "train/test MSE vs epoch, and learned one-step predictions against the truth.",
+        data="pv.csv", claim=CLAIM_NFE, module="plane_vibration", models=ALL,
+        tiny={"seq_len": 8, "train_limit": 8, "test_limit": 4, "curve_windows": 2, "batch_size": 4, "epochs": 1,
+              "lr": 0.0001, "tol": 1e-4},
+        quick={"seq_len": 64, "train_limit": 256, "test_limit": 64, "curve_windows": 3, "batch_size": 64, "epochs": 2,
+               "lr": 0.0001, "tol": 1e-7},
+        full={"seq_len": 64, "train_limit": None, "test_limit": None, "curve_windows": 4, "batch_size": 64,
+              "epochs": 500, "lr": 0.0001, "tol": 1e-7},
+    ),
+    Experiment(
+        name="walker2d", figure="Fig. 9", title="Walker2D kinematic simulation",
+        description="Train the five ODE-RNN hybrids to predict the next step of irregular 64-step Walker2D windows; "
+                    "NFE and train/test MSE vs epoch.",
+        data="walker/rollout_*.npy",
+        claim=CLAIM_NFE + "; SONODE blows up at initialisation on Walker2D.",
+        module="walker2d", models=ALL,
+        tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
+              "lr": 0.003, "tol": 1e-4},
+        quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 120, "batch_size": 256, "epochs": 2,
+               "lr": 0.003, "tol": 1e-7},
+        full={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": None, "batch_size": 256,
+              "epochs": 500, "lr": 0.003, "tol": 1e-7},
+    ),
+)
+
+_BY_NAME = {e.name: e for e in EXPERIMENTS}
+
+
+def names() -> list[str]:
+    return [e.name for e in EXPERIMENTS]
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name`` (underscores accepted for dashes)."""
+    key = name.replace("_", "-")
+    if key not in _BY_NAME:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {names()} (see `pyhbnode reproduce --list`)")
+    return _BY_NAME[key]

@@ -1,0 +1,177 @@
+"""``pyhbnode report RUN_DIR...``: one Markdown (and optionally HTML) page over reproduce runs.
+
+Per run: the paper's figure and claim, the verdict with its reasons, the (G)HBNODE/NODE NFE
+ratios, a table (model, parameters, mean forward and backward NFE, time per epoch, final
+metric — or the experiment's own columns) and the figures, followed by what ran it (command,
+scale, seed, machine, threads, versions, wall time).
+"""
+from __future__ import annotations
+
+import html as _html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from . import registry
+from .common import Assessment, fmt, load_config
+
+__all__ = ["RunSection", "find_runs", "assess_run", "build_report", "render_markdown", "render_html"]
+
+
+@dataclass
+class RunSection:
+    run_dir: Path
+    experiment: registry.Experiment
+    config: dict
+    assessment: Assessment
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories among ``paths``: each path itself if its ``config.json`` names an
+    experiment, else the run directories below it (two levels deep).  Ordered as the
+    registry lists the experiments."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ValueError(f"{p} does not exist")
+        if load_config(p).get("experiment"):
+            found.append(p)
+            continue
+        for c in sorted(list(p.glob("*/config.json")) + list(p.glob("*/*/config.json"))):
+            if load_config(c.parent).get("experiment") and not any(c.parent.is_relative_to(f) for f in found):
+                found.append(c.parent)
+    order = {n: i for i, n in enumerate(registry.names())}
+    unique = list(dict.fromkeys(found))
+    return sorted(unique, key=lambda d: (order.get(_name(d), 99), str(d)))
+
+
+def _name(run_dir: Path) -> str:
+    return str(load_config(run_dir).get("experiment", "")).replace("_", "-")
+
+
+def assess_run(run_dir: str | Path) -> RunSection:
+    run = Path(run_dir)
+    config = load_config(run)
+    if not config.get("experiment"):
+        raise ValueError(f"{run} has no config.json naming an experiment; is it a `pyhbnode reproduce` run?")
+    exp = registry.get(config["experiment"])
+    return RunSection(run, exp, config, exp.assess(run))
+
+
+VERDICT_MARK = {"held": "✅ held", "partly held": "🟡 partly held", "not held": "❌ not held", "not assessed": "— not assessed"}
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+
+
+def _run_facts(cfg: dict) -> list[tuple[str, str]]:
+    wall = cfg.get("wall_seconds")
+    return [
+        ("command", f"`{cfg.get('command', '')}`"), ("scale", str(cfg.get("scale", "-"))),
+        ("seed", str(cfg.get("seed", "-"))), ("backend", str(cfg.get("backend", "-"))),
+        ("device", str(cfg.get("device", "-"))), ("machine", str(cfg.get("machine", "-"))),
+        ("torch threads", str(cfg.get("torch_threads", "-"))),
+        ("versions", f"pyhbnode {cfg.get('pyhbnode', '?')}, torch {cfg.get('torch', '?')}, python {cfg.get('python', '?')}"),
+        ("wall time", f"{wall:.0f} s" if isinstance(wall, (int, float)) else "-"), ("date", str(cfg.get("date", "-"))),
+    ]
+
+
+def _table_md(a: Assessment) -> list[str]:
+    head = "| " + " | ".join(h for _, h in a.columns) + " |"
+    sep = "|" + "|".join("---" for _ in a.columns) + "|"
+    body = ["| " + " | ".join(fmt(r.get(k)) for k, _ in a.columns) + " |" for r in a.rows]
+    return [head, sep, *body]
+
+
+def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyhbnode: reproducing the paper") -> str:
+    base = out.parent
+    lines = [f"# {title}", "",
+             "Each section is one `pyhbnode reproduce` run: the paper's claim, what we measured and whether the "
+             "claim held on this run. Verdicts on quick runs (subsampled data, a few iterations) say what the "
+             "pipeline measured at that scale, not what the full experiment would show.", "",
+             "| experiment | paper | scale | wall time | verdict |", "|---|---|---|---|---|"]
+    for s in sections:
+        wall = s.config.get("wall_seconds")
+        lines.append(f"| [{s.experiment.name}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
+                     f"{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'} | "
+                     f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |")
+    for s in sections:
+        e, a = s.experiment, s.assessment
+        lines += ["", f"## {e.figure}: {e.title} (`{e.name}`)", f'<a id="{_anchor(s)}"></a>', "",
+                  f"**Paper's claim.** {e.claim}", "",
+                  f"**Verdict: {VERDICT_MARK.get(a.verdict, a.verdict)}.**", ""]
+        lines += [f"- {r}" for r in a.reasons]
+        if a.ratios:
+            lines += ["", "Ratios: " + "; ".join(f"{k} = {fmt(v, 3)}" for k, v in a.ratios.items())]
+        lines += ["", *_table_md(a), ""]
+        for fig in a.figures:
+            lines.append(f"![{fig.stem}]({_rel(fig, base)})")
+        lines += ["", "<details><summary>run details</summary>", ""]
+        lines += [f"- {k}: {v}" for k, v in _run_facts(s.config)]
+        lines += [f"- run directory: `{_rel(s.run_dir, base)}`"]
+        if e.notes:
+            lines += [f"- note: {e.notes}"]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _anchor(s: RunSection) -> str:
+    return f"{s.experiment.name}-{s.run_dir.name}".replace(".", "-")
+
+
+def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnode: reproducing the paper") -> str:
+    esc = _html.escape
+    base = out.parent
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}"
+             ".held{color:#070}.partly{color:#a60}.not{color:#a00}</style></head><body>",
+             f"<h1>{esc(title)}</h1>", "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>wall time</th>"
+             "<th>verdict</th></tr>"]
+    for s in sections:
+        wall = s.config.get("wall_seconds")
+        parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(s.experiment.name)}</a></td><td>{esc(s.experiment.figure)}</td>"
+                     f"<td>{esc(str(s.config.get('scale', '-')))}</td>"
+                     f"<td>{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'}</td>"
+                     f"<td>{esc(VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict))}</td></tr>")
+    parts.append("</table>")
+    for s in sections:
+        e, a = s.experiment, s.assessment
+        parts += [f"<h2 id='{_anchor(s)}'>{esc(e.figure)}: {esc(e.title)} (<code>{esc(e.name)}</code>)</h2>",
+                  f"<p><b>Paper's claim.</b> {esc(e.claim)}</p>",
+                  f"<p><b>Verdict: {esc(VERDICT_MARK.get(a.verdict, a.verdict))}.</b></p><ul>"]
+        parts += [f"<li>{esc(r)}</li>" for r in a.reasons]
+        parts.append("</ul>")
+        if a.ratios:
+            parts.append("<p>Ratios: " + "; ".join(f"{esc(k)} = {esc(fmt(v, 3))}" for k, v in a.ratios.items()) + "</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for _, h in a.columns) + "</tr>")
+        for r in a.rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(fmt(r.get(k)))}</td>" for k, _ in a.columns) + "</tr>")
+        parts.append("</table>")
+        parts += [f"<img src='{esc(_rel(f, base))}' alt='{esc(f.stem)}'>" for f in a.figures]
+        parts.append("<details><summary>run details</summary><ul>")
+        parts += [f"<li>{esc(k)}: {esc(v.strip('`'))}</li>" for k, v in _run_facts(s.config)]
+        parts.append("</ul></details>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_report(paths: Iterable[str | Path], out: str | Path = "report.md", *, html: bool = False,
+                 title: str = "pyhbnode: reproducing the paper") -> list[Path]:
+    """Write the report for the runs found under ``paths``; returns the files written."""
+    runs = find_runs(paths)
+    if not runs:
+        raise ValueError("no reproduce runs found (a run directory holds a config.json naming its experiment)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sections = [assess_run(r) for r in runs]
+    out.write_text(render_markdown(sections, out, title))
+    written = [out]
+    if html:
+        page = out.with_suffix(".html")
+        page.write_text(render_html(sections, page, title))
+        written.append(page)
+    return written

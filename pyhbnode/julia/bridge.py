@@ -1,0 +1,246 @@
+"""The ``julia`` backend: one ``torch.autograd.Function`` around a Julia DP5 solve whose
+backward is SciMLSensitivity's ``adjoint_sensitivities``.
+
+Forward: the field is described as a spec + flat parameter vector (:mod:`.spec`), rebuilt
+once per structure in Julia, and solved with ``DP5()`` at ``rtol``/``atol``/``maxiters =
+max_steps``.  Backward: the trajectory's cotangent goes to Julia, which returns ``du0`` and
+``dp``; autograd routes ``dp`` through the differentiable packing to every Parameter
+(including ω and χ).  NFE: forward from the solution's ``stats.nf``, backward from the
+bridge's counter around the vector field; both land in the same ``SolverStats``.
+
+The backend works with any object providing the runtime API (``build``, ``call``,
+``to_julia``, ``to_torch``, ``ensure_device``); tests drive it with a numpy emulation.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from ..solving import errors as E
+from ..solving.backends.base import Backend
+from ..solving.options import SolverOptions
+from ..solving.solution import SolverStats, Status
+from . import maps
+from .runtime import require_main_thread
+from .spec import FieldSpec, describe, pack_parameters
+
+__all__ = ["JuliaBackend", "solver_error"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def solver_error(retcode: str, *, phase: str, t: float | None, dt: float | None,
+                 nfe_forward: int, nfe_backward: int = 0) -> E.SolverError:
+    """The :class:`~pyhbnode.SolverError` for a failed Julia retcode."""
+    cls = getattr(E, maps.retcode_error(retcode))
+    return cls(
+        f"Julia DP5 stopped with retcode {retcode}", phase=phase, t=t, dt=dt,
+        nfe_forward=nfe_forward, nfe_backward=nfe_backward,
+    )
+
+
+def _float_or_none(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _params_to_julia(rt: Any, p: torch.Tensor) -> Any:
+    """The flat parameter vector for Julia; ``None`` for a field without parameters."""
+    return rt.to_julia(p) if p.numel() else None
+
+
+class _Call:
+    """One solve: what the forward sends to Julia and what the backward needs back."""
+
+    def __init__(self, backend: "JuliaBackend", handle: Any, spec: FieldSpec, adjoint: maps.Adjoint,
+                 options: SolverOptions, stats: SolverStats, y0: torch.Tensor, t: torch.Tensor) -> None:
+        self.backend, self.rt, self.handle, self.spec = backend, backend.runtime, handle, spec
+        self.adjoint, self.options, self.stats = adjoint, options, stats
+        self.shape, self.device, self.n_times = tuple(y0.shape), y0.device, int(t.numel())
+        self.result: Any = None
+
+    def forward(self, y0: torch.Tensor, p: torch.Tensor, t: torch.Tensor, keep: bool) -> torch.Tensor:
+        rt, o, stats = self.rt, self.options, self.stats
+        usize = tuple(reversed(self.shape))
+        res = rt.call(
+            "forward", self.handle, rt.to_julia(y0), usize, _params_to_julia(rt, p),
+            rt.to_julia(t.detach().to("cpu")),
+            rtol=float(o.rtol), atol=float(o.atol), maxiters=int(o.max_steps),
+            sensealg=self.adjoint.sensealg, vjp=self.adjoint.vjp, seminorm=bool(o.seminorm),
+            keep=bool(keep), phase="forward",
+        )
+        stats.nfe_forward = int(res.nf)
+        stats.accepted, stats.rejected = int(res.naccept), int(res.nreject)
+        stats.steps = stats.accepted + stats.rejected
+        self.backend.last_info = {
+            "retcode": str(res.retcode), "nf": int(res.nf), "counter_forward": int(res.counter),
+            "sensealg": self.adjoint.sensealg, "vjp": self.adjoint.vjp,
+        }
+        if not bool(res.success):
+            err = solver_error(
+                str(res.retcode), phase="forward", t=_float_or_none(res.t_reached),
+                dt=_float_or_none(res.dt_last), nfe_forward=stats.nfe_forward,
+            )
+            stats.status = err.status
+            raise err
+        stats.status = Status.SUCCESS
+        ys = rt.to_torch(res.ys, (self.n_times, *self.shape), self.device)
+        self.result = res if keep else None
+        return ys
+
+    def backward(self, grad_ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        require_main_thread("the backward pass of a julia solve")
+        if self.result is None:
+            raise RuntimeError("the julia solve kept no forward solution to differentiate")
+        rt, stats = self.rt, self.stats
+        back = rt.call("backward", self.result, rt.to_julia(grad_ys), phase="backward")
+        nfe = int(back.nfe)
+        stats.nfe_backward += nfe
+        self.backend.last_info["nfe_backward"] = nfe
+        kwargs = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
+        if bool(back.hit_maxiters):
+            raise E.AdjointFailure(
+                f"the adjoint solve reached maxiters = max_steps = {self.options.max_steps}", **kwargs
+            )
+        if not bool(back.finite):
+            raise E.AdjointFailure("the adjoint produced non-finite du0 or dp (NaN/Inf)", **kwargs)
+        dy0 = rt.to_torch(back.du0, self.shape, self.device)
+        if self.spec.n_params:
+            dp = rt.to_torch(back.dp, (self.spec.n_params,), self.device)
+        else:
+            dp = dy0.new_zeros(0)
+        return dy0, dp
+
+
+class _JuliaSolve(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y0: torch.Tensor, p: torch.Tensor, t: torch.Tensor, call: _Call) -> torch.Tensor:
+        ys = call.forward(y0, p, t, keep=True)
+        ctx.call = call
+        return ys
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_ys: torch.Tensor):
+        dy0, dp = ctx.call.backward(grad_ys.contiguous())
+        return (
+            dy0 if ctx.needs_input_grad[0] else None,
+            dp if ctx.needs_input_grad[1] else None,
+            None,
+            None,
+        )
+
+
+class JuliaBackend(Backend):
+    """``backend="julia"``: DifferentialEquations.jl DP5 + SciMLSensitivity adjoints.
+
+    ``adjoint`` is ``"<sensealg>[:<vjp>]"`` with sensealg one of :data:`maps.SENSEALGS`
+    (``interpolating``, ``interpolating+checkpointing``, ``backsolve``, ``quadrature``,
+    ``gauss``, ``gauss+checkpointing``) and vjp one of :data:`maps.VJPS` (default
+    ``zygote``).  ``method`` must be ``"dopri5"`` (Julia's ``DP5``).  ``seminorm`` drops the
+    parameter adjoint from the adjoint's error norm (interpolating/backsolve; quadrature and
+    gauss never include it).
+    """
+
+    name = "julia"
+    adjoints = tuple(maps.SENSEALGS)
+    methods = ("dopri5",)
+
+    def __init__(self, runtime: Any = None, *, layout_check: bool | None = None) -> None:
+        self._runtime = runtime
+        if layout_check is None:
+            layout_check = os.environ.get("PYHBNODE_JULIA_LAYOUT_CHECK", "1") not in ("0", "no", "off")
+        self.layout_check = layout_check
+        self._checked: set[tuple[str, str, str]] = set()
+        self.last_info: dict = {}
+
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            from .runtime import get_runtime
+
+            self._runtime = get_runtime()
+        return self._runtime
+
+    def check_options(self, options: SolverOptions) -> None:
+        maps.parse_adjoint(options.adjoint)
+        if options.method not in self.methods:
+            raise ValueError(
+                f"backend 'julia' has no method {options.method!r}; it solves with DP5 "
+                f"(method='dopri5')"
+            )
+
+    def solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
+              stats: SolverStats) -> torch.Tensor:
+        adjoint = maps.parse_adjoint(options.adjoint)
+        if y0.dtype not in _DTYPES:
+            raise TypeError(f"the julia backend solves float32 or float64 states, got {y0.dtype}")
+        if y0.dim() < 2:
+            raise ValueError(
+                f"the julia backend needs a batched state (batch, features...), got shape {tuple(y0.shape)}"
+            )
+        spec = describe(field)  # NotTranslatableError before any Julia work
+        p = pack_parameters(spec, like=y0)
+        if p.numel() and (p.dtype != y0.dtype or p.device != y0.device):
+            raise TypeError(
+                f"field parameters are {p.dtype} on {p.device} but y0 is {y0.dtype} on {y0.device}"
+            )
+        if t.dtype != y0.dtype:
+            raise TypeError(f"t has dtype {t.dtype} but y0 has {y0.dtype}")
+        if t.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                "the julia backend does not differentiate with respect to the output times t; "
+                "pass t without requires_grad or use backend='torchdiffeq'"
+            )
+        rt = self.runtime
+        require_main_thread("a julia solve")
+        rt.ensure_device(y0.device)
+        handle = rt.build(spec.json)
+        key = (spec.json, str(y0.dtype), y0.device.type)
+        if self.layout_check and key not in self._checked:
+            self._check_layout(field, handle, y0, p, t)
+            self._checked.add(key)
+        call = _Call(self, handle, spec, adjoint, options, stats, y0, t)
+        if torch.is_grad_enabled() and (y0.requires_grad or p.requires_grad):
+            return _JuliaSolve.apply(y0, p, t, call)
+        return call.forward(y0, p, t, keep=False)
+
+    def rhs(self, field: nn.Module, t: float, y: torch.Tensor) -> torch.Tensor:
+        """One evaluation of the Julia-built field at ``(t, y)``, in torch layout."""
+        spec = describe(field)
+        rt = self.runtime
+        rt.ensure_device(y.device)
+        handle = rt.build(spec.json)
+        p = pack_parameters(spec, like=y).detach()
+        out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)), _params_to_julia(rt, p),
+                      float(t), phase="rhs")
+        return rt.to_torch(out, tuple(y.shape), y.device)
+
+    def _check_layout(self, field: nn.Module, handle: Any, y0: torch.Tensor, p: torch.Tensor,
+                      t: torch.Tensor) -> None:
+        """Once per (structure, dtype, device): Julia's RHS must equal torch's at (t0, y0)."""
+        y = y0.detach()[: min(2, y0.shape[0])].contiguous()
+        t0 = t.detach()[0]
+        with torch.no_grad():
+            ref = field(t0, y)
+        rt = self.runtime
+        out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)),
+                      _params_to_julia(rt, p.detach()), float(t0), phase="layout check")
+        got = rt.to_torch(out, tuple(y.shape), y.device)
+        scale = max(1.0, float(ref.abs().max()))
+        tol = (1e-10 if y0.dtype == torch.float64 else 1e-4) * scale
+        err = float((got - ref).abs().max())
+        if not err <= tol:
+            raise E.JuliaBackendError(
+                f"layout check failed: the Julia-built {type(field).__name__} differs from torch by "
+                f"{err:.3g} (> {tol:.1g}) at t0 for a state of shape {tuple(y.shape)}. This is a "
+                "bridge bug; please report it with the field's repr. Use backend='torchdiffeq' meanwhile."
+            )

@@ -1,0 +1,70 @@
+"""Optimisers and learning-rate schedules by name."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+
+__all__ = ["OPTIMIZERS", "make_optimizer", "make_scheduler", "check_schedule"]
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
+    "rmsprop": torch.optim.RMSprop,
+}
+
+OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
+ScheduleSpec = str | Callable[[torch.optim.Optimizer], Any] | None
+
+
+def make_optimizer(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], *, lr: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
+    """``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``; or a callable
+    ``(params, lr=, weight_decay=) -> Optimizer`` such as ``torch.optim.NAdam``."""
+    if callable(spec):
+        return spec(params, lr=lr, weight_decay=weight_decay)
+    if spec not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {spec!r}; choose one of {sorted(OPTIMIZERS)} or pass a callable")
+    return OPTIMIZERS[spec](params, lr=lr, weight_decay=weight_decay)
+
+
+def _parse_step(spec: str) -> tuple[int, float]:
+    parts = spec.split(":")
+    try:
+        every, gamma = int(parts[1]), float(parts[2])
+        if len(parts) != 3 or every < 1 or gamma <= 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(f"lr_schedule {spec!r} should read 'step:<every epochs, int >= 1>:<gamma > 0>', "
+                         "e.g. 'step:10:0.5'") from None
+    return every, gamma
+
+
+def check_schedule(spec: ScheduleSpec) -> None:
+    """Raise ``ValueError`` for a schedule that :func:`make_scheduler` would reject."""
+    if spec is None or callable(spec) or spec == "cosine":
+        return
+    if isinstance(spec, str) and spec.startswith("step:"):
+        _parse_step(spec)
+        return
+    raise ValueError(f"unknown lr_schedule {spec!r}; use None, 'cosine', 'step:<every>:<gamma>' or a "
+                     "callable(optimizer) -> scheduler")
+
+
+def make_scheduler(spec: ScheduleSpec, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    """The scheduler for ``spec``, stepped once per epoch by ``fit``.
+
+    ``None``: constant rate.  ``"cosine"``: cosine annealing to 0 over ``epochs``.
+    ``"step:<every>:<gamma>"``: multiply by ``gamma`` every ``every`` epochs.  A callable gets
+    the optimiser and returns a scheduler (anything with ``step()``, ``state_dict()`` and
+    ``load_state_dict()``)."""
+    check_schedule(spec)
+    if spec is None:
+        return None
+    if callable(spec):
+        return spec(optimizer)
+    if spec == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    every, gamma = _parse_step(spec)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma)

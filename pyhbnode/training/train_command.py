@@ -1,0 +1,175 @@
+"""``pyhbnode train``: one zoo model on one task, from a config file and command-line overrides.
+
+Writes into ``--out``: ``history.jsonl`` (one line per batch), ``epochs.jsonl`` (one line per
+epoch), ``results.csv`` (one row), ``config.json`` (the resolved settings, seed, versions,
+backend, device, wall time) and ``checkpoints/``.  Rerunning the same command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from .. import zoo
+from ..layers import solver_layers
+from ..solving import SolverError
+from .checkpoint import writable_dir
+from .distributed import is_main_process
+from .errors import TrainingDiverged
+from .fit import fit
+from .task_setups import task_setup
+from .train_config import TrainConfig, merge, parse_assignment, read_config_file
+
+__all__ = ["add_parser", "run", "resolve_config", "train"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "train", help="train one model on one task (config file + overrides; resumes when rerun)",
+        description="Train one zoo model on one task. Settings come from the task's defaults, then --config "
+                    "(TOML, or YAML with PyYAML), then the flags below, then --set key=value.",
+    )
+    p.add_argument("--task", help="pointcloud, mnist, cifar10, plane_vibration, walker2d or silverbox")
+    p.add_argument("--model", help="node, anode, sonode, hbnode or ghbnode")
+    p.add_argument("--config", help="a .toml/.yaml file of settings (keys as for --set)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, help="the global batch (split across ranks under DDP)")
+    p.add_argument("--tol", type=float, help="solver rtol = atol")
+    p.add_argument("--backend", help="solver backend (torchdiffeq, torch, julia, auto)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run directory (default runs/train-<task>-<model>)")
+    p.add_argument("--data-dir", help="folder holding the data sets (default ./data)")
+    p.add_argument("--max-batches", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--device")
+    p.add_argument("--strategy", choices=["ddp"], help="data-parallel training (under torchrun)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                   help="continue from the last checkpoint in OUT/checkpoints (default: yes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting, e.g. --set lr_schedule=cosine --set 'field_kwargs={\"xi\": 2}'")
+    p.set_defaults(func=run)
+    return p
+
+
+_FLAG_KEYS = ("task", "model", "epochs", "lr", "batch_size", "tol", "backend", "seed", "out", "data_dir",
+              "max_batches", "device", "strategy", "resume")
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`~pyhbnode.training.train_config.TrainConfig` from ``args``: file, then flags,
+    then ``--set``; task and model checked, task defaults filled in."""
+    layers: list[tuple[str, dict]] = []
+    if getattr(args, "config", None):
+        layers.append((f"config file {args.config}", read_config_file(args.config)))
+    flags = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None}
+    if getattr(args, "quiet", False):
+        flags["progress"] = False
+    layers.append(("the command line", flags))
+    layers.append(("--set", dict(parse_assignment(a) for a in getattr(args, "set", []) or [])))
+    config = merge(layers)
+    if config.task is None or config.model is None:
+        raise ValueError("say which task and model to train: --task TASK --model MODEL (or task/model in --config)")
+    if config.task not in zoo.TASKS:
+        raise ValueError(f"unknown task {config.task!r}; choose one of {list(zoo.TASKS)}")
+    if config.model not in zoo.MODELS:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {list(zoo.MODELS)}")
+    if config.out is None:
+        config = replace(config, out=f"runs/train-{config.task}-{config.model}")
+    return config
+
+
+def _metadata(config: TrainConfig, model: Any, wall_seconds: float) -> dict[str, Any]:
+    from .. import __version__  # on use: the package sets it after importing its floors
+
+    layers = solver_layers(model)
+    return {
+        "config": config.as_dict(),
+        "seed": config.seed,
+        "pyhbnode": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch_threads": torch.get_num_threads(),
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+        "backend": layers[0].options.backend if layers else None,
+        "solver": layers[0].options.as_dict() if layers else None,
+        "device": config.device,
+        "wall_seconds": round(wall_seconds, 3),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train as ``config`` says and write the run directory; returns the results row."""
+    out = writable_dir(config.out)
+    setup = task_setup(config.task, config.data_dir, seed=config.seed, limit=config.limit)
+    config = replace(config, epochs=_given(config.epochs, setup.epochs), lr=_given(config.lr, setup.lr),
+                     batch_size=_given(config.batch_size, setup.batch_size))
+    torch.manual_seed(config.seed)  # the model's initial weights
+    model = zoo.build(config.task, config.model, field_kwargs=config.field_kwargs or None)
+    started = time.time()
+    history = fit(
+        model, setup.train, val_data=setup.val, loss=setup.loss, metrics=setup.metrics,
+        epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+        optimizer=config.optimizer, lr_schedule=config.lr_schedule, grad_clip=config.grad_clip,
+        weight_decay=config.weight_decay, backend=config.backend, method=config.method, rtol=config.rtol,
+        atol=config.atol, tol=config.tol, adjoint=config.adjoint, device=config.device, seed=config.seed,
+        collate_fn=setup.collate_fn, checkpoint_dir=out / "checkpoints", checkpoint_every=config.checkpoint_every,
+        resume=config.resume, progress=config.progress, strategy=config.strategy, max_batches=config.max_batches,
+    )
+    wall = time.time() - started
+    row = {"task": config.task, "model": config.model,
+           "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), **history.summary()}
+    if is_main_process():
+        tag = {"model": config.model}
+        history.to_jsonl(out / "history.jsonl", kind="batch", extra=tag)
+        history.to_jsonl(out / "epochs.jsonl", kind="epoch", extra=tag)
+        with (out / "results.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerow(row)
+        (out / "config.json").write_text(json.dumps(_metadata(config, model, wall), indent=2, default=str))
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``pyhbnode train``; returns the exit code.  User errors print one line, no traceback:
+    2 for bad input (settings, data, checkpoints), 1 for a run that diverged or failed to solve."""
+    def fail(err: BaseException, code: int) -> int:
+        message = " ".join(str(err).split())  # one line, whatever the error's own layout
+        print(f"pyhbnode train: error: {message}", file=sys.stderr)
+        return code
+
+    try:
+        config = resolve_config(args)
+        row = train(config)
+    except (TrainingDiverged, SolverError) as err:
+        return fail(err, EXIT_FAILED)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        return fail(err, EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print("pyhbnode train: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if is_main_process():
+        final = {k: row[k] for k in ("final_loss", "final_val_loss", "nfe_forward_mean", "nfe_backward_mean")
+                 if row.get(k) is not None}
+        print(f"trained {config.model} on {config.task}: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items())
+              + f" -> {config.out}")
+    return EXIT_OK

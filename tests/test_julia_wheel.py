@@ -1,0 +1,57 @@
+"""The built wheel carries ``pyhbnode/juliapkg.json`` and the whole Julia package, so that
+juliacall finds and develops ``PyHBNODEBridge`` after ``pip install pyhbnode[julia]``."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BRIDGE = REPO / "pyhbnode" / "julia" / "PyHBNODEBridge"
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory) -> set[str]:
+    # Build from a copy so that setuptools' build/ and *.egg-info stay out of the work tree.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in", "setup.py", "setup.cfg", "LICENSE"):
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "pyhbnode", src / "pyhbnode", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        cwd=str(src), capture_output=True, text=True, timeout=300,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"pip wheel failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    wheels = list(out.glob("pyhbnode-*.whl"))
+    assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as zf:
+        names = set(zf.namelist())
+        juliapkg = json.loads(zf.read("pyhbnode/juliapkg.json"))
+    assert juliapkg["packages"]["PyHBNODEBridge"]["path"] == "julia/PyHBNODEBridge"
+    return names
+
+
+def test_wheel_contains_juliapkg_json_and_the_julia_package(wheel_names):
+    expected = {"pyhbnode/juliapkg.json"}
+    for path in BRIDGE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            expected.add(path.relative_to(REPO).as_posix())
+    missing = sorted(expected - wheel_names)
+    assert not missing, f"missing from the wheel: {missing}"
+    for required in ("Project.toml", "src/PyHBNODEBridge.jl", "src/solve.jl", "ext/PyHBNODEBridgeCUDAExt.jl",
+                     "test/runtests.jl", "test/fixtures/cases.json"):
+        assert f"pyhbnode/julia/PyHBNODEBridge/{required}" in wheel_names
+
+
+def test_wheel_contains_the_python_bridge(wheel_names):
+    for module in ("__init__", "__main__", "_preload", "bridge", "cases", "detect", "emulate", "maps",
+                   "runtime", "spec"):
+        assert f"pyhbnode/julia/{module}.py" in wheel_names
