@@ -64,7 +64,7 @@ def run(quick: bool) -> list[dict]:
     adjoint_T = [0.4, 4.0, 12.0] if quick else [0.4, 4.0, 40.0]
     direct_T = [0.4, 1.2, 4.0] if quick else [0.4, 1.2, 4.0, 12.0]
     rows = []
-    for adjoint in ("backsolve", "interpolating"):
+    for adjoint in ("backsolve", "checkpointed", "interpolating"):
         for T in adjoint_T:
             rows.append(measure(adjoint, T))
     for T in direct_T:

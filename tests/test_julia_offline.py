@@ -414,7 +414,7 @@ def test_julia_sources_are_complete():
         assert f'include("{part}")' in main and (BRIDGE_DIR / "src" / part).is_file()
     solve = _julia_source("solve.jl")
     for needle in ("adjoint_sensitivities", "DP5()", "InterpolatingAdjoint", "BacksolveAdjoint",
-                   "QuadratureAdjoint", "GaussAdjoint", "ZygoteVJP()", "EnzymeVJP()", "dgdu_discrete",
+                   "QuadratureAdjoint", "GaussAdjoint", "ZygoteVJP(", "EnzymeVJP()", "dgdu_discrete",
                    "successful_retcode", "sol.stats", "internalnorm", "saveat = ts"):
         assert needle in solve, needle
     fields = _julia_source("fields.jl")

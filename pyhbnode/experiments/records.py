@@ -4,27 +4,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
-import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import torch
+from ..training.checkpoint import writable_dir  # re-exported: one check for every output folder
+from ..training.metadata import run_metadata  # re-exported: experiments record runs the same way
 
 __all__ = ["write_csv", "read_csv", "write_jsonl", "read_jsonl", "run_metadata", "writable_dir"]
-
-
-def writable_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` if needed and check it can be written, with a clear error if not."""
-    p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"output directory {str(p)!r} is not writable ({err.strerror}); choose another with --out") from None
-    return p
 
 
 def write_csv(rows: Iterable[Mapping], path: str | os.PathLike) -> Path:
@@ -65,18 +51,3 @@ def write_jsonl(rows: Iterable[Mapping], path: str | os.PathLike, append: bool =
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     with Path(path).open() as fh:
         return [json.loads(line) for line in fh if line.strip()]
-
-
-def run_metadata(**extra) -> dict:
-    """What ran a result: machine, threads, versions, time, plus ``extra`` (config, seed...)."""
-    from .. import __version__
-
-    return {
-        "pyhbnode": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        **extra,
-    }

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +16,7 @@ from .. import zoo
 from .plots import plot_curves, plot_nfe
 from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
 
-__all__ = ["Comparison", "run_comparison", "summarise", "redraw_training"]
+__all__ = ["Comparison", "run_comparison", "redraw_training"]
 
 
 @dataclass
@@ -56,29 +55,6 @@ class Comparison:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def summarise(model_name: str, parameters: int, batches: list[dict], epochs: list[dict]) -> dict:
-    """One results row from a model's per-batch and per-epoch history."""
-    fwd = [b["nfe_forward"] for b in batches]
-    bwd = [b["nfe_backward"] for b in batches]
-    secs = [b["seconds"] for b in batches]
-    tail = max(1, len(batches) // 10)
-    row = {
-        "model": model_name,
-        "parameters": parameters,
-        "iterations": len(batches),
-        "nfe_forward_mean": round(float(np.mean(fwd)), 2) if fwd else None,
-        "nfe_backward_mean": round(float(np.mean(bwd)), 2) if bwd else None,
-        "seconds_per_iter": round(float(np.mean(secs)), 4) if secs else None,
-        "final_loss": float(np.mean([b["loss"] for b in batches[-tail:]])) if batches else None,
-    }
-    if epochs:
-        row["seconds_per_epoch"] = round(float(np.mean([e.get("seconds", np.nan) for e in epochs])), 3)
-        for key, value in epochs[-1].items():
-            if key.startswith(("train_", "val_", "test_")) and isinstance(value, (int, float)):
-                row["final_" + key] = value
-    return row
 
 
 def run_comparison(
@@ -120,7 +96,7 @@ def run_comparison(
             max_batches=spec.max_batches, **spec.fit_kwargs,
         )
         batches, epochs = history.batch_records(), history.epoch_records()
-        rows.append(summarise(name, count_parameters(model), batches, epochs))
+        rows.append({"model": name, "parameters": count_parameters(model), **history.summary()})
         batch_lines += [{"model": name, "iteration": i, **b} for i, b in enumerate(batches)]
         epoch_lines += [{"model": name, **e} for e in epochs]
         if after_model is not None:

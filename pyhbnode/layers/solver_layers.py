@@ -1,7 +1,6 @@
 """Find the solving layers inside any model: to read their statistics or change their options."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 from torch import nn
 

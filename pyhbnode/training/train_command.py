@@ -10,7 +10,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +25,7 @@ from .distributed import is_main_process
 from .errors import TrainingDiverged
 from .fit import fit
 from .task_setups import task_setup
+from .metadata import run_metadata
 from .train_config import TrainConfig, merge, parse_assignment, read_config_file
 
 __all__ = ["add_parser", "run", "resolve_config", "train"]
@@ -91,24 +91,16 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _metadata(config: TrainConfig, model: Any, wall_seconds: float) -> dict[str, Any]:
-    from .. import __version__  # on use: the package sets it after importing its floors
-
     layers = solver_layers(model)
-    return {
-        "config": config.as_dict(),
-        "seed": config.seed,
-        "pyhbnode": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(),
-        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
-        "backend": layers[0].options.backend if layers else None,
-        "solver": layers[0].options.as_dict() if layers else None,
-        "device": config.device,
-        "wall_seconds": round(wall_seconds, 3),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    return run_metadata(
+        config=config.as_dict(),
+        seed=config.seed,
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        backend=layers[0].options.backend if layers else None,
+        solver=layers[0].options.as_dict() if layers else None,
+        device=config.device,
+        wall_seconds=round(wall_seconds, 3),
+    )
 
 
 def _given(value: Any, default: Any) -> Any:

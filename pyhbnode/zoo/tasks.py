@@ -89,7 +89,7 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict) ->
 def _sequence(model: str, sizes: tuple[int, ...], f: nn.Module, cell: nn.Module, out: int,
               options: SolverOptions, field_kwargs: dict, reference_width: int,
               cell_first: bool) -> SequenceModel:
-    d, n = sizes[0], sizes[1]
+    n = sizes[1]
     field = make_field(model, f, augment=n - reference_width, **field_kwargs)
     return SequenceModel(ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, options=options))
 

@@ -90,8 +90,11 @@ class Problem:
         scalar = torch.scalar_tensor
 
         def rhs(s: float, z: torch.Tensor):
+            return field(scalar(s, dtype=dtype, device=device), z.view(shape)).reshape(1, -1), None
+
+        def first(s: float, z: torch.Tensor):
             f = field(scalar(s, dtype=dtype, device=device), z.view(shape))
-            if f.shape != shape:
+            if not isinstance(f, torch.Tensor) or f.shape != shape:
                 got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
                 raise ValueError(
                     f"the vector field returned {got} for a state of shape {tuple(shape)}; "
@@ -99,7 +102,7 @@ class Problem:
                 )
             return f.reshape(1, -1), None
 
-        return rhs
+        return first, rhs
 
     def vjp(self):
         """``vjp(t, y, a) -> (f, a ∂f/∂y, (a ∂f/∂θ_i)_i or None)``; ``y`` becomes a leaf."""
@@ -130,10 +133,11 @@ class Problem:
         tally = Tally()
         shape = y0.shape
         try:
+            first, rhs = self.forward_rhs(shape)
             ys, h, dense = solve_forward(
-                self.forward_rhs(shape), y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
+                rhs, y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
                 max_steps=self.max_steps, tally=tally, fail=self._fail_forward_tally(tally), record=record,
-                tableau=self.tableau,
+                tableau=self.tableau, first=first,
             )
         finally:
             self._store_forward(tally)

@@ -20,6 +20,7 @@ nothing of phases or ``SolverStats``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -179,6 +180,8 @@ def march(
     check_q = quad_norm and has_q
     abs_z = None
     nonfinite = False
+    # the error estimate must not be recorded; skip the context manager where nothing is
+    no_grad_if_needed = torch.no_grad if torch.is_grad_enabled() else contextlib.nullcontext
     while s < s_end:
         remaining = s_end - s
         # Land on s_end: a step within 1 % of the rest is stretched to it (no sliver
@@ -218,7 +221,7 @@ def march(
 
         Q1 = None
         if adaptive:
-            with torch.no_grad():
+            with no_grad_if_needed():
                 # the error estimate, pre-divided by rtol: (h Σ e_i k_i) / rtol
                 if small:
                     err = addmm(k7, E6, K6, beta=ht * e7 * inv_rtol, alpha=ht * inv_rtol)
@@ -305,6 +308,7 @@ def solve_forward(
     fail: Callable,
     record: str | None = None,
     tableau: Tableau = DOPRI5,
+    first: RHS | None = None,
 ):
     """Solve ``dy/dt = f(t, y)`` from ``y0`` at ``times[0]``; return the states at ``times``.
 
@@ -321,7 +325,7 @@ def solve_forward(
     """
     t0, t_end = times[0], times[-1]
     z0 = y0.reshape(1, -1)
-    k0, _ = rhs(t0, z0)
+    k0, _ = (first or rhs)(t0, z0)  # ``first`` may check what the field returns, once
     tally.nfe += 1
     if not bool(torch.isfinite(k0).all()):
         fail(NonFiniteState, "non-finite values in the vector field at the initial state", t0, None)
