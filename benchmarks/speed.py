@@ -20,7 +20,7 @@ from pyhbnode.data.pointcloud import make_pointcloud
 from pyhbnode.layers import set_solver_options
 from pyhbnode.layers.odernn import ElapsedTime
 
-from .common import CANDIDATE, REFERENCE, Variant, interleave, ratio_of_medians_paired
+from .common import CANDIDATE, REFERENCE, interleave, ratio_of_medians_paired
 
 DATA_DIR = os.environ.get("PYHBNODE_DATA", "/work/shared/data")
 

@@ -2,8 +2,13 @@
 
 The public API: the five vector fields, ``odeint`` with its ``Solution`` and statistics,
 the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
-error types.  Importing the package never imports Julia.
+error types.  Importing the package never imports Julia unless ``PYHBNODE_JULIA=1``/``require`` asks
+for it; then juliacall is imported first, before torch, as juliacall requires.
 """
+from .julia import _preload as _julia_preload
+
+_julia_preload.run()
+
 from . import zoo
 from .fields import (
     ANODE, GHBNODE, HBNODE, NODE, SONODE, InitialState, TimeModule, TimeSequential, TPad, VectorField,

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
+import pyhbnode  # noqa: F401  first: with PYHBNODE_JULIA=1 it imports juliacall before torch
+import torch
 from pyhbnode.solving import available_backends
 
 # Every backend that solves in Python is held to the same correctness tests; the Julia

@@ -11,8 +11,10 @@
 """
 from __future__ import annotations
 
+import sys
 import threading
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -525,3 +527,30 @@ def _catch(fn):
     except BaseException as err:  # noqa: BLE001
         return err
     return None
+
+
+def test_torch_first_warning_becomes_advice(tmp_path, monkeypatch):
+    """juliacall's 'torch was imported before juliacall' warning is replaced by pyhbnode's
+    advice (PYHBNODE_JULIA=1 imports juliacall first); other warnings pass through."""
+    from pyhbnode.julia.runtime import JuliaImportOrderWarning, _import_juliacall
+
+    (tmp_path / "juliacall.py").write_text(
+        "import warnings\n"
+        "warnings.warn('torch was imported before juliacall. This may cause a segfault.')\n"
+        "warnings.warn('something else', DeprecationWarning)\n"
+        "MARK = 'fake juliacall'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "juliacall", raising=False)
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            mod = _import_juliacall()
+        assert mod.MARK == "fake juliacall"
+        advice = [w for w in record if issubclass(w.category, JuliaImportOrderWarning)]
+        assert len(advice) == 1 and "PYHBNODE_JULIA=1" in str(advice[0].message)
+        messages = [str(w.message) for w in record]
+        assert not any("This may cause a segfault" in m for m in messages)
+        assert any("something else" in m for m in messages)
+    finally:
+        sys.modules.pop("juliacall", None)

@@ -506,6 +506,16 @@ def test_fixtures_are_current():
 
 # --- command line and docs -------------------------------------------------------------------
 
+def test_subprocess_scripts_compile():
+    from pyhbnode.julia.__main__ import CUDA_PACKAGES, INSTALL_SCRIPT
+
+    script = INSTALL_SCRIPT.format(cuda_packages=CUDA_PACKAGES)
+    compile(script, "install", "exec")
+    compile(detect.PROBE_SCRIPT, "probe", "exec")
+    assert "juliapkg.resolve()" in script and "selftest()" in script and "import torch" not in script
+    assert "import torch" not in detect.PROBE_SCRIPT
+
+
 def test_cli_status_and_install_without_juliacall():
     proc = subprocess.run([sys.executable, "-m", "pyhbnode.julia", "status"], capture_output=True,
                           text=True, timeout=120, cwd=str(REPO), env={**os.environ, "PYHBNODE_JULIA": "0"})

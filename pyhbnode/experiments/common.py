@@ -243,6 +243,18 @@ def combine_verdicts(*verdicts: str) -> str:
     return PARTLY
 
 
+def _derive(row: dict) -> dict:
+    """Fill ``status`` (``ok`` unless the runner recorded a failure) and ``seconds_per_epoch``
+    (from ``seconds_total``/``epochs`` when the runner gives only those)."""
+    if row.get("status") in ("", None):
+        row["status"] = "ok"
+    if not isinstance(row.get("seconds_per_epoch"), (int, float)):
+        total, epochs = row.get("seconds_total"), row.get("epochs")
+        if isinstance(total, (int, float)) and isinstance(epochs, (int, float)) and epochs > 0:
+            row["seconds_per_epoch"] = total / epochs
+    return row
+
+
 TRAINING_COLUMNS = [
     ("model", "model"), ("parameters", "params"), ("iterations", "iters"),
     ("nfe_forward_mean", "mean fwd NFE"), ("nfe_backward_mean", "mean bwd NFE"),
@@ -259,9 +271,7 @@ def training_assessment(
     run = Path(run_dir)
     rows = read_csv(run / "results.csv") if (run / "results.csv").exists() else []
     for r in rows:
-        r.setdefault("status", "ok")
-        if r.get("status") in ("", None):
-            r["status"] = "ok"
+        _derive(r)
     columns = TRAINING_COLUMNS + [(metric, metric_label)]
     if any(r.get("status") != "ok" for r in rows):
         columns = columns + [("status", "status")]

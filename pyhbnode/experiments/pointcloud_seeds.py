@@ -16,7 +16,8 @@ import numpy as np
 
 from . import pointcloud
 from .common import (
-    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, existing, training_assessment,
+    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, _derive, existing,
+    training_assessment,
 )
 from .plots import plot_curves
 from .records import read_csv, read_jsonl, write_csv
@@ -51,7 +52,7 @@ def _aggregate(run: Path) -> list[dict]:
     models = list(dict.fromkeys(r["model"] for rows in per_seed for r in rows))
     out = []
     for m in models:
-        rows = [r for rows in per_seed for r in rows if r["model"] == m]
+        rows = [_derive(r) for rows in per_seed for r in rows if r["model"] == m]
         row: dict = {"model": m, "seeds": len(rows)}
         for key in _MEAN_KEYS:
             vals = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]

@@ -142,7 +142,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         data="mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz", claim=CLAIM_NFE,
         module="mnist", models=ALL,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
-        quick={"train_limit": 640, "test_limit": 256, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
+        quick={"train_limit": 512, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
         full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
     ),
     Experiment(
@@ -151,7 +151,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         data="cifar10/data_batch_*.bin[.gz], cifar10/test_batch*.bin[.gz] (any subset; ours: 4,000 train + 1,000 test)",
         claim=CLAIM_NFE, module="cifar10", models=ALL,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
-        quick={"train_limit": 320, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
+        quick={"train_limit": 256, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
         full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
         notes="The local copy holds only 4,000 training and 1,000 test images; the paper used 50,000/10,000.",
     ),

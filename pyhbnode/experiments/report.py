@@ -118,7 +118,8 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
 
 
 def _anchor(s: RunSection) -> str:
-    return f"{s.experiment.name}-{s.run_dir.name}".replace(".", "-")
+    name = s.experiment.name if s.run_dir.name == s.experiment.name else f"{s.experiment.name}-{s.run_dir.name}"
+    return name.replace(".", "-")
 
 
 def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnode: reproducing the paper") -> str:

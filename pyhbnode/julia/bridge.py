@@ -152,6 +152,7 @@ class JuliaBackend(Backend):
 
     name = "julia"
     adjoints = tuple(maps.SENSEALGS)
+    default_adjoint = "interpolating"  # SciMLSensitivity's own choice for neural ODEs
     methods = ("dopri5",)
 
     def __init__(self, runtime: Any = None, *, layout_check: bool | None = None) -> None:

@@ -1,6 +1,7 @@
 """``odeint``: the one solve path of the package."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -53,6 +54,8 @@ def odeint(
     )
     t = check_problem(field, y0, t)
     solver = get_backend(opts.backend)
+    if opts.adjoint is None:
+        opts = replace(opts, adjoint=solver.default_adjoint)
     solver.check_options(opts)
     stats = SolverStats()
     ys = solver.solve(field, y0, t, opts, stats)

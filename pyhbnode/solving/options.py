@@ -18,7 +18,8 @@ class SolverOptions:
         rtol, atol: relative and absolute tolerances of the adaptive step control.
         adjoint: gradient mode: ``"backsolve"`` (continuous adjoint, the state re-integrated
             backward), ``"direct"`` (backprop through the solver's operations), or a
-            backend-specific adjoint (see the backend's ``adjoints``).
+            backend-specific adjoint (see the backend's ``adjoints``); ``None`` takes the
+            backend's ``default_adjoint``.
         seminorm: exclude the parameters' adjoint from the backward step-size control.
         max_steps: the most step attempts one solve (forward or backward) may take.
     """
@@ -27,7 +28,7 @@ class SolverOptions:
     method: str = "dopri5"
     rtol: float = 1e-7
     atol: float = 1e-9
-    adjoint: str = "backsolve"
+    adjoint: str | None = None
     seminorm: bool = False
     max_steps: int = 10_000
 
@@ -38,7 +39,7 @@ class SolverOptions:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
-        if not isinstance(self.backend, str) or not isinstance(self.adjoint, str):
+        if not isinstance(self.backend, str) or not isinstance(self.adjoint, (str, type(None))):
             raise TypeError("backend and adjoint must be strings")
 
     @classmethod

@@ -437,7 +437,10 @@ class _Run:
             raise self._diverged(f"the loss is {mean_loss}", **where)
         self.opt.zero_grad(set_to_none=True)
         try:
-            loss.backward()
+            # Julia may only be entered from the main thread: keep autograd's backward on
+            # the calling thread (CUDA would otherwise run it on a device worker thread).
+            with torch.autograd.set_multithreading_enabled(False):
+                loss.backward()
         except SolverError as err:
             raise self._diverged(f"the backward (adjoint) solve failed: {err}", **where) from err
         # max_norm=inf measures the norm without changing the gradients (they are scaled by 1.0).

@@ -22,6 +22,7 @@ class Backend(abc.ABC):
 
     name: str
     adjoints: tuple[str, ...]
+    default_adjoint: str = "backsolve"
     methods: tuple[str, ...]
 
     def check_options(self, options: SolverOptions) -> None:

@@ -24,6 +24,7 @@ STARTUP_EVALS = 2
 class TorchDiffEqBackend(Backend):
     name = "torchdiffeq"
     adjoints = ("backsolve", "direct")
+    default_adjoint = "backsolve"
     methods = tuple(EVALS_PER_STEP)
 
     def solve(

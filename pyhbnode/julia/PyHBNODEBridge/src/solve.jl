@@ -238,7 +238,7 @@ function forward(b::Bridge, u0v::AbstractVector, usize, pv, tsv::AbstractVector;
     if success
         us = dense ? sol(ts).u : sol.u
         length(us) == length(ts) || error("DP5 saved $(length(us)) states for $(length(ts)) output times")
-        ys = vec(stack(us))
+        ys = vec(reduce(hcat, map(vec, us)))   # (prod(usize), T): the flat (usize..., T) trajectory
         sync_device(ys)
     end
     st = sol.stats

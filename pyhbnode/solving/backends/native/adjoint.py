@@ -1,28 +1,30 @@
 """Gradient strategies of the native backend, as one ``torch.autograd.Function`` family.
 
 A solve with gradients runs the forward pass without recording (:class:`AdjointSolve`'s
-``forward``) and computes ``dL/dy0`` and ``dL/dθ`` in ``backward`` by solving the adjoint
-equations (spec §2) backward in time:
+``forward``) and computes ``dL/dy0`` and ``dL/dθ`` in ``backward``.  Three strategies:
 
-    da/dt = -a ∂f/∂y,    dL/dθ = ∫ a ∂f/∂θ dt,    a(T) = dL/dy(T),
+* ``backsolve`` — the continuous adjoint (spec §2) ``da/dt = -a ∂f/∂y``,
+  ``dL/dθ = ∫ a ∂f/∂θ dt``, solved backward together with the state (the augmented system
+  of torchdiffeq's ``odeint_adjoint``), ``y`` restarted from the forward solution and ``a``
+  jumping by ``dL/dy(t_i)`` at every output time.  Memory O(1) in the number of steps.  For
+  a damped field (HBNODE/GHBNODE) the state equation run backward is anti-damped and the
+  recovered ``y(t)`` drifts from the forward one; the gradient carries that error.
+* ``interpolating`` — the same adjoint equations, with ``y(t)`` read off the forward dense
+  output (three state-sized tensors per accepted step) instead of re-integrated; only
+  ``(a, ∫ a ∂f/∂θ)`` is integrated, and its steps end on the forward steps' boundaries
+  (inside one forward step ``y(t)`` is a polynomial, so the error estimate sees a smooth
+  integrand), starting from the forward's last step.
+* ``checkpointed`` — the discrete adjoint: the forward keeps the state at the start of
+  every accepted step; ``backward`` recomputes one step at a time under autograd and
+  differentiates it with one ``autograd.grad`` call.  Exactly the gradient of the discrete
+  solution (as ``adjoint="direct"``), 6 evaluations per accepted step, one state per step
+  and one step's graph in memory, no backward step control.
 
-with ``a`` jumping by ``dL/dy(t_i)`` at every output time.  One backward evaluation is one
-field evaluation plus one vector–Jacobian product ``a ∂f/∂(y, θ)`` (``torch.autograd.grad``).
-The strategies differ in where ``y(t)`` comes from:
-
-* ``backsolve`` — re-integrates the state backward together with the adjoint (the
-  augmented system of torchdiffeq's ``odeint_adjoint``), restarting ``y`` from the forward
-  solution at each output time.  Memory: O(1) in the number of steps.  For a damped field
-  (HBNODE/GHBNODE) the state equation run backward is anti-damped and the recovered
-  ``y(t)`` drifts from the forward one, so the gradient carries that error.
-* ``interpolating`` — keeps the forward dense output (three state-sized tensors per
-  accepted step) and reads ``y(t)`` off the interpolant; only ``(a, ∫ a ∂f/∂θ)`` is
-  integrated backward.  No backward re-integration of the state, so nothing drifts, and
-  the backward step control sees the adjoint only.  Memory: O(steps × state).
-
-Integration runs in ``s = -t`` so that the backward solve uses the same forward-stepping
-loop (:func:`~.dopri5.march`).  The parameters' adjoint is a quadrature (it never feeds
-back into the stages); with ``seminorm=True`` it is left out of the step-size control.
+One backward evaluation (``nfe_backward``) is one field evaluation plus one
+vector–Jacobian product ``a ∂f/∂(y, θ)``.  The continuous adjoints integrate in ``s = -t``
+so that the backward solve uses the forward-stepping loop (:func:`~.dopri5.march`); the
+parameters' adjoint is a quadrature (it never feeds back into the stages) and with
+``seminorm=True`` it is left out of the step-size control.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ class Problem:
 
     __slots__ = (
         "field", "params", "times", "rtol", "atol", "max_steps", "seminorm", "strategy",
-        "stats", "ctrl", "bctrl", "h_last", "dense", "dtype", "device", "tableau", "align",
+        "stats", "ctrl", "bctrl", "dense", "dtype", "device", "tableau", "align",
     )
 
     def __init__(self, field: nn.Module, params: Sequence[torch.Tensor], times: list[float], *,
@@ -66,8 +68,7 @@ class Problem:
         self.ctrl, self.bctrl = ctrl, bctrl
         self.dtype, self.device = dtype, device
         self.tableau = tableau
-        self.align = True
-        self.h_last = None
+        self.align = True  # interpolating: backward steps end on forward step boundaries
         self.dense = None
 
     # -- failures -------------------------------------------------------------------------
@@ -134,14 +135,13 @@ class Problem:
         shape = y0.shape
         try:
             first, rhs = self.forward_rhs(shape)
-            ys, h, dense = solve_forward(
+            ys, _, dense = solve_forward(
                 rhs, y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
                 max_steps=self.max_steps, tally=tally, fail=self._fail_forward_tally(tally), record=record,
                 tableau=self.tableau, first=first,
             )
         finally:
             self._store_forward(tally)
-        self.h_last = h
         self.dense = dense
         return [y.view(shape) for y in ys], tally
 
@@ -311,7 +311,6 @@ class Problem:
                 k, q = rhs(s, a)
                 tally.nfe += 1
         return (a + g[0].reshape(1, -1)).view(shape), tuple(Q) if Q is not None else ()
-
 
     def _checkpointed(self, g: torch.Tensor, tally: Tally):
         """Backprop through one recomputed step at a time, last step first.

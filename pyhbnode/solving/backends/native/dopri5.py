@@ -343,36 +343,34 @@ def solve_forward(
     dense_out = record == "dense"
     state = [1]  # next interior output
 
-    on_accept = None
-    if n_out > 2 or record:
-        def on_accept(s, ht, za, zb, ks, K6):
-            ka, kb = ks[0], ks[6]
-            j = state[0]
-            s1 = s + ht
-            r5 = None
-            if record:
-                starts, steps, zs, fs, r5s = dense
-                starts.append(s)
-                steps.append(ht)
-                zs.append(za)
-                if dense_out:
+    def on_accept(s, ht, za, zb, ks, K6):
+        ka, kb = ks[0], ks[6]
+        j = state[0]
+        s1 = s + ht
+        r5 = None
+        if record:
+            starts, steps, zs, fs, r5s = dense
+            starts.append(s)
+            steps.append(ht)
+            zs.append(za)
+            if dense_out:
+                r5 = dense_r5(ht, ks, K6)
+                fs.append(ka)
+                r5s.append(r5)
+        while j < n_out - 1 and times[j] <= s1:
+            if times[j] == s1:
+                ys[j] = zb
+            else:
+                if r5 is None:
                     r5 = dense_r5(ht, ks, K6)
-                    fs.append(ka)
-                    r5s.append(r5)
-            while j < n_out - 1 and times[j] <= s1:
-                if times[j] == s1:
-                    ys[j] = zb
-                else:
-                    if r5 is None:
-                        r5 = dense_r5(ht, ks, K6)
-                    ys[j] = dense_eval((times[j] - s) / ht, ht, za, zb, ka, kb, r5)
-                j += 1
-            state[0] = j
+                ys[j] = dense_eval((times[j] - s) / ht, ht, za, zb, ka, kb, r5)
+            j += 1
+        state[0] = j
 
     z, k, _, h = march(
         rhs, t0, t_end, z0, k0, None, None, h, ctrl=ctrl, rtol=rtol, atol=atol, groups=1,
-        quad_norm=False, max_steps=max_steps, tally=tally, fail=fail, on_accept=on_accept,
-        tableau=tableau,
+        quad_norm=False, max_steps=max_steps, tally=tally, fail=fail,
+        on_accept=on_accept if (n_out > 2 or record) else None, tableau=tableau,
     )
     ys[-1] = z
     if record:
