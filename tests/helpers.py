@@ -26,3 +26,11 @@ def small_field(model: str, n: int = 3, hidden: int = 8, dtype=torch.float64) ->
 def initial_state(field: nn.Module, batch: int = 4, n: int = 3, dtype=torch.float64) -> torch.Tensor:
     shape = (batch, n) if field.order == 1 else (batch, 2, n)
     return torch.randn(shape, dtype=dtype)
+
+
+def cloud(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The built-in point cloud as tensors: ``x`` ``(120, 2)``, labels ``(120, 1)`` in {-1, +1}."""
+    from pyhbnode.data import make_pointcloud
+
+    x, y = make_pointcloud(seed=seed)
+    return torch.from_numpy(x), torch.from_numpy(y)

@@ -35,12 +35,6 @@ from pyhbnode.julia.spec import describe, pack_parameters
 from pyhbnode.solving import backends as registry
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def emulated_rhs(field: nn.Module, t: float, y: torch.Tensor) -> torch.Tensor:

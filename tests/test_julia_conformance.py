@@ -49,13 +49,6 @@ BACKEND_ADJOINT_PARAMS = [
 _REFS: dict[tuple[str, str], dict] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: torch's intra-op threads only add overhead (70x on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ref_for(model: str, kind: str) -> dict:

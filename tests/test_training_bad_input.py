@@ -13,12 +13,6 @@ from pyhbnode.layers import set_solver_options
 from pyhbnode.training import Callback, TrainingDiverged, fit, list_checkpoints, load_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def regression(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:

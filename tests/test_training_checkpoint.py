@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import cloud
 from pyhbnode import zoo
-from pyhbnode.data import make_pointcloud
 from pyhbnode.training import (
     CheckpointCorrupt, UnsafeCheckpoint, fit, latest_checkpoint, list_checkpoints, load_checkpoint,
 )
@@ -26,17 +26,8 @@ from pyhbnode.training.checkpoint import checkpoint_path
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
-def cloud(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = make_pointcloud(seed=seed)
-    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def noisy_ode() -> nn.Module:

@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from pyhbnode.training import History, train_command
 from pyhbnode.training.train_config import merge, parse_assignment, read_config_file
@@ -14,12 +13,6 @@ from pyhbnode.training.train_config import merge, parse_assignment, read_config_
 FAST = ["--task", "pointcloud", "--model", "hbnode", "--epochs", "2", "--tol", "1e-3", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def run(*argv: str) -> int:

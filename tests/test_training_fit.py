@@ -8,25 +8,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import cloud
 from pyhbnode import HBNODE, ODERNN, zoo
-from pyhbnode.data import SequenceDataset, collate_time_first, make_pointcloud
+from pyhbnode.data import SequenceDataset, collate_time_first
 from pyhbnode.fields import mlp
 from pyhbnode.layers import solver_layers
 from pyhbnode.training import Callback, History, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two busy threads per process on a shared 2-core machine slow small solves ~100x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
-def cloud(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = make_pointcloud(seed=seed)
-    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def small_ode(seed: int = 0, model: str = "hbnode") -> nn.Module:

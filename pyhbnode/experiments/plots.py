@@ -24,6 +24,14 @@ def _label(model: str) -> tuple[str, str | None]:
     return MODEL_STYLE.get(model, (model, None))
 
 
+def _finish(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Moving average over ``window`` points (shorter at the start), for noisy per-batch curves."""
     v = np.asarray(values, dtype=float)
@@ -59,11 +67,7 @@ def plot_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, path)
 
 
 def plot_nfe(
@@ -83,11 +87,7 @@ def plot_nfe(
     axes[0].legend(frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, path)
 
 
 def plot_scatter_panels(
@@ -106,11 +106,7 @@ def plot_scatter_panels(
     axes[0][0].legend(frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, path)
 
 
 def plot_trajectories(
@@ -134,8 +130,4 @@ def plot_trajectories(
         ax.legend(frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, path)

@@ -8,22 +8,10 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..training.checkpoint import writable_dir  # re-exported: one check for every output folder
+from ..training.history import write_csv  # re-exported: one CSV writer for every table
 from ..training.metadata import run_metadata  # re-exported: experiments record runs the same way
 
 __all__ = ["write_csv", "read_csv", "write_jsonl", "read_jsonl", "run_metadata", "writable_dir"]
-
-
-def write_csv(rows: Iterable[Mapping], path: str | os.PathLike) -> Path:
-    rows = list(rows)
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    path = Path(path)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def _number(value: str):

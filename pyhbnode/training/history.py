@@ -153,13 +153,18 @@ class History:
         """Write the epoch records (or ``kind="batch"``) as CSV; columns are the union of keys."""
         if kind not in ("batch", "epoch"):
             raise ValueError(f"kind must be 'batch' or 'epoch', got {kind!r}")
-        records = self.batches if kind == "batch" else self.epochs
-        columns: list[str] = []
-        for r in records:
-            columns += [k for k in r if k not in columns]
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(records)
-        return path
+        return write_csv(self.batches if kind == "batch" else self.epochs, path)
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Write dict rows as CSV; the columns are the union of their keys, in first-seen order."""
+    rows = list(rows)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    path = Path(path)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
