@@ -100,11 +100,11 @@ def main(argv=None) -> int:
     if "memory" in parts:
         _hr("memory: target 4 (peak tensor memory of one forward+backward)")
         rows = memory.run(q)
-        print(f"{'adjoint':14s} {'T':>6s} {'steps':>6s} {'NFE f/b':>12s} {'peak MB':>9s}")
+        print(f"{'adjoint':17s} {'T':>6s} {'steps':>6s} {'NFE f/b':>12s} {'peak MB':>9s}")
         for r in rows:
-            print(f"{r['adjoint']:14s} {r['T']:6.1f} {r['steps']:6d} {r['nfe_f']:5d}/{r['nfe_b']:<6d} {r['peak_mb']:9.2f}")
+            print(f"{r['adjoint']:17s} {r['T']:6.1f} {r['steps']:6d} {r['nfe_f']:5d}/{r['nfe_b']:<6d} {r['peak_mb']:9.2f}")
         out["memory"] = rows
-        for mode in ("backsolve", "checkpointed", "interpolating", "direct"):
+        for mode in ("backsolve", "checkpointed", "checkpointed-max8", "interpolating", "direct"):
             mine = [r for r in rows if r["adjoint"] == mode]
             growth = mine[-1]["peak_mb"] / mine[0]["peak_mb"]
             steps = f"{mine[0]['steps']}->{mine[-1]['steps']} steps"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pyhbnode.solving.options import DEFAULT_BACKEND
 from pyhbnode.training import History, train_command
 from pyhbnode.training.train_config import merge, parse_assignment, read_config_file
 
@@ -52,7 +53,7 @@ def test_train_end_to_end_writes_history_results_and_config(tmp_path, capsys):
     # the resolved settings: task defaults filled in, overrides applied
     assert (config["config"]["lr"], config["config"]["batch_size"], config["config"]["epochs"]) == (0.01, 50, 2)
     assert config["solver"]["rtol"] == config["solver"]["atol"] == 1e-3
-    assert (config["backend"], config["device"], config["seed"]) == ("torchdiffeq", "cpu", 0)
+    assert (config["backend"], config["device"], config["seed"]) == (DEFAULT_BACKEND, "cpu", 0)
 
     # rerunning the same command resumes from the finished run: nothing more to train
     assert run(*FAST, "--out", str(out)) == 0

@@ -179,6 +179,8 @@ def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean",
     """The NFE half of the paper's claim: each of HBNODE/GHBNODE needs fewer forward and
     fewer backward NFEs than every baseline (NODE/ANODE/SONODE) in ``rows``.
 
+    Every (G)HBNODE is compared with every baseline, forward and backward: ``held`` if it has
+    strictly fewer NFEs in every comparison, ``not held`` if in none, ``partly held`` otherwise.
     Returns ``(verdict, reasons, ratios)``; ratios are (G)HBNODE/NODE for forward and backward."""
     by = {r["model"]: r for r in rows}
     ratios: dict[str, float | None] = {}
@@ -195,16 +197,19 @@ def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean",
         base_vals = {m: _number(by[m], key) for m in bases if _number(by[m], key) is not None}
         if not base_vals:
             continue
-        best_base = min(base_vals, key=base_vals.get)
         for hb in hbs:
             v = _number(by[hb], key)
             if v is None:
                 continue
-            checks += 1
-            ok = v < base_vals[best_base]
-            wins += ok
-            reasons.append(f"{MODEL_NAMES[hb]} {what} NFE {v:.4g} {'<' if ok else '>='} the lowest baseline's "
-                           f"({MODEL_NAMES[best_base]}, {base_vals[best_base]:.4g})")
+            beaten = [m for m, b in base_vals.items() if v < b]
+            checks += len(base_vals)
+            wins += len(beaten)
+            others = [m for m in base_vals if m not in beaten]
+            reasons.append(
+                f"{MODEL_NAMES[hb]} {what} NFE {v:.4g}: fewer than "
+                + (", ".join(f"{MODEL_NAMES[m]} ({base_vals[m]:.4g})" for m in beaten) or "no baseline")
+                + ("" if not others else "; not fewer than "
+                   + ", ".join(f"{MODEL_NAMES[m]} ({base_vals[m]:.4g})" for m in others)))
     if checks == 0:
         return NOT_ASSESSED, ["no NFE numbers in the results"], ratios
     return (HELD if wins == checks else NOT_HELD if wins == 0 else PARTLY), reasons, ratios

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = ["SolverOptions", "DEFAULT_BACKEND"]
 
-DEFAULT_BACKEND = "torchdiffeq"
+DEFAULT_BACKEND = "torch"
 
 
 @dataclass(frozen=True)
@@ -13,14 +13,16 @@ class SolverOptions:
     """How to solve and differentiate.
 
     Attributes:
-        backend: a registered backend name (``"torchdiffeq"``, ``"julia"``, ``"auto"``, ...).
+        backend: a registered backend name: ``"torch"`` (the native solver, default),
+            ``"torchdiffeq"``, ``"julia"``, ``"auto"``.
         method: the integrator; ``"dopri5"`` (Dormand–Prince 5(4)) is the paper's.
         rtol, atol: relative and absolute tolerances of the adaptive step control.
         adjoint: gradient mode: ``"backsolve"`` (continuous adjoint, the state re-integrated
             backward), ``"direct"`` (backprop through the solver's operations), or a
             backend-specific adjoint (see the backend's ``adjoints``); ``None`` takes the
             backend's ``default_adjoint``.
-        seminorm: exclude the parameters' adjoint from the backward step-size control.
+        seminorm: exclude the parameters' adjoint from the backward step-size control;
+            ``None`` takes the backend's default (on for ``torch``, off for ``torchdiffeq``).
         max_steps: the most step attempts one solve (forward or backward) may take.
     """
 
@@ -29,7 +31,7 @@ class SolverOptions:
     rtol: float = 1e-7
     atol: float = 1e-9
     adjoint: str | None = None
-    seminorm: bool = False
+    seminorm: bool | None = None
     max_steps: int = 10_000
 
     def __post_init__(self) -> None:

@@ -55,13 +55,13 @@ class Problem:
 
     __slots__ = (
         "field", "params", "times", "rtol", "atol", "max_steps", "seminorm", "strategy",
-        "stats", "ctrl", "bctrl", "dense", "dtype", "device", "tableau", "align",
+        "stats", "ctrl", "bctrl", "dense", "dtype", "device", "tableau", "align", "max_checkpoints",
     )
 
     def __init__(self, field: nn.Module, params: Sequence[torch.Tensor], times: list[float], *,
                  rtol: float, atol: float, max_steps: int, seminorm: bool, strategy: str,
                  stats: SolverStats, ctrl: Controller, bctrl: Controller, dtype, device,
-                 tableau: Tableau = DOPRI5) -> None:
+                 tableau: Tableau = DOPRI5, max_checkpoints: int | None = None) -> None:
         self.field, self.params, self.times = field, tuple(params), times
         self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
         self.seminorm, self.strategy, self.stats = seminorm, strategy, stats
@@ -69,6 +69,7 @@ class Problem:
         self.dtype, self.device = dtype, device
         self.tableau = tableau
         self.align = True  # interpolating: backward steps end on forward step boundaries
+        self.max_checkpoints = max_checkpoints  # checkpointed: None keeps every step's state
         self.dense = None
 
     # -- failures -------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class Problem:
             ys, _, dense = solve_forward(
                 rhs, y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
                 max_steps=self.max_steps, tally=tally, fail=self._fail_forward_tally(tally), record=record,
-                tableau=self.tableau, first=first,
+                tableau=self.tableau, first=first, max_states=self.max_checkpoints,
             )
         finally:
             self._store_forward(tally)
@@ -320,6 +321,12 @@ class Problem:
         read off its dense output) and differentiated with one ``autograd.grad`` call.  The
         result is the exact gradient of the discrete forward solution, as with ``direct``,
         while only one step's graph is alive at a time.
+
+        With ``max_checkpoints`` the forward kept at most that many states (every
+        ``stride``-th step, the stride doubling as the solve grows); the steps between two
+        of them are replayed without a graph by recursive bisection, so memory stays
+        ``max_checkpoints + log2(stride)`` states whatever the step count, for about
+        ``log2(stride) / 2`` extra forward replays per step (counted in ``nfe_backward``).
         """
         starts, steps, zs, _, _ = self.dense
         times, params = self.times, self.params
@@ -346,18 +353,23 @@ class Problem:
                 at_end.setdefault(n, []).append(j)
             else:
                 inside.setdefault(n, []).append(j)
-        a = g[-1].reshape(1, -1)
+        state = {"a": g[-1].reshape(1, -1)}
         Q = [torch.zeros_like(p) for p in params] if params else None
         inputs_tail = tuple(params)
         grad = torch.autograd.grad
-        for n in range(n_steps - 1, -1, -1):
+
+        def s_after(n: int) -> float:
+            return times[-1] if n == n_steps - 1 else starts[n + 1]
+
+        def back_step(n: int, z_n: torch.Tensor) -> None:
+            """Backprop through step ``n`` from its start ``z_n``; updates ``a`` and ``Q``."""
+            a = state["a"]
             for j in at_end.get(n, ()):
                 a = a + g[j].reshape(1, -1)
             s, h = starts[n], steps[n]
-            s_new = times[-1] if n == n_steps - 1 else starts[n + 1]
-            z = zs[n].detach().requires_grad_(True)
+            z = z_n.detach().requires_grad_(True)
             outs_j = inside.get(n, ())
-            z1, ks, K6, r5 = step_again(rhs, s, h, s_new, z, with_last=bool(outs_j))
+            z1, ks, K6, r5 = step_again(rhs, s, h, s_after(n), z, with_last=bool(outs_j))
             tally.nfe += len(ks)
             tally.attempts += 1
             outputs, cotangents = [z1], [a]
@@ -365,10 +377,36 @@ class Problem:
                 outputs.append(dense_eval((times[j] - s) / h, h, z, z1, ks[0], ks[6], r5))
                 cotangents.append(g[j].reshape(1, -1))
             gs = grad(outputs, (z, *inputs_tail), cotangents, allow_unused=True)
-            a = gs[0] if gs[0] is not None else torch.zeros_like(a)
+            state["a"] = gs[0] if gs[0] is not None else torch.zeros_like(a)
             if Q is not None:
                 torch._foreach_add_(Q, [x if x is not None else torch.zeros_like(p) for x, p in zip(gs[1:], params)])
-        a = a + g[0].reshape(1, -1)
+
+        def replay(i: int, m: int, z: torch.Tensor) -> torch.Tensor:
+            """The state at the start of step ``m`` from the one at step ``i`` (no graph)."""
+            with torch.no_grad():
+                for n in range(i, m):
+                    z = step_again(rhs, starts[n], steps[n], s_after(n), z)[0]
+                    tally.nfe += 6
+            return z
+
+        def back_range(i: int, j: int, z_i: torch.Tensor) -> None:
+            """Steps ``j-1 ... i`` given the state at ``i``, by recursive bisection: memory
+            O(log(j - i)) states, each step replayed O(log(j - i)) times."""
+            if j - i == 1:
+                back_step(i, z_i)
+                return
+            m = (i + j) // 2
+            back_range(m, j, replay(i, m, z_i))
+            back_range(i, m, z_i)
+
+        if isinstance(zs, dict):  # thinned checkpoints: recompute between them
+            marks = sorted(zs) + [n_steps]
+            for c in range(len(marks) - 2, -1, -1):
+                back_range(marks[c], marks[c + 1], zs[marks[c]])
+        else:
+            for n in range(n_steps - 1, -1, -1):
+                back_step(n, zs[n])
+        a = state["a"] + g[0].reshape(1, -1)
         if not bool(torch.isfinite(a).all()):
             self.fail_backward(NonFiniteState, "non-finite values in the adjoint state", -times[0], None, tally)
         return a.view(shape), tuple(Q) if Q is not None else ()

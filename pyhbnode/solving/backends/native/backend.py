@@ -35,7 +35,13 @@ class TorchBackend(Backend):
       the discrete solution; memory grows with the steps and the field's activations).
 
     ``seminorm=True`` leaves the parameters' adjoint out of the backward step control
-    (Kidger et al. 2021); ``None`` means True.  Statistics: ``nfe_forward`` counts every
+    (Kidger et al. 2021); ``None`` means True.  It matters for ``backsolve`` and
+    ``interpolating`` only (``checkpointed`` and ``direct`` have no backward step control).
+    It is safe whenever the loss reaches the parameters through the state: the parameters'
+    adjoint is a quadrature of ``a ∂f/∂θ`` that never feeds back into the solve, so
+    controlling ``a`` (and ``y``) controls its integrand.  It stops being safe when ``a``
+    is far below ``atol``, e.g. a loss scaled down by many orders of magnitude: the steps are
+    then loose for ``a``, and nothing else controls the quadrature.  Statistics: ``nfe_forward`` counts every
     field evaluation of the forward solve including the 2 start-up ones (the initial
     derivative and Hairer's initial-step probe), ``steps/accepted/rejected`` the forward
     step attempts, ``nfe_backward`` one per vector–Jacobian product of the field (for
@@ -45,15 +51,22 @@ class TorchBackend(Backend):
     Args:
         controller: ``"i"`` (torchdiffeq's integral controller, default) or ``"pi"``, or a
             :class:`~.controller.Controller` factory (a class or zero-argument callable).
-        error_weights: ``"dp"`` (Dormand & Prince's embedded 4th-order solution, as in
-            Hairer's DOPRI5) or ``"shampine"`` (Shampine's, as in torchdiffeq and ode45).
+        error_weights: ``"shampine"`` (default: Shampine's embedded 4th-order solution, as
+            in torchdiffeq and ode45, so both backends take the same steps) or ``"dp"``
+            (Dormand & Prince's, as in Hairer's DOPRI5).
+        max_checkpoints: ``adjoint="checkpointed"`` keeps every step's state when ``None``
+            (fastest); an int caps the kept states, and the backward replays the steps
+            between them by recursive bisection (flat memory, more forward evaluations).
     """
 
     name = "torch"
     adjoints = ("backsolve", "interpolating", "checkpointed", "direct")
+    default_adjoint = "checkpointed"  # exact gradient of the discrete solve, fewest backward NFE
     methods = ("dopri5",)
 
-    def __init__(self, controller: str | type = "i", error_weights: str = "shampine") -> None:
+    def __init__(
+        self, controller: str | type = "i", error_weights: str = "shampine", max_checkpoints: int | None = None
+    ) -> None:
         if isinstance(controller, str):
             if controller not in _CONTROLLERS:
                 raise ValueError(f"unknown controller {controller!r}; choose one of {sorted(_CONTROLLERS)}")
@@ -62,6 +75,9 @@ class TorchBackend(Backend):
         if error_weights not in _TABLEAUS:
             raise ValueError(f"unknown error_weights {error_weights!r}; choose one of {sorted(_TABLEAUS)}")
         self._tableau = _TABLEAUS[error_weights]
+        if max_checkpoints is not None and not (isinstance(max_checkpoints, int) and max_checkpoints >= 1):
+            raise ValueError(f"max_checkpoints must be a positive int or None, got {max_checkpoints!r}")
+        self._max_checkpoints = max_checkpoints
 
     def _ctrl(self) -> Controller:
         return self._controller()
@@ -81,7 +97,7 @@ class TorchBackend(Backend):
             field, params, times, rtol=float(options.rtol), atol=float(options.atol),
             max_steps=options.max_steps, seminorm=seminorm, strategy=options.adjoint, stats=stats,
             ctrl=self._ctrl(), bctrl=self._ctrl(), dtype=y0.dtype, device=y0.device,
-            tableau=self._tableau,
+            tableau=self._tableau, max_checkpoints=self._max_checkpoints,
         )
         needs_grad = torch.is_grad_enabled() and (y0.requires_grad or bool(params))
         if not needs_grad:

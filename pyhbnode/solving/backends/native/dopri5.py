@@ -309,6 +309,7 @@ def solve_forward(
     record: str | None = None,
     tableau: Tableau = DOPRI5,
     first: RHS | None = None,
+    max_states: int | None = None,
 ):
     """Solve ``dy/dt = f(t, y)`` from ``y0`` at ``times[0]``; return the states at ``times``.
 
@@ -321,7 +322,9 @@ def solve_forward(
         ``ys[0]``, which is ``y0`` itself), the step the controller proposes after the last
         one, and the record of the accepted steps ``(starts, steps, states, derivatives,
         r5s)``: with ``record="dense"`` all five (``states`` and ``derivatives`` hold one more
-        entry: the end point), with ``record="states"`` the first three.
+        entry: the end point), with ``record="states"`` the first three; then with
+        ``max_states`` the states are a dict ``{step index: state}`` of at most that many
+        entries, every ``stride``-th step (the stride doubles when the dict is full).
     """
     t0, t_end = times[0], times[-1]
     z0 = y0.reshape(1, -1)
@@ -341,6 +344,8 @@ def solve_forward(
     ys[0] = y0
     dense = ([], [], [], [], []) if record else None
     dense_out = record == "dense"
+    thin = [1] if (record == "states" and max_states) else None
+    kept: dict = {}
     state = [1]  # next interior output
 
     def on_accept(s, ht, za, zb, ks, K6):
@@ -357,6 +362,16 @@ def solve_forward(
                 r5 = dense_r5(ht, ks, K6)
                 fs.append(ka)
                 r5s.append(r5)
+            elif thin:
+                zs.pop()
+                i = len(starts) - 1
+                if i % thin[0] == 0:
+                    if len(kept) >= max_states:
+                        thin[0] *= 2
+                        for key in [key for key in kept if key % thin[0]]:
+                            del kept[key]
+                    if i % thin[0] == 0:
+                        kept[i] = za
         while j < n_out - 1 and times[j] <= s1:
             if times[j] == s1:
                 ys[j] = zb
@@ -377,6 +392,8 @@ def solve_forward(
         dense[2].append(z)
         if dense_out:
             dense[3].append(k)
+        if thin:
+            dense = (dense[0], dense[1], kept, dense[3], dense[4])
     return ys, h, dense
 
 
