@@ -32,9 +32,12 @@ RESULT_COLUMNS = (
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    import torch
+
     from . import zoo
     from .experiments import pointcloud
 
+    torch.set_num_threads(args.threads)
     models = args.models or list(zoo.MODELS)
     print(f"pyhbnode compare pointcloud: {', '.join(models)}; {args.iters} iterations, tol {args.tol:g}, "
           f"seed {args.seed} -> {args.out}")
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, help="solver backend (default: the package default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/compare-pointcloud", help="output directory")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: these small solves run fastest on one)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_compare)
 
@@ -94,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "compare" and args.iters < 1:
-        print("pyhbnode: error: --iters must be >= 1", file=sys.stderr)
+    if args.command == "compare" and (args.iters < 1 or args.threads < 1):
+        print("pyhbnode: error: --iters and --threads must be >= 1", file=sys.stderr)
         return 2
     from .solving import SolverError
     from .training import TrainingDiverged

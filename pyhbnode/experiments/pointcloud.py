@@ -20,7 +20,7 @@ from .runner import Comparison, run_comparison
 
 __all__ = ["DEFAULT_ITERS", "sign_accuracy", "comparison", "run", "redraw_separation"]
 
-DEFAULT_ITERS = 60
+DEFAULT_ITERS = 300
 
 
 def sign_accuracy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
