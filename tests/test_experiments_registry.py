@@ -40,7 +40,8 @@ def test_full_settings_follow_the_spec():
     s = {e.name: e.full for e in registry.EXPERIMENTS}
     assert (s["mnist"]["batch_size"], s["mnist"]["lr"], s["mnist"]["tol"]) == (64, 0.001, 1e-5)
     assert (s["cifar10"]["batch_size"], s["cifar10"]["lr"], s["cifar10"]["tol"]) == (64, 0.001, 1e-5)
-    assert (s["plane-vibration"]["batch_size"], s["plane-vibration"]["lr"], s["plane-vibration"]["tol"]) == (64, 1e-4, 1e-7)
+    pv = s["plane-vibration"]
+    assert (pv["batch_size"], pv["lr"], pv["tol"]) == (64, 1e-4, 1e-7)
     assert (s["walker2d"]["batch_size"], s["walker2d"]["lr"], s["walker2d"]["tol"]) == (256, 0.003, 1e-7)
     assert s["pointcloud"]["tol"] == 1e-7
     fns = {f["name"]: f for f in s["hbode-vs-ode"]["functions"]}
@@ -71,7 +72,8 @@ def test_reproduce_without_a_name_or_with_a_bad_one_fails_cleanly(capsys):
                                            ("walker2d", "rollout_"), ("adjoint-decay", "rollout_"),
                                            ("nfe-vs-tol", "train-images-idx3-ubyte")])
 def test_missing_data_names_the_file_and_exits_nonzero(tmp_path, capsys, name, missing):
-    code = main(["reproduce", name, "--tiny", "--quiet", "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path / "empty")])
+    code = main(["reproduce", name, "--tiny", "--quiet", "--out", str(tmp_path / "run"),
+                 "--data-dir", str(tmp_path / "empty")])
     err = capsys.readouterr().err
     assert code == EXIT_DATA_MISSING
     assert missing in err and "--data-dir" in err and str(tmp_path / "empty") in err
@@ -102,7 +104,8 @@ def _rows(nfe: dict[str, tuple[float, float]], acc: dict[str, float] | None = No
 
 
 def test_nfe_verdict_and_ratios():
-    rows = _rows({"node": (100, 200), "anode": (90, 180), "sonode": (95, 150), "hbnode": (80, 120), "ghbnode": (70, 100)})
+    rows = _rows({"node": (100, 200), "anode": (90, 180), "sonode": (95, 150), "hbnode": (80, 120),
+                  "ghbnode": (70, 100)})
     verdict, reasons, ratios = nfe_verdict(rows)
     assert verdict == HELD and len(reasons) == 4
     assert ratios == {"HBNODE/NODE forward NFE": 0.8, "HBNODE/NODE backward NFE": 0.6,

@@ -23,8 +23,8 @@ from torch import nn
 
 from .. import zoo
 from .common import (
-    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, _derive, combine_verdicts,
-    existing, read_json, sequence_comparison, train_comparison, write_json,
+    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, combine_verdicts,
+    complete_row, existing, read_json, sequence_comparison, train_comparison, write_json,
 )
 from .records import read_csv, write_csv
 from .walker2d import load
@@ -76,7 +76,8 @@ def decay_slope(norms: list[float]) -> float | None:
 
 
 def memory_horizon(norms: list[float], decades: float = HORIZON_DECADES) -> int:
-    """The largest T − t with ‖∂L/∂h_t‖ ≥ 10^-decades · ‖∂L/∂h_T‖ (steps the gradient reaches back)."""
+    """How many steps back the gradient reaches: the largest T − t with
+    ‖∂L/∂h_t‖ ≥ 10^-decades · ‖∂L/∂h_T‖."""
     a = np.asarray(norms, dtype=float)
     if a.size == 0 or not a[-1] > 0:
         return 0
@@ -152,7 +153,8 @@ def assess(run_dir: str | Path) -> Assessment:
     log-decay slope is less negative, checked after training (and reported at initialisation)."""
     run = Path(run_dir)
     rows = _rows(read_json(run / "adjoint.json")) if (run / "adjoint.json").exists() else []
-    nfe = {r["model"]: _derive(r) for r in read_csv(run / "results.csv")} if (run / "results.csv").exists() else {}
+    results = run / "results.csv"
+    nfe = {r["model"]: complete_row(r) for r in read_csv(results)} if results.exists() else {}
     for r in rows:
         for key in ("parameters", "nfe_forward_mean", "nfe_backward_mean", "seconds_per_epoch", "final_loss"):
             r[key] = nfe.get(r["model"], {}).get(key)

@@ -25,7 +25,8 @@ from .records import read_csv, run_metadata, writable_dir
 __all__ = [
     "MODELS", "HB_MODELS", "BASELINES", "MODEL_NAMES", "RunContext", "Assessment", "read_json", "write_json",
     "load_config", "nfe_verdict", "metric_verdict", "combine_verdicts", "training_assessment", "ratio",
-    "existing", "fmt", "train_comparison", "image_comparison", "subset", "sequence_data", "sequence_comparison",
+    "existing", "fmt", "complete_row", "train_comparison", "image_comparison", "subset", "sequence_data",
+    "sequence_comparison",
 ]
 
 MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
@@ -248,7 +249,7 @@ def combine_verdicts(*verdicts: str) -> str:
     return PARTLY
 
 
-def _derive(row: dict) -> dict:
+def complete_row(row: dict) -> dict:
     """Fill ``status`` (``ok`` unless the runner recorded a failure) and ``seconds_per_epoch``
     (from ``seconds_total``/``epochs`` when the runner gives only those)."""
     if row.get("status") in ("", None):
@@ -276,7 +277,7 @@ def training_assessment(
     run = Path(run_dir)
     rows = read_csv(run / "results.csv") if (run / "results.csv").exists() else []
     for r in rows:
-        _derive(r)
+        complete_row(r)
     columns = TRAINING_COLUMNS + [(metric, metric_label)]
     if any(r.get("status") != "ok" for r in rows):
         columns = columns + [("status", "status")]

@@ -129,7 +129,8 @@ def run(ctx: RunContext) -> None:
             rows.append({
                 "function": name, "ode": key, "gamma": spec["gamma"] if key == "hbode" else 0.0, "t1": spec["t1"],
                 "nfe": s["nfe"][key], "final_distance": round(float(d[-1]), 5),
-                "min_distance": round(float(d.min()), 5), "mean_distance": round(float(np.sum((d[1:] + d[:-1]) * np.diff(t)) / (2 * t[-1])), 5),
+                "min_distance": round(float(d.min()), 5),
+                "mean_distance": round(float(np.sum((d[1:] + d[:-1]) * np.diff(t)) / (2 * t[-1])), 5),
                 "final_x": round(float(s[key][-1][0]), 5), "final_y": round(float(s[key][-1][1]), 5),
             })
     write_json(out / "trajectories.json", solved)
@@ -148,7 +149,8 @@ def redraw(run_dir: str | Path) -> list[Path]:
         pts = np.concatenate(list(paths.values()) + [np.asarray([s["minimiser"]])])
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         pad = 0.15 * (hi - lo) + 0.1
-        X, Y = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200), np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200))
+        X, Y = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], 160),
+                           np.linspace(lo[1] - pad[1], hi[1] + pad[1], 160))
         contours.append((X, Y, np.log1p(OBJECTIVES[name].value(X, Y))))
     paths = [plot_trajectories(panels, run / "trajectories.png", contours=contours,
                                title="Fig. 2: gradient-flow ODE vs heavy-ball ODE (contours: log(1 + F))")]
@@ -198,6 +200,7 @@ def assess(run_dir: str | Path) -> Assessment:
             f"({'faster' if faster else 'slower'}); at T {hb['final_distance']:.4g} vs {ode['final_distance']:.4g} "
             f"({'closer' if closer else 'farther'}); NFE {hb['nfe']} vs {ode['nfe']}")
     columns = [("function", "function"), ("ode", "ODE"), ("gamma", "γ"), ("nfe", "NFE"),
-               ("final_distance", "distance at T"), ("min_distance", "min distance"), ("mean_distance", "mean distance")]
+               ("final_distance", "distance at T"), ("min_distance", "min distance"),
+               ("mean_distance", "mean distance")]
     return Assessment(columns=columns, rows=rows, ratios=ratios, verdict=combine_verdicts(*verdicts), reasons=reasons,
                       figures=existing(run, ["trajectories.png", "distance.png"]))

@@ -47,8 +47,8 @@ def run(ctx: RunContext) -> None:
         spec = replace(spec, val=None, metrics=(), epochs=math.ceil(iters / per_epoch))
         train_comparison(ctx, spec, out=out / _tol_dir(float(tol)), extra={"tol": float(tol)})
     write_csv(_aggregate(out, [float(t) for t in ctx["tols"]]), out / "results.csv")
-    redraw(out)
     ctx.record(started, dataset=dataset)
+    redraw(out)
 
 
 def _aggregate(run: Path, tols: list[float]) -> list[dict]:
@@ -135,11 +135,13 @@ def assess(run_dir: str | Path) -> Assessment:
     if len(tols) >= 2:
         oks = []
         for hb in HB_MODELS:
-            vals = [r["backward_per_forward"] for r in rows if r["model"] == hb and isinstance(r["backward_per_forward"], (int, float))]
+            vals = [r["backward_per_forward"] for r in rows
+                    if r["model"] == hb and isinstance(r["backward_per_forward"], (int, float))]
             if len(vals) >= 2:
                 cv = float(np.std(vals) / np.mean(vals))
                 oks.append(cv < PROPORTION_CV)
-                reasons.append(f"{MODEL_NAMES[hb]} backward/forward NFE across tolerances {[round(v, 2) for v in vals]} "
+                reasons.append(f"{MODEL_NAMES[hb]} backward/forward NFE across tolerances "
+                               f"{[round(v, 2) for v in vals]} "
                                f"(CV {cv:.2f}, {'roughly proportional' if cv < PROPORTION_CV else 'not proportional'})")
         if oks:
             proportion = HELD if all(oks) else NOT_HELD if not any(oks) else PARTLY

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import pointcloud
 from .common import (
-    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, _derive, existing,
+    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, complete_row, existing,
     training_assessment,
 )
 from .plots import plot_curves
@@ -52,7 +52,7 @@ def _aggregate(run: Path) -> list[dict]:
     models = list(dict.fromkeys(r["model"] for rows in per_seed for r in rows))
     out = []
     for m in models:
-        rows = [_derive(r) for rows in per_seed for r in rows if r["model"] == m]
+        rows = [complete_row(r) for rows in per_seed for r in rows if r["model"] == m]
         row: dict = {"model": m, "seeds": len(rows)}
         for key in _MEAN_KEYS:
             vals = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
@@ -94,8 +94,11 @@ def redraw(run_dir: str | Path) -> list[Path]:
             series[m] = (list(range(n)), arr.mean(axis=0))
             band[m] = arr.std(axis=0)
         window = max(1, max((len(x) for x, _ in series.values()), default=1) // 30)
-        paths.append(plot_curves(series, run / name, xlabel="iteration", ylabel=label, logy=logy, band=band,
-                                 window=window, title=f"point cloud: mean ± std over {len(histories)} seed(s)"
+        # a ± std band is meaningless on a log axis (mean - std < 0): the loss shows the mean only
+        what = "mean" if logy else "mean ± std"
+        paths.append(plot_curves(series, run / name, xlabel="iteration", ylabel=label, logy=logy,
+                                 band=None if logy else band, window=window,
+                                 title=f"point cloud: {what} over {len(histories)} seed(s)"
                                  + (f", moving average of {window}" if window > 1 else "")))
     return paths
 
@@ -122,7 +125,7 @@ def _separation_check(rows: list[dict]) -> tuple[str, list[str]]:
 def assess(run_dir: str | Path) -> Assessment:
     run = Path(run_dir)
     a = training_assessment(run, metric="final_loss", metric_label="final training loss", higher_is_better=False,
-                            rel_tol=0.1, figures=("nfe_forward.png", "nfe_backward.png", "loss.png"),
+                            abs_tol=ZERO_LOSS, rel_tol=0.1, figures=("nfe_forward.png", "nfe_backward.png", "loss.png"),
                             extra_checks=_separation_check)
     a.columns = [c for c in a.columns if c[0] != "seconds_per_epoch"] + [
         ("seconds_per_iter", "s/iter"), ("final_train_sign_accuracy", "train accuracy"), ("seeds", "seeds"),

@@ -82,7 +82,8 @@ ALL = ("node", "anode", "sonode", "hbnode", "ghbnode")
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment(
         name="hbode-vs-ode", figure="Fig. 2", title="gradient-flow ODE vs heavy-ball ODE on Rosenbrock and Beale",
-        description="Solve dx/dt = -∇F (NODE field) and x'' + γx' = -∇F (HBNODE field, fixed γ, x'(0) = 0) from (0, 0); "
+        description="Solve dx/dt = -∇F (NODE field) and x'' + γx' = -∇F (HBNODE field, fixed γ, x'(0) = 0) "
+                    "from (0, 0); "
                     "plot both paths over the contours and the distance to the minimiser vs t.",
         data="built in (Rosenbrock, Beale; App. E.6)", needs_data=False,
         claim="The heavy-ball ODE approaches the minimiser faster than the gradient-flow ODE (Fig. 2).",
@@ -101,7 +102,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment(
         name="silverbox-init", figure="Fig. 3", title="‖h(t)‖ at initialisation on the Silverbox input",
         description="Drive each untrained Silverbox model (one dense layer with a V1(t)^3 input) by the first stamps "
-                    "of the training series from V2(0), over several random initialisations; plot ‖h(t)‖ per model.",
+                    "of the training series from V2(0), over several random initialisations; plot ‖h(t)‖ "
+                    "per model.",
         data="sb.csv", claim="GHBNODE keeps ‖h(t)‖ bounded at initialisation while the other models can blow up.",
         module="silverbox_init", models=ALL,
         tiny={"seeds": 2, "stamps": 12, "tol": 1e-5},
@@ -115,7 +117,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                     "loss of the last prediction and plot the norm of its gradient with respect to each hidden state "
                     "h_t against T − t (at initialisation and after training).",
         data="walker/rollout_*.npy",
-        claim="The adjoint ‖∂L/∂h_t‖ of (G)HBNODE-RNN vanishes far more slowly with T − t than that of ODE-RNN.",
+        claim="The adjoint ‖∂L/∂h_t‖ of (G)HBNODE-RNN vanishes far more slowly with T − t than that of "
+              "ODE-RNN.",
         module="adjoint_decay", models=("node", "hbnode", "ghbnode"),
         tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
               "lr": 0.003, "tol": 1e-4},
@@ -147,7 +150,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     ),
     Experiment(
         name="cifar10", figure="Fig. 1", title="CIFAR-10 classification",
-        description="Train the five conv-field models on CIFAR-10; forward/backward NFE, time and test accuracy vs epoch.",
+        description="Train the five conv-field models on CIFAR-10; forward/backward NFE, time and test accuracy "
+                    "vs epoch.",
         data="cifar10/data_batch_*.bin[.gz], cifar10/test_batch*.bin[.gz] (any subset; ours: 4,000 train + 1,000 test)",
         claim=CLAIM_NFE, module="cifar10", models=ALL,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},

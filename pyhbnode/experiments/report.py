@@ -59,7 +59,8 @@ def assess_run(run_dir: str | Path) -> RunSection:
     return RunSection(run, exp, config, exp.assess(run))
 
 
-VERDICT_MARK = {"held": "✅ held", "partly held": "🟡 partly held", "not held": "❌ not held", "not assessed": "— not assessed"}
+VERDICT_MARK = {"held": "✅ held", "partly held": "🟡 partly held", "not held": "❌ not held",
+                "not assessed": "— not assessed"}
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -73,7 +74,8 @@ def _run_facts(cfg: dict) -> list[tuple[str, str]]:
         ("seed", str(cfg.get("seed", "-"))), ("backend", str(cfg.get("backend", "-"))),
         ("device", str(cfg.get("device", "-"))), ("machine", str(cfg.get("machine", "-"))),
         ("torch threads", str(cfg.get("torch_threads", "-"))),
-        ("versions", f"pyhbnode {cfg.get('pyhbnode', '?')}, torch {cfg.get('torch', '?')}, python {cfg.get('python', '?')}"),
+        ("versions", f"pyhbnode {cfg.get('pyhbnode', '?')}, torch {cfg.get('torch', '?')}, "
+                     f"python {cfg.get('python', '?')}"),
         ("wall time", f"{wall:.0f} s" if isinstance(wall, (int, float)) else "-"), ("date", str(cfg.get("date", "-"))),
     ]
 
@@ -134,7 +136,8 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
              "<th>verdict</th></tr>"]
     for s in sections:
         wall = s.config.get("wall_seconds")
-        parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(s.experiment.name)}</a></td><td>{esc(s.experiment.figure)}</td>"
+        parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(s.experiment.name)}</a></td>"
+                     f"<td>{esc(s.experiment.figure)}</td>"
                      f"<td>{esc(str(s.config.get('scale', '-')))}</td>"
                      f"<td>{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'}</td>"
                      f"<td>{esc(VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict))}</td></tr>")
@@ -147,7 +150,8 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
         parts += [f"<li>{esc(r)}</li>" for r in a.reasons]
         parts.append("</ul>")
         if a.ratios:
-            parts.append("<p>Ratios: " + "; ".join(f"{esc(k)} = {esc(fmt(v, 3))}" for k, v in a.ratios.items()) + "</p>")
+            ratios = "; ".join(f"{esc(k)} = {esc(fmt(v, 3))}" for k, v in a.ratios.items())
+            parts.append(f"<p>Ratios: {ratios}</p>")
         parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for _, h in a.columns) + "</tr>")
         for r in a.rows:
             parts.append("<tr>" + "".join(f"<td>{esc(fmt(r.get(k)))}</td>" for k, _ in a.columns) + "</tr>")

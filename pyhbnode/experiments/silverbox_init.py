@@ -20,7 +20,9 @@ import torch
 
 from .. import zoo
 from ..solving import SolverError
-from .common import HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, Assessment, RunContext, existing, fmt, read_json, write_json
+from .common import (
+    HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, Assessment, RunContext, existing, fmt, read_json, write_json,
+)
 from .records import read_csv, write_csv
 
 __all__ = ["BOUND_FACTOR", "trajectory_norms", "run", "redraw", "assess"]
@@ -53,7 +55,8 @@ def run(ctx: RunContext) -> None:
         rec = {"h_norm": [], "state_norm": [], "nfe": [], "status": []}
         for s in range(seeds):
             torch.manual_seed(ctx.seed * 1000 + s)
-            model = zoo.build("silverbox", name, tol=ctx["tol"], backend=ctx.backend, max_steps=ctx.get("max_steps", 20_000))
+            model = zoo.build("silverbox", name, tol=ctx["tol"], backend=ctx.backend,
+                              max_steps=ctx.get("max_steps", 20_000))
             try:
                 h, state = trajectory_norms(model, v1, v2_0, ts)
                 status = "ok"
@@ -78,6 +81,7 @@ def _rows(saved: dict) -> list[dict]:
     for name, rec in saved["models"].items():
         h = np.asarray(rec["h_norm"], dtype=float)  # (seeds, S)
         final = h[:, -1]
+        mean_final = float(np.nanmean(final)) if np.isfinite(final).any() else float("nan")
         peak = np.nanmax(h, axis=1) if h.size else np.array([])
         failed = int(np.sum([s != "ok" for s in rec["status"]]))
         unbounded = int(np.sum(~(peak <= bound))) if peak.size else 0  # NaN (failed) counts as unbounded
@@ -85,7 +89,7 @@ def _rows(saved: dict) -> list[dict]:
             "model": name, "seeds": len(rec["status"]), "stamps": h.shape[1] if h.ndim == 2 else 0,
             "mean_final_norm": _g(np.nanmean(final)), "median_final_norm": _g(np.nanmedian(final)),
             "max_norm": _g(np.nanmax(peak)) if np.isfinite(peak).any() else None,
-            "log10_mean_final_norm": _g(math.log10(np.nanmean(final))) if np.isfinite(final).any() and np.nanmean(final) > 0 else None,
+            "log10_mean_final_norm": _g(math.log10(mean_final)) if mean_final > 0 else None,
             "seeds_unbounded": unbounded, "seeds_failed": failed, "bound": _g(bound),
             "mean_nfe": _g(float(np.mean(rec["nfe"]))),
         })
@@ -113,7 +117,8 @@ def redraw(run_dir: str | Path) -> list[Path]:
         ax.plot(t, mean, color=color, lw=1.8, label=f"{label} (mean of {len(h)})")
         ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
     ax.plot(t, np.abs(saved["v2"]), color="k", lw=1.4, label="exact |V2(t)|")
-    ax.axhline(BOUND_FACTOR * np.max(np.abs(saved["v2"])), color="k", ls=":", lw=1, label=f"{BOUND_FACTOR:g} × max |V2|")
+    ax.axhline(BOUND_FACTOR * np.max(np.abs(saved["v2"])), color="k", ls=":", lw=1,
+               label=f"{BOUND_FACTOR:g} × max |V2|")
     ax.set_yscale("log")
     ax.set_xlabel("t (samples)")
     ax.set_ylabel("‖h(t)‖")
@@ -135,7 +140,8 @@ def assess(run_dir: str | Path) -> Assessment:
     rows = read_csv(run / "results.csv")
     by = {r["model"]: r for r in rows}
     columns = [("model", "model"), ("seeds", "seeds"), ("mean_nfe", "mean NFE"), ("mean_final_norm", "mean ‖h(T)‖"),
-               ("median_final_norm", "median ‖h(T)‖"), ("max_norm", "max ‖h(t)‖"), ("seeds_unbounded", "seeds unbounded"),
+               ("median_final_norm", "median ‖h(T)‖"), ("max_norm", "max ‖h(t)‖"),
+               ("seeds_unbounded", "seeds unbounded"),
                ("seeds_failed", "solver failures")]
     if "ghbnode" not in by:
         return Assessment(columns, rows, verdict=NOT_ASSESSED, reasons=["GHBNODE was not run"],
