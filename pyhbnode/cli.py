@@ -50,15 +50,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .experiments.runner import redraw_training
+    from .experiments.commands import redraw_run
     from .experiments.pointcloud import redraw_separation
+    from .experiments.runner import redraw_training
 
     run = Path(args.run_dir)
-    if not (run / "history.jsonl").exists():
-        raise ValueError(f"{run} holds no history.jsonl: is it a run directory written by pyhbnode?")
-    paths = redraw_training(run)
-    sep = redraw_separation(run)
-    for p in paths + ([sep] if sep else []):
+    paths = redraw_run(run)  # a `reproduce` run knows its own figures
+    if paths is None:
+        if not (run / "history.jsonl").exists():
+            raise ValueError(f"{run} holds no history.jsonl: is it a run directory written by pyhbnode?")
+        paths = redraw_training(run)
+        sep = redraw_separation(run)
+        paths += [sep] if sep else []
+    for p in paths:
         print(p)
     return 0
 

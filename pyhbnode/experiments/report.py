@@ -96,12 +96,13 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
              "| experiment | paper | scale | wall time | verdict |", "|---|---|---|---|---|"]
     for s in sections:
         wall = s.config.get("wall_seconds")
-        lines.append(f"| [{s.experiment.name}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
+        lines.append(f"| [{_label(s)}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
                      f"{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'} | "
                      f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |")
     for s in sections:
         e, a = s.experiment, s.assessment
-        lines += ["", f"## {e.figure}: {e.title} (`{e.name}`)", f'<a id="{_anchor(s)}"></a>', "",
+        where = "" if s.run_dir.name == e.name else f", run `{s.run_dir.name}`"
+        lines += ["", f"## {e.figure}: {e.title} (`{e.name}`{where})", f'<a id="{_anchor(s)}"></a>', "",
                   f"**Paper's claim.** {e.claim}", "",
                   f"**Verdict: {VERDICT_MARK.get(a.verdict, a.verdict)}.**", ""]
         lines += [f"- {r}" for r in a.reasons]
@@ -117,6 +118,11 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
             lines += [f"- note: {e.notes}"]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _label(s: RunSection) -> str:
+    """The experiment's name, with the run directory's when they differ (several runs of one experiment)."""
+    return s.experiment.name if s.run_dir.name == s.experiment.name else f"{s.experiment.name} ({s.run_dir.name})"
 
 
 def _anchor(s: RunSection) -> str:
@@ -136,7 +142,7 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
              "<th>verdict</th></tr>"]
     for s in sections:
         wall = s.config.get("wall_seconds")
-        parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(s.experiment.name)}</a></td>"
+        parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(_label(s))}</a></td>"
                      f"<td>{esc(s.experiment.figure)}</td>"
                      f"<td>{esc(str(s.config.get('scale', '-')))}</td>"
                      f"<td>{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'}</td>"

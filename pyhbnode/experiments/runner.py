@@ -77,7 +77,8 @@ def run_comparison(
     interrupted run resumes.  ``after_model(name, trained_model, out_dir)`` may add
     experiment-specific artefacts.  Returns the results rows.
     """
-    from ..training import fit  # training is a floor above the zoo; import on use
+    from ..solving import SolverError
+    from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
 
     unknown = [m for m in models if m not in zoo.MODELS]
     if unknown:
@@ -89,14 +90,19 @@ def run_comparison(
         torch.manual_seed(seed)
         model = zoo.build(spec.task, name, tol=spec.tol, backend=backend,
                           field_kwargs=spec.field_kwargs.get(name))
-        history = fit(
-            model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),
-            epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed,
-            checkpoint_dir=out / "checkpoints" / name, resume=resume, progress=progress,
-            max_batches=spec.max_batches, **spec.fit_kwargs,
-        )
+        try:
+            history = fit(
+                model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),
+                epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed,
+                checkpoint_dir=out / "checkpoints" / name, resume=resume, progress=progress,
+                max_batches=spec.max_batches, **spec.fit_kwargs,
+            )
+        except (TrainingDiverged, SolverError) as err:
+            # One model blowing up (SONODE on Walker2D, say) is a result, not the end of the run.
+            rows.append({"model": name, "parameters": count_parameters(model), "status": f"failed: {err}"})
+            continue
         batches, epochs = history.batch_records(), history.epoch_records()
-        rows.append({"model": name, "parameters": count_parameters(model), **history.summary()})
+        rows.append({"model": name, "parameters": count_parameters(model), "status": "ok", **history.summary()})
         batch_lines += [{"model": name, "iteration": i, **b} for i, b in enumerate(batches)]
         epoch_lines += [{"model": name, **e} for e in epochs]
         if after_model is not None:
@@ -106,7 +112,7 @@ def run_comparison(
     write_jsonl(epoch_lines, out / "epochs.jsonl")
     config = run_metadata(settings=spec.settings(), models=list(models), seed=seed,
                           backend=backend or zoo.tasks.TASK_DEFAULTS[spec.task].backend,
-                          device="cpu", wall_seconds=round(time.time() - started, 2), **(extra_config or {}))
+                          device=str(spec.fit_kwargs.get("device", "cpu")), wall_seconds=round(time.time() - started, 2), **(extra_config or {}))
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     redraw_training(out)
     return rows
