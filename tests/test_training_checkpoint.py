@@ -256,4 +256,4 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_weights(tmp_path):
     assert resumed.returncode == 0, err
     started_at = int(out.split()[1])
     assert 6 <= started_at < 18, out  # it resumed midway rather than starting over
-    assert_same(torch.load(tmp_path / "resumed.pt"), weights(reference))
+    assert_same(torch.load(tmp_path / "resumed.pt", weights_only=True), weights(reference))

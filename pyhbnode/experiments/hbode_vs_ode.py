@@ -16,6 +16,8 @@ minimiser vs t, one panel per objective).
 """
 from __future__ import annotations
 
+import abc
+
 import time
 from pathlib import Path
 
@@ -32,17 +34,19 @@ from .records import read_csv, write_csv
 __all__ = ["OBJECTIVES", "Objective", "NegativeGradient", "solve_pair", "run", "redraw", "assess"]
 
 
-class Objective:
+class Objective(abc.ABC):
     """A 2-D test function with its analytic gradient and minimiser."""
 
     name = ""
     minimiser: tuple[float, float] = (0.0, 0.0)
 
+    @abc.abstractmethod
     def value(self, x, y):
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def gradient(self, x, y):
-        raise NotImplementedError
+        ...
 
 
 class Rosenbrock(Objective):

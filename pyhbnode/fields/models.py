@@ -17,6 +17,8 @@ channel dimension).  A :class:`~pyhbnode.fields.nets.TimeModule` ``f`` also rece
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ from .nets import activation, call_net
 __all__ = ["VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE"]
 
 
-class VectorField(nn.Module):
+class VectorField(nn.Module, abc.ABC):
     """Base class of the five fields.  ``order`` is 1 or 2 (see module docstring)."""
 
     order: int = 1
@@ -37,8 +39,9 @@ class VectorField(nn.Module):
             raise TypeError(f"f must be an nn.Module, got {type(f).__name__}")
         self.f = f
 
-    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``dy/dt`` at time ``t`` (0-d tensor) and state ``y``."""
 
 
 class NODE(VectorField):

@@ -7,6 +7,7 @@ solver pays one ``.item()`` per step to read ``r`` and nothing else.
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -14,7 +15,7 @@ import torch
 __all__ = ["Controller", "IController", "PIController", "FixedStep", "initial_step"]
 
 
-class Controller:
+class Controller(abc.ABC):
     """Interface: ``accepts(r)`` and ``next_step(h, r, accepted)``.
 
     ``adaptive`` is False for controllers that ignore the error estimate (the solver then
@@ -30,8 +31,9 @@ class Controller:
     def accepts(self, r: float) -> bool:
         return r <= 1.0
 
-    def next_step(self, h: float, r: float, accepted: bool) -> float:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def next_step(self, h: float, r: float, accepted: bool) -> float:
+        """The next step size after a step of size ``h`` with error ratio ``r``."""
 
 
 class IController(Controller):
