@@ -113,7 +113,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         try:
             import yaml
         except ModuleNotFoundError:
-            raise ValueError(f"reading {path} needs PyYAML (pip install pyyaml); or write the config as TOML") from None
+            raise ValueError(f"reading {path} needs PyYAML (pip install 'pyhbnode[yaml]'); or write the config as TOML") from None
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
