@@ -118,7 +118,7 @@ def _rows(saved: dict) -> list[dict]:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt
+    from .plots import MODEL_STYLE, plt, save_figure
     from .runner import redraw_training
 
     run = Path(run_dir)
@@ -141,11 +141,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
     axes[0].set_ylabel("‖∂L/∂h_t‖")
     axes[0].legend(frameon=False)
     fig.suptitle("Fig. 4: adjoint norm vs T − t (Walker2D, L = loss of the last prediction)")
-    fig.tight_layout()
-    path = run / "adjoint.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return paths + [path]
+    return paths + [save_figure(fig, run / "adjoint.png")]
 
 
 def assess(run_dir: str | Path) -> Assessment:

@@ -163,7 +163,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
 
 
 def _plot_distance(solved: dict, path: Path) -> Path:
-    from .plots import plt
+    from .plots import plt, save_figure
 
     fig, axes = plt.subplots(1, len(solved), figsize=(5.2 * len(solved), 3.8), squeeze=False)
     for ax, (name, s) in zip(axes[0], solved.items()):
@@ -176,10 +176,7 @@ def _plot_distance(solved: dict, path: Path) -> Path:
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def assess(run_dir: str | Path) -> Assessment:

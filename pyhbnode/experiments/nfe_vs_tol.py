@@ -67,7 +67,7 @@ def _aggregate(run: Path, tols: list[float]) -> list[dict]:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt
+    from .plots import MODEL_STYLE, plt, save_figure
 
     run = Path(run_dir)
     rows = read_csv(run / "results.csv")
@@ -94,11 +94,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
     axes[0].legend(frameon=False)
     dataset = load_config(run).get("dataset", "")
     fig.suptitle(f"Fig. 7: NFE vs tolerance {dataset}".strip())
-    fig.tight_layout()
-    path = run / "nfe_vs_tol.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, run / "nfe_vs_tol.png")]
 
 
 def assess(run_dir: str | Path) -> Assessment:

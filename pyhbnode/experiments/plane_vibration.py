@@ -77,7 +77,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
 def plot_learned_curves(saved: dict, path: Path, *, title: str = "", channels=CHANNELS) -> Path:
     """One panel per channel: the truth (black) and each model's prediction over the saved
     windows, placed at their stamps in the recording."""
-    from .plots import MODEL_STYLE, plt
+    from .plots import MODEL_STYLE, plt, save_figure
 
     truth = np.asarray(saved["truth"])  # (T, W, F)
     stamps = np.asarray(saved["stamps"])  # (T, W)
@@ -97,10 +97,7 @@ def plot_learned_curves(saved: dict, path: Path, *, title: str = "", channels=CH
     axes[-1][0].set_xlabel("stamp (samples at 400 Hz)")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def assess(run_dir: str | Path) -> Assessment:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["MODEL_STYLE", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
+__all__ = ["MODEL_STYLE", "save_figure", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
 
 # One colour per model across every figure, as in the paper (HB variants in warm colours).
 MODEL_STYLE = {
@@ -24,10 +24,11 @@ def _label(model: str) -> tuple[str, str | None]:
     return MODEL_STYLE.get(model, (model, None))
 
 
-def _finish(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Lay out, write and close ``fig``; returns ``path``.  Every figure goes through here."""
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -67,7 +68,7 @@ def plot_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_nfe(
@@ -87,7 +88,7 @@ def plot_nfe(
     axes[0].legend(frameon=False)
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_scatter_panels(
@@ -106,7 +107,7 @@ def plot_scatter_panels(
     axes[0][0].legend(frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trajectories(
@@ -130,4 +131,4 @@ def plot_trajectories(
         ax.legend(frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return save_figure(fig, path)

@@ -102,7 +102,7 @@ def _g(x) -> float | None:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt
+    from .plots import MODEL_STYLE, plt, save_figure
 
     run = Path(run_dir)
     saved = read_json(run / "norms.json")
@@ -125,11 +125,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
     ax.set_title("Fig. 3: ‖h(t)‖ at initialisation, Silverbox (band: min–max over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    path = run / "growth.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, run / "growth.png")]
 
 
 def assess(run_dir: str | Path) -> Assessment:
