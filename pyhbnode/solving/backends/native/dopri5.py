@@ -156,14 +156,12 @@ def march(
     Returns:
         ``(z, k, q, h_next)`` at ``s_end``.
     """
-    c2, c3, c4, c5, c6 = _C[1:6]
-    a21, = _A[1]
-    a31, a32 = _A[2]
     b = tableau.b
     e = tableau.e
     e7 = e[6]
     A4, A5, A6, B6, E6, _ = coefficients(tableau, z.dtype, z.device)
-    add, cat, addmm, maximum, vnorm = torch.add, torch.cat, torch.addmm, torch.maximum, torch.linalg.vector_norm
+    rows = (A4, A5, A6, B6)
+    addmm, maximum, vnorm = torch.addmm, torch.maximum, torch.linalg.vector_norm
     adaptive = ctrl.adaptive
     next_step = ctrl.next_step
     accepts = ctrl.accepts
@@ -200,22 +198,7 @@ def march(
         if prepare is not None:
             prepare(s, ht, s_new)
 
-        k2, q2 = rhs(s + c2 * ht, add(z, k, alpha=ht * a21))
-        z3 = add(z, k, alpha=ht * a31)
-        z3.add_(k2, alpha=ht * a32)
-        k3, q3 = rhs(s + c3 * ht, z3)
-        if small:
-            k4, q4 = rhs(s + c4 * ht, addmm(z, A4, cat((k, k2, k3)), alpha=ht))
-            k5, q5 = rhs(s + c5 * ht, addmm(z, A5, cat((k, k2, k3, k4)), alpha=ht))
-            k6, q6 = rhs(s + c6 * ht, addmm(z, A6, cat((k, k2, k3, k4, k5)), alpha=ht))
-            K6 = cat((k, k2, k3, k4, k5, k6))
-            z7 = addmm(z, B6, K6, alpha=ht)
-        else:
-            K6 = None
-            k4, q4 = rhs(s + c4 * ht, _combo(z, (k, k2, k3), _A[3], ht))
-            k5, q5 = rhs(s + c5 * ht, _combo(z, (k, k2, k3, k4), _A[4], ht))
-            k6, q6 = rhs(s + c6 * ht, _combo(z, (k, k2, k3, k4, k5), _A[5], ht))
-            z7 = _combo(z, (k, k2, k3, k4, k5, k6), b, ht)
+        (k2, k3, k4, k5, k6), (q2, q3, q4, q5, q6), K6, z7 = _stages(rhs, s, ht, z, k, rows, small)
         k7, q7 = rhs(s_new, z7)
         tally.nfe += 6
 
@@ -271,6 +254,43 @@ def march(
             h_next = next_step(ht, r, False)
         h = h_next
     return z, k, q, h
+
+
+def _stages(rhs, s: float, h: float, z: torch.Tensor, k: torch.Tensor, rows, small: bool):
+    """Stages 2–6 of a DP5 step of size ``h`` from ``z`` (first stage ``k``) and the
+    propagated solution: the one place the stepping and the checkpointed replay compute a
+    step, so that the replay differentiates exactly the operations of the forward solve.
+
+    ``rows`` are :func:`coefficients`' ``(A4, A5, A6, B6)``; ``small`` picks one ``addmm``
+    over concatenated stages instead of in-place adds (see :func:`march`).
+
+    Returns:
+        ``((k2, ..., k6), (q2, ..., q6), K6, z7)``: the stages, the extra outputs ``rhs``
+        returned with them, the six stages concatenated (``None`` unless ``small``), and
+        ``z + h Σ b_i k_i``.
+    """
+    c2, c3, c4, c5, c6 = _C[1:6]
+    a21, = _A[1]
+    a31, a32 = _A[2]
+    A4, A5, A6, B6 = rows
+    add, cat, addmm = torch.add, torch.cat, torch.addmm
+    k2, q2 = rhs(s + c2 * h, add(z, k, alpha=h * a21))
+    z3 = add(z, k, alpha=h * a31)
+    z3.add_(k2, alpha=h * a32)
+    k3, q3 = rhs(s + c3 * h, z3)
+    if small:
+        k4, q4 = rhs(s + c4 * h, addmm(z, A4, cat((k, k2, k3)), alpha=h))
+        k5, q5 = rhs(s + c5 * h, addmm(z, A5, cat((k, k2, k3, k4)), alpha=h))
+        k6, q6 = rhs(s + c6 * h, addmm(z, A6, cat((k, k2, k3, k4, k5)), alpha=h))
+        K6 = cat((k, k2, k3, k4, k5, k6))
+        z7 = addmm(z, B6, K6, alpha=h)
+    else:
+        K6 = None
+        k4, q4 = rhs(s + c4 * h, _combo(z, (k, k2, k3), _A[3], h))
+        k5, q5 = rhs(s + c5 * h, _combo(z, (k, k2, k3, k4), _A[4], h))
+        k6, q6 = rhs(s + c6 * h, _combo(z, (k, k2, k3, k4, k5), _A[5], h))
+        z7 = _combo(z, (k, k2, k3, k4, k5, k6), _B, h)
+    return (k2, k3, k4, k5, k6), (q2, q3, q4, q5, q6), K6, z7
 
 
 def _combo(z: torch.Tensor, ks, coeffs, h: float) -> torch.Tensor:
@@ -400,35 +420,17 @@ def solve_forward(
 def step_again(rhs, s: float, h: float, s_new: float, z: torch.Tensor, *, with_last: bool = False):
     """Recompute one accepted DP5 step from its start ``z`` (the checkpointed adjoint).
 
-    The same operations as :func:`march` (so, under autograd, the step's exact Jacobian):
+    The same operations as :func:`march` (both go through :func:`_stages`; so, under
+    autograd, the step's exact Jacobian):
     ``k1 = rhs(s, z)`` and the five further stages, then ``z1``; with ``with_last`` also the
     FSAL stage ``k7 = rhs(s_new, z1)`` and Hairer's ``r5`` for the dense output.
 
     Returns:
         ``(z1, ks, K6, r5)``; ``ks`` the seven (or six) stages, ``K6``/``r5`` or ``None``.
     """
-    c2, c3, c4, c5, c6 = _C[1:6]
-    a21, = _A[1]
-    a31, a32 = _A[2]
-    A4, A5, A6, B6, _, _ = coefficients(DOPRI5, z.dtype, z.device)
-    add, cat, addmm = torch.add, torch.cat, torch.addmm
+    rows = coefficients(DOPRI5, z.dtype, z.device)[:4]
     k, _ = rhs(s, z)
-    k2, _ = rhs(s + c2 * h, add(z, k, alpha=h * a21))
-    z3 = add(z, k, alpha=h * a31)
-    z3.add_(k2, alpha=h * a32)
-    k3, _ = rhs(s + c3 * h, z3)
-    if z.numel() <= _SMALL:
-        k4, _ = rhs(s + c4 * h, addmm(z, A4, cat((k, k2, k3)), alpha=h))
-        k5, _ = rhs(s + c5 * h, addmm(z, A5, cat((k, k2, k3, k4)), alpha=h))
-        k6, _ = rhs(s + c6 * h, addmm(z, A6, cat((k, k2, k3, k4, k5)), alpha=h))
-        K6 = cat((k, k2, k3, k4, k5, k6))
-        z7 = addmm(z, B6, K6, alpha=h)
-    else:
-        K6 = None
-        k4, _ = rhs(s + c4 * h, _combo(z, (k, k2, k3), _A[3], h))
-        k5, _ = rhs(s + c5 * h, _combo(z, (k, k2, k3, k4), _A[4], h))
-        k6, _ = rhs(s + c6 * h, _combo(z, (k, k2, k3, k4, k5), _A[5], h))
-        z7 = _combo(z, (k, k2, k3, k4, k5, k6), _B, h)
+    (k2, k3, k4, k5, k6), _, K6, z7 = _stages(rhs, s, h, z, k, rows, z.numel() <= _SMALL)
     if not with_last:
         return z7, (k, k2, k3, k4, k5, k6), K6, None
     k7, _ = rhs(s_new, z7)
