@@ -34,3 +34,21 @@ def cloud(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
     x, y = make_pointcloud(seed=seed)
     return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def backward_in_thread(loss: torch.Tensor) -> list[BaseException]:
+    """Run ``loss.backward()`` on a new thread; return what it raised (empty if nothing)."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            loss.backward()
+        except BaseException as err:  # noqa: BLE001 - the test inspects whatever was raised
+            errors.append(err)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    return errors

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import backward_in_thread
 from pyhbnode import (
     ANODE, GHBNODE, HBNODE, NODE, SONODE, AdjointFailure, JuliaBackendError, MaxStepsExceeded,
     NonFiniteState, NotTranslatableError, StepSizeUnderflow, SolverFailure, TimeSequential, TPad,
@@ -431,17 +432,7 @@ def test_backward_off_the_main_thread_raises(fake):
     fake()
     case = _mlp_case("hbnode")
     sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
-    errors = []
-
-    def worker():
-        try:
-            sol.ys.sum().backward()
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-
-    th = threading.Thread(target=worker)
-    th.start()
-    th.join()
+    errors = backward_in_thread(sol.ys.sum())
     assert errors and isinstance(errors[0], RuntimeError)
     assert "set_multithreading_enabled(False)" in str(errors[0])
     with torch.autograd.set_multithreading_enabled(False):

@@ -9,13 +9,13 @@ instead, so on a Julia machine every case below runs, unchanged, or fails.
 """
 from __future__ import annotations
 
-import threading
 import warnings
 
 import pytest
 import torch
 from torch import nn
 
+from helpers import backward_in_thread
 from pyhbnode import NODE, MaxStepsExceeded, SolverError, odeint
 from pyhbnode.julia import available
 from pyhbnode.julia.cases import KINDS, MODELS, build_case, reference
@@ -205,17 +205,7 @@ def test_julia_backward_off_the_main_thread_raises():
     use("julia")
     case = build_case("hbnode", "mlp")
     sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
-    errors: list[BaseException] = []
-
-    def worker():
-        try:
-            sol.ys.sum().backward()
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-
-    th = threading.Thread(target=worker)
-    th.start()
-    th.join()
+    errors = backward_in_thread(sol.ys.sum())
     assert errors and isinstance(errors[0], RuntimeError)
     assert "set_multithreading_enabled" in str(errors[0])
 
