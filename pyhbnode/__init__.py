@@ -2,25 +2,24 @@
 
 The public API: the five vector fields, ``odeint`` with its ``Solution`` and statistics,
 the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
-error types.  Importing the package never imports Julia unless ``PYHBNODE_JULIA=1``/``require`` asks
-for it; then juliacall is imported first, before torch, as juliacall requires.
+error types.  Importing the package never imports juliacall and never downloads anything:
+Julia starts on the first ``backend="julia"`` solve (put ``import juliacall`` before
+``import torch`` in such scripts, as juliacall advises).
 """
-from .julia import _preload as _julia_preload
-
-_julia_preload.run()
-
 from . import zoo
 from .fields import (
     ANODE, GHBNODE, HBNODE, NODE, SONODE, InitialState, TimeModule, TimeSequential, TPad, VectorField,
 )
 from .layers import ODEBlock, ODERNN
 from .solving import (
-    AdjointFailure, JuliaBackendError, JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState,
-    NotTranslatableError, Solution, SolverError, SolverFailure, SolverOptions, SolverStats, Status,
-    StepSizeUnderflow, available_backends, odeint, register_backend,
+    AdjointFailure, MaxStepsExceeded, NonFiniteState, Solution, SolverError, SolverFailure, SolverOptions,
+    SolverStats, Status, StepSizeUnderflow, available_backends, odeint, register_backend,
 )
 
 __version__ = "0.1.0"
+
+
+_JULIA_ERRORS = ("JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError")
 
 
 def __getattr__(name: str):
@@ -29,6 +28,11 @@ def __getattr__(name: str):
         from . import training
 
         return getattr(training, name)
+    # The julia backend's errors live beside it; importing pyhbnode loads none of it.
+    if name in _JULIA_ERRORS:
+        from .solving.backends.julia import errors
+
+        return getattr(errors, name)
     raise AttributeError(f"module 'pyhbnode' has no attribute {name!r}")
 
 __all__ = [

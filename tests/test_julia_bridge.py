@@ -1,8 +1,8 @@
 """The Python half of the Julia bridge, checked without Julia.
 
 * Spec + flat parameters + the column-major layout rules: the numpy emulation of the
-  Julia side (``pyhbnode.julia.emulate``, a line-by-line mirror of
-  ``PyHBNODEBridge/src/{layers,fields}.jl``) evaluates every model, MLP and conv (with
+  Julia side (``tests/julia_emulate.py``, a line-by-line mirror of
+  ``PyHBNODEBridge/src/field.jl``) evaluates every model, MLP and conv (with
   tpad, odd kernels, padding, stride, dilation, groups), and must equal torch to 1e-12.
 * The autograd bridge end to end: ``JuliaBackend`` driven by a fake runtime that follows
   the Julia API in numpy (fixed-step RK4 forward, central differences backward) must give
@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import types
@@ -22,18 +23,18 @@ import torch
 from torch import nn
 
 from helpers import backward_in_thread
+import julia_emulate as emulate
+from julia_cases import KINDS, MODELS, P_FORMULA, U_FORMULA, build_case, formula, zoo_fields
 from pyhbnode import (
     ANODE, GHBNODE, HBNODE, NODE, SONODE, AdjointFailure, JuliaBackendError, MaxStepsExceeded,
     NonFiniteState, NotTranslatableError, StepSizeUnderflow, SolverFailure, TimeSequential, TPad,
     odeint,
 )
 from pyhbnode.fields import activation, mlp
-from pyhbnode.julia import emulate
-from pyhbnode.julia.bridge import JuliaBackend
-from pyhbnode.julia.cases import KINDS, MODELS, build_case
-from pyhbnode.julia.runtime import JuliaRuntime
-from pyhbnode.julia.spec import describe, pack_parameters
 from pyhbnode.solving import backends as registry
+from pyhbnode.solving.backends.julia._backend import JuliaBackend
+from pyhbnode.solving.backends.julia._runtime import JuliaRuntime
+from pyhbnode.solving.backends.julia._spec import describe, pack_parameters, unpack_parameters
 
 
 
@@ -136,7 +137,6 @@ def test_spec_text_is_structure_only():
     (nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)), "f.1"),
     (nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), "f.1"),
     (TimeSequential(TPad(), nn.Conv2d(3, 2, 3, padding=1, padding_mode="circular")), "f.layers.1"),
-    (nn.Sequential(nn.Softplus(beta=2.0)), "f.0"),
     (nn.Sequential(nn.GELU()), "f.0"),
 ])
 def test_not_translatable_names_the_layer_and_suggests_torch(net, where):
@@ -216,7 +216,7 @@ def rk4_torch(field, y0, ts):
 
 
 class FakeRuntime:
-    """The runtime API of ``pyhbnode.julia.runtime.JuliaRuntime``, in numpy.
+    """The runtime API of ``_runtime.JuliaRuntime``, in numpy.
 
     Arrays are flat numpy vectors in Julia (column-major) order, exactly what DLPack gives
     the real bridge; ``forward``/``backward``/``rhs`` follow ``PyHBNODEBridge/src/solve.jl``.
@@ -225,6 +225,7 @@ class FakeRuntime:
     def __init__(self, *, rhs_scale: float = 1.0, forward_retcode: str | None = None,
                  backward_result: dict | None = None) -> None:
         self.calls: list[str] = []
+        self.sensealgs: list[str] = []
         self.rhs_scale = rhs_scale
         self.forward_retcode = forward_retcode
         self.backward_result = backward_result or {}
@@ -234,14 +235,11 @@ class FakeRuntime:
         self.calls.append("build")
         return self._handles.setdefault(spec_json, emulate.build(spec_json))
 
-    def ensure_device(self, device):
-        assert device.type == "cpu"
-
     def to_julia(self, x):
         return x.detach().contiguous().reshape(-1).numpy().copy()
 
-    def to_torch(self, vec, shape, device):
-        return torch.from_numpy(np.asarray(vec).copy()).reshape(shape).to(device)
+    def to_torch(self, vec, shape):
+        return torch.from_numpy(np.asarray(vec).copy()).reshape(shape)
 
     def call(self, name, *args, phase="forward", **kwargs):
         self.calls.append(name)
@@ -261,7 +259,9 @@ class FakeRuntime:
 
         return rk4_numpy(f, u0.reshape(usize, order="F"), ts, maxiters)
 
-    def _forward(self, field, u0, usize, p, ts, *, rtol, atol, maxiters, sensealg, vjp, seminorm, keep):
+    def _forward(self, field, u0, usize, p, ts, *, rtol, atol, maxiters, sensealg, seminorm, keep):
+        assert sensealg in ("backsolve", "interpolating")
+        self.sensealgs.append(sensealg)
         p = self._params(p)
         ys, retcode, t, nf, steps = self._solve(field, u0, usize, p, ts, maxiters)
         retcode = self.forward_retcode or retcode
@@ -328,7 +328,7 @@ def test_bridge_end_to_end_matches_torch(fake, model):
     runtime = fake()
     case = _mlp_case(model)
     y0 = case.y0.clone().requires_grad_(True)
-    sol = odeint(case.field, y0, case.ts, backend="julia", adjoint="gauss:enzyme")
+    sol = odeint(case.field, y0, case.ts, backend="julia", adjoint="interpolating")
     ref_y0 = case.y0.clone().requires_grad_(True)
     ref = rk4_torch(case.field, ref_y0, case.ts)
     assert sol.ys.shape == ref.shape
@@ -348,8 +348,9 @@ def test_bridge_end_to_end_matches_torch(fake, model):
     assert sol.stats.nfe_backward > 0
     assert sol.stats.steps == STEPS_PER_UNIT and sol.stats.status.name == "SUCCESS"
     assert runtime.calls.count("rhs") == 1  # the layout check, once per structure
-    odeint(case.field, case.y0, case.ts, backend="julia")
+    odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve")
     assert runtime.calls.count("rhs") == 1
+    assert runtime.sensealgs == ["interpolating", "backsolve"]
 
 
 def test_bridge_conv_field_end_to_end(fake):
@@ -358,7 +359,7 @@ def test_bridge_conv_field_end_to_end(fake):
     field = HBNODE(f, omega=-1.0).double()
     y0 = (torch.randn(2, 2, 1, 2, 3, dtype=torch.float64) * 0.5).requires_grad_(True)
     ts = torch.tensor([0.0, 0.5], dtype=torch.float64)
-    sol = odeint(field, y0, ts, backend="julia")
+    sol = odeint(field, y0, ts, backend="julia", adjoint="backsolve")
     ref_y0 = y0.detach().clone().requires_grad_(True)
     ref = rk4_torch(field, ref_y0, ts)
     assert float((sol.ys.detach() - ref.detach()).abs().max()) <= 1e-12
@@ -372,7 +373,7 @@ def test_inference_keeps_nothing_and_skips_autograd(fake):
     fake()
     case = _mlp_case("hbnode")
     with torch.no_grad():
-        sol = odeint(case.field, case.y0, case.ts, backend="julia")
+        sol = odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve")
     assert sol.ys.grad_fn is None and sol.stats.nfe_forward > 0
 
 
@@ -381,7 +382,7 @@ def test_field_without_parameters(fake):
     field = NODE(nn.Tanh()).double()
     y0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     ts = torch.tensor([0.0, 0.5], dtype=torch.float64)
-    sol = odeint(field, y0, ts, backend="julia")
+    sol = odeint(field, y0, ts, backend="julia", adjoint="backsolve")
     (g,) = torch.autograd.grad(sol.ys.sum(), [y0])
     ref_y0 = y0.detach().clone().requires_grad_(True)
     (w,) = torch.autograd.grad(rk4_torch(field, ref_y0, ts).sum(), [ref_y0])
@@ -396,7 +397,7 @@ def test_forward_retcodes_raise_solver_errors(fake, retcode, error):
     fake(FakeRuntime(forward_retcode=retcode))
     case = _mlp_case("node")
     with pytest.raises(error) as info:
-        odeint(case.field, case.y0, case.ts, backend="julia")
+        odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve")
     assert info.value.phase == "forward" and info.value.nfe_forward > 0
     assert retcode in str(info.value)
 
@@ -405,7 +406,7 @@ def test_max_steps_reaches_the_runtime_as_maxiters(fake):
     fake()
     case = _mlp_case("node")
     with pytest.raises(MaxStepsExceeded) as info:
-        odeint(case.field, case.y0, case.ts, backend="julia", max_steps=3)
+        odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve", max_steps=3)
     assert info.value.t is not None and info.value.t < 1.0
 
 
@@ -415,7 +416,7 @@ def test_max_steps_reaches_the_runtime_as_maxiters(fake):
 def test_backward_failures_raise_adjoint_failure(fake, result, match):
     fake(FakeRuntime(backward_result=result))
     case = _mlp_case("hbnode")
-    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
+    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia", adjoint="backsolve")
     with pytest.raises(AdjointFailure, match=match) as info:
         sol.ys.sum().backward()
     assert info.value.phase == "backward"
@@ -425,13 +426,13 @@ def test_layout_check_catches_a_wrong_rhs(fake):
     fake(FakeRuntime(rhs_scale=1.0 + 1e-6))
     case = _mlp_case("ghbnode")
     with pytest.raises(JuliaBackendError, match="layout check failed"):
-        odeint(case.field, case.y0, case.ts, backend="julia")
+        odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve")
 
 
 def test_backward_off_the_main_thread_raises(fake):
     fake()
     case = _mlp_case("hbnode")
-    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
+    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia", adjoint="backsolve")
     errors = backward_in_thread(sol.ys.sum())
     assert errors and isinstance(errors[0], RuntimeError)
     assert "set_multithreading_enabled(False)" in str(errors[0])
@@ -444,31 +445,43 @@ def test_not_translatable_fails_before_touching_julia(fake):
     runtime = fake()
     field = NODE(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1))).double()
     with pytest.raises(NotTranslatableError):
-        odeint(field, torch.zeros(1, 2, dtype=torch.float64), [0.0, 1.0], backend="julia")
+        odeint(field, torch.zeros(1, 2, dtype=torch.float64), [0.0, 1.0], backend="julia", adjoint="backsolve")
     assert runtime.calls == []
 
 
-@pytest.mark.parametrize("kwargs,error", [
-    ({"adjoint": "direct"}, ValueError), ({"adjoint": "interpolating:nothing"}, ValueError),
-    ({"method": "rk4"}, ValueError),
+@pytest.mark.parametrize("kwargs,match", [
+    ({"adjoint": "direct"}, "'direct'"), ({"adjoint": "checkpointed"}, "'checkpointed'"),
+    ({}, "'checkpointed'"),   # the project-wide default, which julia does not offer
+    ({"adjoint": "gauss"}, "'gauss'"), ({"adjoint": "backsolve", "method": "rk4"}, "dopri5"),
 ])
-def test_bad_options_are_rejected_before_solving(fake, kwargs, error):
+def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
     runtime = fake()
     case = _mlp_case("node")
-    with pytest.raises(error):
+    with pytest.raises(ValueError, match=match) as info:
         odeint(case.field, case.y0, case.ts, backend="julia", **kwargs)
+    if "gradient mode" in str(info.value):
+        assert "'backsolve'" in str(info.value) and "'interpolating'" in str(info.value)
     assert runtime.calls == []
+
+
+def test_adjoint_objects_are_read_by_name():
+    """After the solving redesign ``options.adjoint`` is an object with a ``name``."""
+    from pyhbnode.solving.backends.julia._maps import adjoint_name
+
+    assert adjoint_name(types.SimpleNamespace(name="interpolating")) == "interpolating"
+    with pytest.raises(ValueError, match="'checkpointed'.*'backsolve', 'interpolating'"):
+        adjoint_name(types.SimpleNamespace(name="checkpointed"))
 
 
 def test_unsupported_dtypes_and_unbatched_states(fake):
     fake()
     with pytest.raises(TypeError, match="float32 or float64"):
-        odeint(NODE(nn.Linear(2, 2)).half(), torch.zeros(1, 2, dtype=torch.float16), torch.tensor([0.0, 1.0], dtype=torch.float16), backend="julia")
+        odeint(NODE(nn.Linear(2, 2)).half(), torch.zeros(1, 2, dtype=torch.float16), torch.tensor([0.0, 1.0], dtype=torch.float16), backend="julia", adjoint="backsolve")
     with pytest.raises(ValueError, match="batched"):
-        odeint(NODE(nn.Tanh()).double(), torch.zeros(3, dtype=torch.float64), [0.0, 1.0], backend="julia")
+        odeint(NODE(nn.Tanh()).double(), torch.zeros(3, dtype=torch.float64), [0.0, 1.0], backend="julia", adjoint="backsolve")
     t = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
     with pytest.raises(ValueError, match="output times"):
-        odeint(NODE(nn.Tanh()).double(), torch.zeros(1, 2, dtype=torch.float64), t, backend="julia")
+        odeint(NODE(nn.Tanh()).double(), torch.zeros(1, 2, dtype=torch.float64), t, backend="julia", adjoint="backsolve")
 
 
 # --- the juliacall runtime's exception and thread handling --------------------------------
@@ -482,8 +495,8 @@ def _runtime_with(fn):
 
 @pytest.mark.parametrize("julia_type,python_type", [
     ("MethodError", TypeError), ("DimensionMismatch", ValueError), ("ArgumentError", ValueError),
-    ("OutOfGPUMemoryError", MemoryError), ("InterruptException", KeyboardInterrupt),
-    ("SpecError", JuliaBackendError), ("CuError", JuliaBackendError),
+    ("OutOfMemoryError", MemoryError), ("InterruptException", KeyboardInterrupt),
+    ("SpecError", JuliaBackendError), ("LoadError", JuliaBackendError),
 ])
 def test_julia_exceptions_map_onto_python_ones(julia_type, python_type):
     def fail(*args, **kwargs):
@@ -516,8 +529,13 @@ def _catch(fn):
 
 def test_torch_first_warning_becomes_advice(tmp_path, monkeypatch):
     """juliacall's 'torch was imported before juliacall' warning is replaced by pyhbnode's
-    advice (PYHBNODE_JULIA=1 imports juliacall first); other warnings pass through."""
-    from pyhbnode.julia.runtime import JuliaImportOrderWarning, _import_juliacall
+    advice; other warnings pass through; juliacall starts with one thread and offline."""
+    from pyhbnode.solving.backends.julia._runtime import JuliaImportOrderWarning, _import_juliacall
+
+    for key in ("PYTHON_JULIACALL_THREADS", "PYTHON_JULIACALL_HANDLE_SIGNALS", "PYTHON_JULIAPKG_OFFLINE",
+                "JULIA_PKG_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)   # restored (removed) after the test
+    monkeypatch.setenv("JULIA_NUM_THREADS", "auto")
 
     (tmp_path / "juliacall.py").write_text(
         "import warnings\n"
@@ -533,9 +551,87 @@ def test_torch_first_warning_becomes_advice(tmp_path, monkeypatch):
             mod = _import_juliacall()
         assert mod.MARK == "fake juliacall"
         advice = [w for w in record if issubclass(w.category, JuliaImportOrderWarning)]
-        assert len(advice) == 1 and "PYHBNODE_JULIA=1" in str(advice[0].message)
+        assert len(advice) == 1 and "`import juliacall` before `import torch`" in str(advice[0].message)
+        assert os.environ["PYTHON_JULIACALL_THREADS"] == "1"   # not JULIA_NUM_THREADS=auto
+        assert "PYTHON_JULIACALL_HANDLE_SIGNALS" not in os.environ
+        assert os.environ["PYTHON_JULIAPKG_OFFLINE"] == "yes"
         messages = [str(w.message) for w in record]
         assert not any("This may cause a segfault" in m for m in messages)
         assert any("something else" in m for m in messages)
     finally:
         sys.modules.pop("juliacall", None)
+
+
+# --- the zoo's fields, softplus, packing, devices, PythonCall's TypeError ----------------
+
+ZOO = zoo_fields()
+
+
+@pytest.mark.parametrize("name,field,shape", ZOO, ids=[z[0] for z in ZOO])
+def test_every_zoo_field_matches_torch_at_the_fixture_formulas(name, field, shape):
+    """What runtests.jl checks in Julia (fixtures `zoo`), checked here on the emulation."""
+    spec = describe(field)
+    unpack_parameters(spec, field, formula(spec.n_params, *P_FORMULA))
+    u = formula(int(np.prod(shape)), *U_FORMULA).reshape(shape)
+    assert_rhs_matches(field, u, t=0.3)
+
+
+def test_silverbox_field_has_no_julia_translation():
+    from julia_cases import _zoo_model
+
+    from pyhbnode.fields import VectorField
+
+    field = next(m for m in _zoo_model("silverbox", "hbnode", {}).modules() if isinstance(m, VectorField))
+    with pytest.raises(NotTranslatableError, match="DrivenLinear"):
+        describe(field)
+
+
+def test_unpack_inverts_pack():
+    field = GHBNODE(TimeSequential(nn.Linear(3, 4), nn.Tanh(), TPad(), nn.Conv1d(5, 3, 3, padding=1)),
+                    omega=-1.0, chi=0.2).double()
+    spec = describe(field)
+    flat = torch.randn(spec.n_params, dtype=torch.float64)
+    unpack_parameters(spec, field, flat)
+    assert torch.equal(pack_parameters(spec).detach(), flat)
+
+
+@pytest.mark.parametrize("beta,threshold", [(1.0, 20.0), (2.0, 5.0), (0.5, 1.0)])
+def test_softplus_follows_torch_above_its_threshold(beta, threshold):
+    """torch returns x where beta*x > threshold (issue 9, item 4); the spec carries both."""
+    field = NODE(nn.Sequential(nn.Linear(2, 2), nn.Softplus(beta=beta, threshold=threshold))).double()
+    spec = describe(field)
+    act = spec.data["net"][1]
+    assert (act["beta"], act["threshold"]) == (beta, threshold)
+    with torch.no_grad():
+        field.f[0].weight.copy_(torch.tensor([[30.0, 0.0], [0.0, 1.0]]))
+        field.f[0].bias.zero_()
+    y = torch.tensor([[1.0, 0.3], [0.9, -2.0], [threshold / beta + 1e-3, 40.0]], dtype=torch.float64)
+    assert_rhs_matches(field, y)
+
+
+def test_non_cpu_tensors_are_refused_with_advice():
+    from pyhbnode.solving import SolverOptions, SolverStats
+
+    runtime = FakeRuntime()
+    field = NODE(nn.Linear(2, 2)).double()
+    y0 = torch.zeros(1, 2, dtype=torch.float64, device="meta")  # any non-CPU device
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    with pytest.raises(TypeError, match="CPU tensors.*backend='torch'"):
+        JuliaBackend(runtime).solve(field, y0, t, SolverOptions(adjoint="backsolve"), SolverStats())
+    assert runtime.calls == []
+
+
+def test_pythoncall_method_error_is_mapped_with_advice():
+    """PythonCall raises a plain TypeError("Julia: MethodError: ...") when the called Julia
+    function has no matching method (JlWrap/any.jl); it gets the dtype advice (item 10)."""
+    def fail(*args, **kwargs):
+        raise TypeError("Julia: MethodError: no method matching forward(::Vector{Float32}, ::Vector{Float64})")
+
+    with pytest.raises(TypeError, match="Julia MethodError in the forward call.*one dtype"):
+        _runtime_with(fail).call("forward", phase="forward")
+
+    def python_bug(*args, **kwargs):
+        raise TypeError("unsupported operand")
+
+    with pytest.raises(TypeError, match="^unsupported operand$"):
+        _runtime_with(python_bug).call("forward", phase="forward")

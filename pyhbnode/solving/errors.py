@@ -9,8 +9,7 @@ from .solution import Status
 
 __all__ = [
     "SolverError", "MaxStepsExceeded", "StepSizeUnderflow", "NonFiniteState",
-    "SolverFailure", "AdjointFailure", "JuliaBackendUnavailable", "JuliaBackendError",
-    "NotTranslatableError",
+    "SolverFailure", "AdjointFailure",
 ]
 
 
@@ -80,15 +79,3 @@ class SolverFailure(SolverError):
 
 class AdjointFailure(SolverError):
     advice = "The adjoint (backward) solve failed; try a tighter tolerance or adjoint='direct'."
-
-
-class JuliaBackendUnavailable(ImportError):
-    """``backend="julia"`` was asked for but no working Julia installation was found."""
-
-
-class JuliaBackendError(RuntimeError):
-    """An exception raised inside Julia that maps onto no standard Python error."""
-
-
-class NotTranslatableError(TypeError):
-    """A field contains a layer the Julia bridge cannot rebuild in Julia."""

@@ -31,11 +31,11 @@ def get_backend(name: str) -> Backend:
 
     ``"auto"`` is Julia where a working Julia is found, otherwise torchdiffeq (with one
     warning).  Raises ``ValueError`` for an unknown name and
-    :class:`~pyhbnode.solving.errors.JuliaBackendUnavailable` for ``"julia"`` without Julia.
+    :class:`~pyhbnode.JuliaBackendUnavailable` for ``"julia"`` without Julia.
     """
     global _warned_auto
     if name == "auto":
-        from ...julia import available
+        from .julia import available
 
         ok, reason = available()
         if ok:
@@ -64,7 +64,7 @@ def _load_torch() -> Backend:
 
 
 def _load_julia() -> Backend:
-    from ...julia import load_backend
+    from .julia import load_backend
 
     return load_backend()
 

@@ -4,7 +4,7 @@
 
 "A GHBNODE over dense(2 → 3) → tanh → tpad → dense(4 → 2), γ = sigmoid(ω), ξ = softplus(χ)."
 const SELFTEST_SPEC = """
-{"format":1,"kind":"heavyball","model":"ghbnode","order":2,
+{"format":2,"kind":"heavyball","model":"ghbnode","order":2,
  "gamma":{"kind":"sigmoid","eps":1.0},"xi":{"kind":"softplus"},
  "sigma":{"kind":"act","fn":"tanh"},
  "net":[{"kind":"dense","key":"layer_1","in":2,"out":3,"bias":true},
@@ -42,7 +42,7 @@ end
     selftest(; verbose = false) -> Bool
 
 `true` when the bridge builds, evaluates, solves and differentiates the selftest field
-correctly on the CPU in Float64.
+correctly on the CPU in Float64, with both adjoints.
 """
 function selftest(; verbose::Bool = false)
     T = Float64
@@ -53,16 +53,19 @@ function selftest(; verbose::Bool = false)
     du = rhs(b, u, sz, p, 0.3)
     ok_rhs = isapprox(du, vec(selftest_rhs_by_hand(reshape(u, sz), p, 0.3)); rtol = 1.0e-12, atol = 1.0e-14)
     ts = T[0.0, 0.5, 1.0]
-    fw = forward(b, u, sz, p, ts; rtol = 1.0e-10, atol = 1.0e-10)
-    ok_fw = fw.success && fw.nf > 0 && length(fw.ys) == 12 * 3
-    Δ = ones(T, 36)
-    bw = backward(fw, Δ)
-    ok_bw = bw.finite && bw.nfe > 0
     loss(q) = sum(forward(b, u, sz, q, ts; rtol = 1.0e-11, atol = 1.0e-11, keep = false).ys)
-    k, h = 20, 1.0e-6
+    k, h = 20, 1.0e-6                     # ω, the damping parameter
     e = zeros(T, 21); e[k] = h
     fd = (loss(p .+ e) - loss(p .- e)) / (2h)
-    ok_grad = isapprox(bw.dp[k], fd; rtol = 1.0e-4, atol = 1.0e-7)
-    verbose && @info "PyHBNODEBridge.selftest" ok_rhs ok_fw ok_bw ok_grad fw.nf fw.counter bw.nfe bw.dp[k] fd
-    return ok_rhs && ok_fw && ok_bw && ok_grad
+    ok = ok_rhs
+    for alg in ("backsolve", "interpolating")
+        fw = forward(b, u, sz, p, ts; rtol = 1.0e-10, atol = 1.0e-10, sensealg = alg)
+        ok_fw = fw.success && fw.nf > 0 && fw.counter == fw.nf && length(fw.ys) == 12 * 3
+        bw = backward(fw, ones(T, 36))
+        ok_bw = bw.finite && !bw.hit_maxiters && bw.nfe > 0 && length(bw.dp) == 21
+        ok_grad = ok_bw && isapprox(bw.dp[k], fd; rtol = 1.0e-4, atol = 1.0e-7)
+        verbose && @info "PyHBNODEBridge.selftest" alg ok_rhs ok_fw ok_bw ok_grad fw.nf fw.counter bw.nfe fd
+        ok = ok && ok_fw && ok_bw && ok_grad
+    end
+    return ok
 end

@@ -1,8 +1,8 @@
 """Describe a pyhbnode vector field as a JSON *spec* plus one flat parameter vector.
 
-This is the Python half of design option (b): the Julia package ``PyHBNODEBridge`` rebuilds
-the field from the spec (Lux layers over a ComponentArray view of the flat vector) and
-solves forward and backward entirely in Julia.
+The Julia package ``PyHBNODEBridge`` rebuilds the field from the spec (plain functions
+reading ``reshape(p[range], size)`` blocks of the flat vector, ``src/field.jl``) and solves
+it forward and backward entirely in Julia.
 
 Layout rules (torch is row-major, Julia column-major; a torch tensor of shape ``(a, b, c)``
 is the Julia array of size ``(c, b, a)`` over the same memory):
@@ -10,16 +10,17 @@ is the Julia array of size ``(c, b, a)`` over the same memory):
 * state ``(B, *S)`` travels flat and is read in Julia as ``reverse((B, *S))``; an image
   batch ``(B, C, H, W)`` becomes WHCN ``(W, H, C, B)``, a heavy-ball state ``(B, 2, D)``
   becomes ``(D, 2, B)``;
-* a dense weight ``W (out, in)`` is packed as ``W.t()`` flattened, which is Lux's
-  ``(out, in)`` column-major weight; ``torch.nn.Linear`` acts on the last torch dimension,
-  Lux ``Dense`` on the first Julia dimension, the same axis;
+* a dense weight ``W (out, in)`` is packed as ``W.t()`` flattened, which is the
+  ``(out, in)`` column-major matrix Julia multiplies with; ``torch.nn.Linear`` acts on the
+  last torch dimension, Julia's ``W * x`` on the first Julia dimension, the same axis;
 * a conv weight ``(O, I/g, kH, kW)`` is packed as is and read as ``(kW, kH, I/g, O)``;
   kernel, stride, dilation and padding tuples are reversed to Julia's spatial order
   ``(w, h)``; padding is sent as ``(lo_w, hi_w, lo_h, hi_h)``; torch convolutions are
-  cross-correlations, so Lux builds them with ``cross_correlation=true``;
+  cross-correlations, which is ``NNlib.conv(...; flipped=true)``;
 * ``TPad`` appends the time channel along torch dim 1 = Julia dim ``ndims - 1``;
-* the flat vector is ``[layer params in order (weight, bias)..., ω?, χ?]``, exactly the
-  order of the ComponentArray the bridge builds (keys ``layer_<i>``, ``omega``, ``chi``).
+* the flat vector is ``[layer params in order (weight, bias)..., ω?, χ?]``; every entry of
+  the spec's ``params`` names its key (``layer_<i>``, ``omega``, ``chi``), role, offset and
+  size, and the Julia side checks that they tile the vector in this order.
 
 Anything outside this whitelist raises :class:`~pyhbnode.NotTranslatableError` naming the
 layer; use ``backend="torchdiffeq"`` (or ``"torch"``) for such fields.
@@ -33,18 +34,19 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..fields.coefficients import Damping, Restoring
-from ..fields.models import ANODE, GHBNODE, HBNODE, NODE, SONODE, VectorField
-from ..fields.nets import TimeSequential, TPad
-from ..solving.errors import NotTranslatableError
+from ....fields.coefficients import Damping, Restoring
+from ....fields.models import ANODE, GHBNODE, HBNODE, NODE, SONODE, VectorField
+from ....fields.nets import TimeSequential, TPad
+from .errors import NotTranslatableError
 
-__all__ = ["SPEC_FORMAT", "FieldSpec", "describe", "pack_parameters", "SUPPORTED_LAYERS"]
+__all__ = ["SPEC_FORMAT", "FieldSpec", "describe", "pack_parameters", "unpack_parameters",
+           "SUPPORTED_LAYERS"]
 
-SPEC_FORMAT = 1
+SPEC_FORMAT = 2  # PyHBNODEBridge.SPEC_FORMAT must match
 
 SUPPORTED_LAYERS = (
     "nn.Linear, nn.Conv1d/2d/3d (zero padding), TPad, nn.Sequential, TimeSequential, "
-    "nn.Tanh, nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Hardtanh, nn.Sigmoid, nn.Softplus(beta=1), "
+    "nn.Tanh, nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Hardtanh, nn.Sigmoid, nn.Softplus, "
     "nn.Identity"
 )
 
@@ -102,9 +104,9 @@ def activation_spec(module: nn.Module, path: str) -> dict | None:
     if isinstance(module, nn.Hardtanh) and not _overrides_forward(module, nn.Hardtanh):
         return {"kind": "act", "fn": "hardtanh", "lo": float(module.min_val), "hi": float(module.max_val)}
     if type(module) is nn.Softplus:
-        if float(module.beta) != 1.0:
-            raise _fail(path, module, f"beta={module.beta}; only beta=1")
-        return {"kind": "act", "fn": "softplus"}
+        # torch returns x where beta*x > threshold: the Julia twin does the same.
+        return {"kind": "act", "fn": "softplus", "beta": float(module.beta),
+                "threshold": float(module.threshold)}
     raise _fail(path, module)
 
 
@@ -227,7 +229,7 @@ def describe(field: nn.Module) -> FieldSpec:
         data["model"] = "hbnode" if isinstance(field, HBNODE) else "ghbnode"
         data["kind"] = "heavyball"
         b.walk(field.f, "f")
-        # ω and χ come after the network, in this order (the ComponentArray's key order).
+        # ω and χ come after the network, in this order.
         data["gamma"] = _damping_spec(field.damping, b, "damping")
         data["xi"] = _restoring_spec(field.restoring, b, "restoring")
         sigma = activation_spec(field.sigma, "sigma")
@@ -250,6 +252,24 @@ def describe(field: nn.Module) -> FieldSpec:
     data["n_params"] = b.offset
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return FieldSpec(json=text, n_params=b.offset, pieces=tuple(b.pieces), names=tuple(b.names))
+
+
+def unpack_parameters(spec: FieldSpec, field: nn.Module, flat: torch.Tensor) -> None:
+    """Set ``field``'s parameters from a flat Julia-ordered vector (the inverse of
+    :func:`pack_parameters`; for fixtures and tests)."""
+    dense = {e["key"] for e in spec.data["net"] if e["kind"] == "dense"}
+    with torch.no_grad():
+        for entry in spec.data["params"]:
+            n = 1
+            for s in entry["size"]:
+                n *= int(s)
+            block = flat[entry["offset"]:entry["offset"] + n]
+            param = field.get_parameter(entry["name"])
+            if entry["key"] in dense and entry["role"] == "weight":
+                out_f, in_f = entry["size"]
+                param.copy_(block.reshape(in_f, out_f).t())  # column-major (out, in)
+            else:
+                param.copy_(block.reshape(param.shape))
 
 
 def pack_parameters(spec: FieldSpec, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,8 +1,6 @@
-# PrecompileTools workload: build + DP5 forward + InterpolatingAdjoint(ZygoteVJP) and
-# BacksolveAdjoint backward, Float64 and Float32, on the selftest field. This moves most of
-# the first-call JIT cost to installation time (per-model structures still compile on first
-# use: run `pyhbnode.julia.warmup`). Disable with the PrecompileTools preference
-# `precompile_workload = false`.
+# PrecompileTools workload: build + DP5 forward + both adjoints, Float64 and Float32, on the
+# selftest field, so that most of the first-call JIT cost is paid at installation time
+# (per-model structures still compile on first use: `pyhbnode.solving.backends.julia.warmup`).
 
 @setup_workload begin
     sz = (2, 2, 3)

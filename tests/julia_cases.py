@@ -1,18 +1,17 @@
-"""The backend-conformance cases: every model on a small MLP field and a small conv field.
+"""The Julia bridge's test cases (a test helper, not part of the package).
 
-One source for three consumers:
+1. *Conformance cases*: every model on a small MLP field and a small conv field, with the
+   torchdiffeq reference trajectory and gradients (dopri5 at rtol = atol = 1e-11, direct
+   backpropagation).  ``tests/test_julia_conformance.py`` runs them on every backend.
+2. *Zoo cases*: the vector field of every zoo model that has a Julia translation (every
+   task but silverbox, whose ``DrivenLinear`` field has none), with learnable and fixed
+   γ/ξ and every σ, evaluated once by torch at parameters and state given by closed-form
+   formulas (:func:`formula`) that the Julia test recomputes, so the file stays small.
 
-* ``tests/test_julia_conformance.py`` runs every case on every backend against the
-  reference stored here;
-* ``PyHBNODEBridge/test/fixtures/cases.json`` carries the same cases (spec, flat
-  parameters, one torch RHS evaluation, the torch reference trajectory and gradients) so
-  that the Julia package's own ``test/runtests.jl`` checks the Julia side against torch
-  without Python;
-* ``tests/test_julia_offline.py`` regenerates the file and checks it is current.
-
-Regenerate with ``python -m pyhbnode.julia.cases`` after changing a builder.  Inputs and
-parameters are rounded so that the JSON stays short and every value is exact; the
-reference is torchdiffeq's dopri5 at rtol = atol = 1e-11 with direct backpropagation.
+``PyHBNODEBridge/test/fixtures/cases.json`` carries both so that the Julia package's own
+``test/runtests.jl`` checks the Julia side against torch without Python;
+``tests/test_julia_offline.py`` checks the file is current.  Regenerate it with
+``PYTHONPATH=. python tests/julia_cases.py`` after changing a builder or the spec format.
 """
 from __future__ import annotations
 
@@ -24,18 +23,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..fields import ANODE, GHBNODE, HBNODE, NODE, SONODE, TimeSequential, TPad
-from .spec import describe, pack_parameters
+from pyhbnode.fields import ANODE, GHBNODE, HBNODE, NODE, SONODE, TimeSequential, TPad, VectorField
+from pyhbnode.solving import SolverOptions
+from pyhbnode.solving.backends.julia import BRIDGE_DIR
+from pyhbnode.solving.backends.julia._spec import describe, pack_parameters, unpack_parameters
+from pyhbnode.zoo import tasks
 
 __all__ = ["MODELS", "KINDS", "TS", "BATCH", "REFERENCE_TOL", "Case", "build_case", "reference",
-           "fixture_cases", "FIXTURE_PATH", "write_fixtures", "load_fixtures"]
+           "fixture_cases", "zoo_fields", "zoo_cases", "formula", "FIXTURE_PATH", "write_fixtures",
+           "load_fixtures"]
 
 MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
 KINDS = ("mlp", "conv")
 TS = (0.0, 0.5, 1.0)
 BATCH = 3
 REFERENCE_TOL = 1e-11
-FIXTURE_PATH = Path(__file__).resolve().parent / "PyHBNODEBridge" / "test" / "fixtures" / "cases.json"
+FIXTURE_PATH = BRIDGE_DIR / "test" / "fixtures" / "cases.json"
 
 
 @dataclass
@@ -168,19 +171,102 @@ def fixture_cases() -> list[dict]:
     return out
 
 
+# --- zoo cases ---------------------------------------------------------------------------
+
+ZOO_TASKS = ("pointcloud", "mnist", "cifar10", "plane_vibration", "walker2d")
+ZOO_SPATIAL = (2, 3)   # images: the conv fields are size-agnostic, so a small H x W suffices
+ZOO_T = 0.3
+
+
+def formula(n: int, scale: float, rate: float) -> torch.Tensor:
+    """``scale * sin(rate * k)`` for ``k = 1..n`` (float64): what runtests.jl recomputes."""
+    return scale * torch.sin(rate * torch.arange(1, n + 1, dtype=torch.float64))
+
+
+P_FORMULA = (0.1, 0.7)    # parameters: 0.1 sin(0.7 k)
+U_FORMULA = (0.5, 1.3)    # state: 0.5 sin(1.3 k)
+
+
+def _variants(model: str) -> list[tuple[str, dict]]:
+    """Field keyword variants: learnable (the zoo default), fixed coefficients, every σ."""
+    if model == "hbnode":
+        return [("learnable", {}), ("fixed", {"gamma": 0.3})]
+    if model == "ghbnode":
+        return [("learnable", {}), ("fixed", {"gamma": 0.3, "xi": 0.5}),
+                ("hardtanh", {"sigma": "hardtanh"}), ("identity", {"sigma": "identity"})]
+    return [("default", {})]
+
+
+def _zoo_model(task: str, model: str, kwargs: dict) -> nn.Module:
+    options = SolverOptions()
+    if task in ("mnist", "cifar10"):
+        return tasks.images(task, model, options, kwargs)
+    return getattr(tasks, task)(model, options, kwargs)
+
+
+def zoo_fields() -> list[tuple[str, VectorField, tuple[int, ...]]]:
+    """``(name, field, torch state shape)`` of every translatable zoo field variant."""
+    out = []
+    for task in ZOO_TASKS:
+        for model in MODELS:
+            for label, kwargs in _variants(model):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    net = _zoo_model(task, model, kwargs)
+                field = next(m for m in net.modules() if isinstance(m, VectorField)).double()
+                sizes = tasks.SIZES[task][model]
+                n = sizes[1] if task in ("plane_vibration", "walker2d") else sizes[0]
+                features = (n, *ZOO_SPATIAL) if task in ("mnist", "cifar10") else (n,)
+                shape = (2,) + ((2,) if field.order == 2 else ()) + features
+                out.append((f"{task}/{model}/{label}", field, shape))
+    return out
+
+
+def zoo_cases() -> list[dict]:
+    """The JSON-ready zoo cases: spec, Julia state size and torch's RHS at the formula
+    parameters and state (the values themselves are recomputed in Julia)."""
+    out = []
+    for name, field, shape in zoo_fields():
+        spec = describe(field)
+        unpack_parameters(spec, field, formula(spec.n_params, *P_FORMULA))
+        n_state = 1
+        for s in shape:
+            n_state *= s
+        u = formula(n_state, *U_FORMULA).reshape(shape)
+        with torch.no_grad():
+            du = field(torch.tensor(ZOO_T, dtype=torch.float64), u)
+        out.append({"name": name, "spec": spec.json, "usize": list(reversed(shape)), "t": ZOO_T,
+                    "du": _flat(du)})
+    return out
+
+
 def write_fixtures(path: Path = FIXTURE_PATH) -> Path:
     data = {
-        "about": "generated by `python -m pyhbnode.julia.cases`; arrays are flat, Julia (column-major) "
-                 "order = torch row-major flatten; usize = reversed torch shape",
+        "about": "generated by tests/julia_cases.py; arrays are flat, Julia (column-major) order = torch "
+                 "row-major flatten; usize = reversed torch shape; zoo cases: p_k = "
+                 f"{P_FORMULA[0]} sin({P_FORMULA[1]} k), u_k = {U_FORMULA[0]} sin({U_FORMULA[1]} k), k = 1..n",
+        "p_formula": list(P_FORMULA),
+        "u_formula": list(U_FORMULA),
         "cases": fixture_cases(),
+        "zoo": zoo_cases(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=0) + "\n")
+    # One case per line: short diffs, small file.
+    lines = ["{"]
+    for i, (key, value) in enumerate(data.items()):
+        end = "," if i < len(data) - 1 else ""
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            body = ",\n".join(json.dumps(v, separators=(",", ":")) for v in value)
+            lines.append(f"{json.dumps(key)}: [\n{body}\n]{end}")
+        else:
+            lines.append(f"{json.dumps(key)}: {json.dumps(value)}{end}")
+    lines.append("}")
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def load_fixtures(path: Path = FIXTURE_PATH) -> list[dict]:
-    return json.loads(path.read_text())["cases"]
+def load_fixtures(path: Path = FIXTURE_PATH) -> dict:
+    return json.loads(path.read_text())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """A numpy emulation of the Julia side of the bridge (``PyHBNODEBridge``), for tests.
 
+(A test helper, not part of the package: the wheel ships only the Julia package itself.)
+
 It reads the same JSON spec and flat parameter vector as the Julia package and evaluates
 the right-hand side on *Julia-shaped* arrays: every array here is what Julia would hold,
 stored in Fortran (column-major) order, and every reshape uses ``order="F"``.  Each
 function mirrors the Julia function of the same name in
-``PyHBNODEBridge/src/{layers,fields}.jl``, so a test that checks this emulation against
+``PyHBNODEBridge/src/field.jl``, so a test that checks this emulation against
 torch checks the packing and layout rules that the Julia code relies on (weight
 transposes, conv kernel and padding orientation, the time-padding channel, the halves of a
 second-order state) without needing Julia.
@@ -34,10 +36,12 @@ def to_torch_layout(a: np.ndarray) -> np.ndarray:
     return np.asarray(a).reshape(-1, order="F").reshape(tuple(reversed(a.shape)))
 
 
-# --- activations (layers.jl: make_act) -------------------------------------------------
+# --- activations (field.jl: make_act) --------------------------------------------------
 
-def _softplus(x):
-    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+def _softplus(x, beta: float = 1.0, threshold: float = 20.0):
+    """torch's Softplus: ``x`` where ``beta * x > threshold``."""
+    soft = (np.log1p(np.exp(-np.abs(beta * x))) + np.maximum(beta * x, 0)) / beta
+    return np.where(beta * x > threshold, x, soft)
 
 
 def _sigmoid(x):
@@ -62,13 +66,14 @@ def make_act(d: dict):
     if fn == "sigmoid":
         return _sigmoid
     if fn == "softplus":
-        return _softplus
+        beta, threshold = float(d["beta"]), float(d["threshold"])
+        return lambda x: _softplus(x, beta, threshold)
     if fn == "identity":
         return None
     raise ValueError(f"unknown activation {fn!r}")
 
 
-# --- layers (layers.jl) ----------------------------------------------------------------
+# --- layers (field.jl) -----------------------------------------------------------------
 
 def tpad(x: np.ndarray, t: float) -> np.ndarray:
     """Append a channel filled with ``t`` along Julia dim ``ndims - 1`` (torch dim 1)."""
@@ -78,7 +83,7 @@ def tpad(x: np.ndarray, t: float) -> np.ndarray:
 
 
 def dense(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """Lux ``Dense`` on a Julia array ``(in, rest...)``: ``W * x .+ b``."""
+    """``Dense`` on a Julia array ``(in, rest...)``: ``W * x .+ b``."""
     rest = x.shape[1:]
     y = w @ x.reshape(x.shape[0], -1, order="F")
     if b is not None:
@@ -87,7 +92,7 @@ def dense(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 
 
 def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, dilation, pad, groups: int) -> np.ndarray:
-    """Lux ``Conv(...; cross_correlation=true)`` on WHCN-ordered arrays.
+    """``NNlib.conv(...; flipped=true)`` (cross-correlation) on WHCN-ordered arrays.
 
     ``x``: ``(S_1, ..., S_N, C_in, B)``; ``w``: ``(k_1, ..., k_N, C_in/groups, C_out)``;
     ``pad``: ``(lo_1, hi_1, lo_2, hi_2, ...)``.  ``y[o, co, b] = bias[co] + Σ_{k, ci}
@@ -118,7 +123,7 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, dilation, p
     return y
 
 
-# --- the field (fields.jl) -------------------------------------------------------------
+# --- the field (field.jl) --------------------------------------------------------------
 
 @dataclass
 class EmulatedField:
@@ -127,7 +132,7 @@ class EmulatedField:
     spec: dict
 
     def params(self, p: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
-        """The ComponentArray view: ``(key, role) -> array`` read column-major from ``p``."""
+        """The parameter blocks: ``(key, role) -> array`` read column-major from ``p``."""
         out = {}
         for e in self.spec["params"]:
             n = int(np.prod(e["size"]))
@@ -192,6 +197,6 @@ class EmulatedField:
 
 def build(spec_json: str) -> EmulatedField:
     spec = json.loads(spec_json)
-    if spec.get("format") != 1:
+    if spec.get("format") != 2:
         raise ValueError(f"unsupported spec format {spec.get('format')!r}")
     return EmulatedField(spec)

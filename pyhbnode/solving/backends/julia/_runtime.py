@@ -1,29 +1,32 @@
 """The live Julia side: juliacall, the ``PyHBNODEBridge`` module and tensor transport.
 
-Only :func:`get_runtime` imports juliacall.  Every call into Julia goes through
-:meth:`JuliaRuntime.call`, which enforces the main-thread rule and maps Julia exceptions
-onto Python ones (``maps.exception_error``).
+Only :func:`get_runtime` imports juliacall, with the switches of
+:func:`._detect.julia_environment` (one Julia thread unless asked, juliapkg offline: the
+first use never downloads).  Every call into Julia goes through :meth:`JuliaRuntime.call`,
+which enforces the main-thread rule and maps Julia exceptions onto Python ones
+(``_maps.exception_error``).
 
-Transport: a tensor goes to Julia flat (``x.detach().contiguous().reshape(-1)``) through
-DLPack (zero-copy, CPU or CUDA) and is reshaped there to ``reverse(torch shape)``; sending
-flat vectors sidesteps DLPack.jl's guess between row- and column-major layouts for tensors
-with size-1 dimensions.  Results come back flat through ``DLPack.share`` and are cloned at
-once, so the shared Julia buffer is released on the main thread and torch owns the result
-(the capsule's deleter never runs on an autograd worker thread).
+Transport: a CPU tensor goes to Julia flat (``x.detach().contiguous().reshape(-1)``)
+through DLPack (zero-copy) and is reshaped there to ``reverse(torch shape)``; sending flat
+vectors sidesteps DLPack.jl's guess between row- and column-major layouts for tensors with
+size-1 dimensions.  Results come back flat through ``DLPack.share`` and are cloned at
+once, so the shared Julia buffer is released on the main thread and torch owns the result.
 """
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import Any
 
 import torch
 
-from ..solving.errors import JuliaBackendError, JuliaBackendUnavailable
-from . import maps
-from .detect import INSTALL_ADVICE
+from . import _maps
+from ._detect import INSTALL_ADVICE, julia_environment
+from .errors import JuliaBackendError, JuliaBackendUnavailable
 
-__all__ = ["JuliaRuntime", "get_runtime", "require_main_thread", "JuliaImportOrderWarning"]
+__all__ = ["JuliaRuntime", "get_runtime", "require_main_thread", "JuliaImportOrderWarning",
+           "python_exception"]
 
 MAIN_THREAD_ADVICE = (
     "Julia may only be called from the Python main thread (a Julia GC on another thread can "
@@ -46,21 +49,39 @@ def require_main_thread(what: str) -> None:
 
 
 def _import_juliacall():
-    """``import juliacall``, turning its torch-first warning into pyhbnode advice."""
+    """``import juliacall`` with pyhbnode's switches, turning its torch-first warning into advice."""
+    for key, value in julia_environment(os.environ).items():
+        os.environ.setdefault(key, value)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        import juliacall  # noqa: F401  (starts Julia; resolves juliapkg dependencies)
+        import juliacall  # noqa: F401  (starts Julia)
     for w in caught:
         if "torch was imported before juliacall" in str(w.message):
             warnings.warn(
                 "torch was imported before juliacall, which can crash some setups "
-                "(pytorch#78829). Set PYHBNODE_JULIA=1 so that `import pyhbnode` imports "
-                "juliacall first, or `import juliacall` before torch.",
+                "(pytorch#78829). Put `import juliacall` before `import torch` (and before "
+                "`import pyhbnode`) in scripts that use backend='julia'.",
                 JuliaImportOrderWarning, stacklevel=4,
             )
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return juliacall
+
+
+def python_exception(julia_type: str, text: str, phase: str) -> BaseException:
+    """The Python exception for a Julia exception of type ``julia_type``."""
+    name, advice = _maps.exception_error(julia_type)
+    message = f"Julia {julia_type} in the {phase} call: {text.strip()}{advice}"
+    if name == "JuliaBackendError":
+        return JuliaBackendError(message)
+    builtin = {"TypeError": TypeError, "ValueError": ValueError, "IndexError": IndexError,
+               "MemoryError": MemoryError, "KeyboardInterrupt": KeyboardInterrupt}[name]
+    return builtin(message)
+
+
+# PythonCall (JlWrap/any.jl, pyjlany_call) raises a plain Python TypeError, text
+# "Julia: MethodError: ...", when the called Julia function itself has no matching method.
+_PYTHONCALL_PREFIX = "Julia: "
 
 
 class JuliaRuntime:
@@ -82,10 +103,8 @@ class JuliaRuntime:
             ) from err
         self.bridge = self.module.PyHBNODEBridge
         self.dlpack = self.bridge.DLPack
-        self._cuda = False
         self._handles: dict[str, Any] = {}
 
-    # -- calls ---------------------------------------------------------------------------
     def call(self, name: str, *args, phase: str = "forward", **kwargs):
         """``PyHBNODEBridge.<name>(args...; kwargs...)`` with exceptions mapped."""
         require_main_thread(f"PyHBNODEBridge.{name}")
@@ -94,6 +113,12 @@ class JuliaRuntime:
             return fn(*args, **kwargs)
         except self.JuliaError as err:
             raise self.map_exception(err, phase) from err
+        except TypeError as err:
+            text = str(err)
+            if not text.startswith(_PYTHONCALL_PREFIX):
+                raise
+            julia_type = text[len(_PYTHONCALL_PREFIX):].split(":", 1)[0].strip() or "MethodError"
+            raise python_exception(julia_type, text[len(_PYTHONCALL_PREFIX):], phase) from err
 
     def map_exception(self, err: BaseException, phase: str) -> BaseException:
         try:
@@ -102,7 +127,6 @@ class JuliaRuntime:
             jtype = "unknown"
         return python_exception(jtype, str(err), phase)
 
-    # -- fields --------------------------------------------------------------------------
     def build(self, spec_json: str):
         """The Julia field of a spec (cached per spec text: structure, never values)."""
         handle = self._handles.get(spec_json)
@@ -111,57 +135,23 @@ class JuliaRuntime:
             self._handles[spec_json] = handle
         return handle
 
-    # -- transport -----------------------------------------------------------------------
-    def ensure_device(self, device: torch.device) -> None:
-        if device.type == "cpu":
-            return
-        if device.type != "cuda":
-            raise TypeError(f"the julia backend supports CPU and CUDA tensors, got device {device}")
-        if not self._cuda:
-            try:
-                self.module.seval("using CUDA, cuDNN")
-            except self.JuliaError as err:
-                raise JuliaBackendUnavailable(
-                    "CUDA tensors need CUDA.jl and cuDNN.jl in the Julia environment: run "
-                    f"`python -m pyhbnode.julia install --cuda` ({err})"
-                ) from err
-            self._cuda = True
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        self.call("select_device", int(index), phase="transfer")
-
     def to_julia(self, x: torch.Tensor):
         """A flat Julia vector over ``x``'s memory (zero-copy through DLPack)."""
         flat = x.detach().contiguous().reshape(-1)
-        if flat.is_cuda:
-            self.ensure_device(flat.device)
-            torch.cuda.current_stream(flat.device).synchronize()
         try:
             return self.dlpack.from_dlpack(flat)
         except self.JuliaError as err:
             raise self.map_exception(err, "transfer") from err
 
-    def to_torch(self, vec, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """Copy a flat Julia vector into a new torch tensor of ``shape`` on ``device``."""
+    def to_torch(self, vec, shape: tuple[int, ...]) -> torch.Tensor:
+        """Copy a flat Julia vector into a new torch tensor of ``shape``."""
         try:
             shared = self.dlpack.share(vec, torch.from_dlpack)
         except self.JuliaError as err:
             raise self.map_exception(err, "transfer") from err
         out = shared.reshape(shape).clone()
         del shared  # releases the Julia buffer now, on this (main) thread
-        if out.device != device:
-            out = out.to(device)
         return out
-
-
-def python_exception(julia_type: str, text: str, phase: str) -> BaseException:
-    """The Python exception for a Julia exception of type ``julia_type``."""
-    name, advice = maps.exception_error(julia_type)
-    message = f"Julia {julia_type} in the {phase} call: {text.strip()}{advice}"
-    if name == "JuliaBackendError":
-        return JuliaBackendError(message)
-    builtin = {"TypeError": TypeError, "ValueError": ValueError, "IndexError": IndexError,
-               "MemoryError": MemoryError, "KeyboardInterrupt": KeyboardInterrupt}[name]
-    return builtin(message)
 
 
 _runtime: JuliaRuntime | None = None

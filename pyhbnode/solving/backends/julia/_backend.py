@@ -1,7 +1,7 @@
 """The ``julia`` backend: one ``torch.autograd.Function`` around a Julia DP5 solve whose
-backward is SciMLSensitivity's ``adjoint_sensitivities``.
+backward is SciMLSensitivity's ``adjoint_sensitivities``.  CPU tensors only.
 
-Forward: the field is described as a spec + flat parameter vector (:mod:`.spec`), rebuilt
+Forward: the field is described as a spec + flat parameter vector (:mod:`._spec`), rebuilt
 once per structure in Julia, and solved with ``DP5()`` at ``rtol``/``atol``/``maxiters =
 max_steps``.  Backward: the trajectory's cotangent goes to Julia, which returns ``du0`` and
 ``dp``; autograd routes ``dp`` through the differentiable packing to every Parameter
@@ -9,7 +9,7 @@ max_steps``.  Backward: the trajectory's cotangent goes to Julia, which returns 
 bridge's counter around the vector field; both land in the same ``SolverStats``.
 
 The backend works with any object providing the runtime API (``build``, ``call``,
-``to_julia``, ``to_torch``, ``ensure_device``); tests drive it with a numpy emulation.
+``to_julia``, ``to_torch``); tests drive it with a numpy emulation.
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..solving import errors as E
-from ..solving.backends.base import Backend
-from ..solving.options import SolverOptions
-from ..solving.solution import SolverStats, Status
-from . import maps
-from .runtime import require_main_thread
-from .spec import FieldSpec, describe, pack_parameters
+from ... import errors as E
+from ...options import SolverOptions
+from ...solution import SolverStats, Status
+from ..base import Backend
+from . import _maps
+from ._runtime import require_main_thread
+from ._spec import FieldSpec, describe, pack_parameters
+from .errors import JuliaBackendError
 
 __all__ = ["JuliaBackend", "solver_error"]
 
@@ -37,7 +38,7 @@ _DTYPES = (torch.float32, torch.float64)
 def solver_error(retcode: str, *, phase: str, t: float | None, dt: float | None,
                  nfe_forward: int, nfe_backward: int = 0) -> E.SolverError:
     """The :class:`~pyhbnode.SolverError` for a failed Julia retcode."""
-    cls = getattr(E, maps.retcode_error(retcode))
+    cls = getattr(E, _maps.retcode_error(retcode))
     return cls(
         f"Julia DP5 stopped with retcode {retcode}", phase=phase, t=t, dt=dt,
         nfe_forward=nfe_forward, nfe_backward=nfe_backward,
@@ -60,11 +61,11 @@ def _params_to_julia(rt: Any, p: torch.Tensor) -> Any:
 class _Call:
     """One solve: what the forward sends to Julia and what the backward needs back."""
 
-    def __init__(self, backend: "JuliaBackend", handle: Any, spec: FieldSpec, adjoint: maps.Adjoint,
+    def __init__(self, backend: "JuliaBackend", handle: Any, spec: FieldSpec, adjoint: str,
                  options: SolverOptions, stats: SolverStats, y0: torch.Tensor, t: torch.Tensor) -> None:
         self.backend, self.rt, self.handle, self.spec = backend, backend.runtime, handle, spec
         self.adjoint, self.options, self.stats = adjoint, options, stats
-        self.shape, self.device, self.n_times = tuple(y0.shape), y0.device, int(t.numel())
+        self.shape, self.n_times = tuple(y0.shape), int(t.numel())
         self.result: Any = None
 
     def forward(self, y0: torch.Tensor, p: torch.Tensor, t: torch.Tensor, keep: bool) -> torch.Tensor:
@@ -72,17 +73,16 @@ class _Call:
         usize = tuple(reversed(self.shape))
         res = rt.call(
             "forward", self.handle, rt.to_julia(y0), usize, _params_to_julia(rt, p),
-            rt.to_julia(t.detach().to("cpu")),
+            rt.to_julia(t.detach()),
             rtol=float(o.rtol), atol=float(o.atol), maxiters=int(o.max_steps),
-            sensealg=self.adjoint.sensealg, vjp=self.adjoint.vjp, seminorm=bool(o.seminorm),
-            keep=bool(keep), phase="forward",
+            sensealg=self.adjoint, seminorm=bool(o.seminorm), keep=bool(keep), phase="forward",
         )
         stats.nfe_forward = int(res.nf)
         stats.accepted, stats.rejected = int(res.naccept), int(res.nreject)
         stats.steps = stats.accepted + stats.rejected
         self.backend.last_info = {
             "retcode": str(res.retcode), "nf": int(res.nf), "counter_forward": int(res.counter),
-            "sensealg": self.adjoint.sensealg, "vjp": self.adjoint.vjp,
+            "sensealg": self.adjoint,
         }
         if not bool(res.success):
             err = solver_error(
@@ -92,7 +92,7 @@ class _Call:
             stats.status = err.status
             raise err
         stats.status = Status.SUCCESS
-        ys = rt.to_torch(res.ys, (self.n_times, *self.shape), self.device)
+        ys = rt.to_torch(res.ys, (self.n_times, *self.shape))
         self.result = res if keep else None
         return ys
 
@@ -112,9 +112,9 @@ class _Call:
             )
         if not bool(back.finite):
             raise E.AdjointFailure("the adjoint produced non-finite du0 or dp (NaN/Inf)", **kwargs)
-        dy0 = rt.to_torch(back.du0, self.shape, self.device)
+        dy0 = rt.to_torch(back.du0, self.shape)
         if self.spec.n_params:
-            dp = rt.to_torch(back.dp, (self.spec.n_params,), self.device)
+            dp = rt.to_torch(back.dp, (self.spec.n_params,))
         else:
             dp = dy0.new_zeros(0)
         return dy0, dp
@@ -140,19 +140,20 @@ class _JuliaSolve(torch.autograd.Function):
 
 
 class JuliaBackend(Backend):
-    """``backend="julia"``: DifferentialEquations.jl DP5 + SciMLSensitivity adjoints.
+    """``backend="julia"``: OrdinaryDiffEq's DP5 + SciMLSensitivity adjoints, on the CPU.
 
-    ``adjoint`` is ``"<sensealg>[:<vjp>]"`` with sensealg one of :data:`maps.SENSEALGS`
-    (``interpolating``, ``interpolating+checkpointing``, ``backsolve``, ``quadrature``,
-    ``gauss``, ``gauss+checkpointing``) and vjp one of :data:`maps.VJPS` (default
-    ``zygote``).  ``method`` must be ``"dopri5"`` (Julia's ``DP5``).  ``seminorm`` drops the
-    parameter adjoint from the adjoint's error norm (interpolating/backsolve; quadrature and
-    gauss never include it).
+    Gradient modes (``adjoint=``, a name or an ``Adjoint`` object with that ``name``):
+    ``"backsolve"`` (``BacksolveAdjoint``) and ``"interpolating"``
+    (``InterpolatingAdjoint`` on a dense forward solve); see :data:`_maps.ADJOINTS`.  The
+    project-wide default ``"checkpointed"`` and ``"direct"`` are not offered (they
+    differentiate the discrete solver's operations): they raise ``ValueError`` naming the
+    two modes.  ``method`` must be ``"dopri5"``.  ``seminorm`` drops the parameter adjoint
+    from the adjoint's error norm.
     """
 
     name = "julia"
-    adjoints = tuple(maps.SENSEALGS)
-    default_adjoint = "interpolating"  # SciMLSensitivity's own choice for neural ODEs
+    adjoints = tuple(_maps.ADJOINTS)
+    default_adjoint = "checkpointed"  # the project-wide default, which this backend refuses
     methods = ("dopri5",)
 
     def __init__(self, runtime: Any = None, *, layout_check: bool | None = None) -> None:
@@ -160,19 +161,19 @@ class JuliaBackend(Backend):
         if layout_check is None:
             layout_check = os.environ.get("PYHBNODE_JULIA_LAYOUT_CHECK", "1") not in ("0", "no", "off")
         self.layout_check = layout_check
-        self._checked: set[tuple[str, str, str]] = set()
+        self._checked: set[tuple[str, str]] = set()
         self.last_info: dict = {}
 
     @property
     def runtime(self):
         if self._runtime is None:
-            from .runtime import get_runtime
+            from ._runtime import get_runtime
 
             self._runtime = get_runtime()
         return self._runtime
 
     def check_options(self, options: SolverOptions) -> None:
-        maps.parse_adjoint(options.adjoint)
+        _maps.adjoint_name(options.adjoint)
         if options.method not in self.methods:
             raise ValueError(
                 f"backend 'julia' has no method {options.method!r}; it solves with DP5 "
@@ -181,7 +182,12 @@ class JuliaBackend(Backend):
 
     def solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
               stats: SolverStats) -> torch.Tensor:
-        adjoint = maps.parse_adjoint(options.adjoint)
+        adjoint = _maps.adjoint_name(options.adjoint)
+        if y0.device.type != "cpu" or t.device.type != "cpu":
+            raise TypeError(
+                f"the julia backend solves CPU tensors, got y0 on {y0.device} and t on {t.device}; "
+                "move the model and data to the CPU, or use backend='torch' on the GPU"
+            )
         if y0.dtype not in _DTYPES:
             raise TypeError(f"the julia backend solves float32 or float64 states, got {y0.dtype}")
         if y0.dim() < 2:
@@ -203,9 +209,8 @@ class JuliaBackend(Backend):
             )
         rt = self.runtime
         require_main_thread("a julia solve")
-        rt.ensure_device(y0.device)
         handle = rt.build(spec.json)
-        key = (spec.json, str(y0.dtype), y0.device.type)
+        key = (spec.json, str(y0.dtype))
         if self.layout_check and key not in self._checked:
             self._check_layout(field, handle, y0, p, t)
             self._checked.add(key)
@@ -218,16 +223,15 @@ class JuliaBackend(Backend):
         """One evaluation of the Julia-built field at ``(t, y)``, in torch layout."""
         spec = describe(field)
         rt = self.runtime
-        rt.ensure_device(y.device)
         handle = rt.build(spec.json)
         p = pack_parameters(spec, like=y).detach()
         out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)), _params_to_julia(rt, p),
                       float(t), phase="rhs")
-        return rt.to_torch(out, tuple(y.shape), y.device)
+        return rt.to_torch(out, tuple(y.shape))
 
     def _check_layout(self, field: nn.Module, handle: Any, y0: torch.Tensor, p: torch.Tensor,
                       t: torch.Tensor) -> None:
-        """Once per (structure, dtype, device): Julia's RHS must equal torch's at (t0, y0)."""
+        """Once per (structure, dtype): Julia's RHS must equal torch's at (t0, y0)."""
         y = y0.detach()[: min(2, y0.shape[0])].contiguous()
         t0 = t.detach()[0]
         with torch.no_grad():
@@ -235,12 +239,12 @@ class JuliaBackend(Backend):
         rt = self.runtime
         out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)),
                       _params_to_julia(rt, p.detach()), float(t0), phase="layout check")
-        got = rt.to_torch(out, tuple(y.shape), y.device)
+        got = rt.to_torch(out, tuple(y.shape))
         scale = max(1.0, float(ref.abs().max()))
         tol = (1e-10 if y0.dtype == torch.float64 else 1e-4) * scale
         err = float((got - ref).abs().max())
         if not err <= tol:
-            raise E.JuliaBackendError(
+            raise JuliaBackendError(
                 f"layout check failed: the Julia-built {type(field).__name__} differs from torch by "
                 f"{err:.3g} (> {tol:.1g}) at t0 for a state of shape {tuple(y.shape)}. This is a "
                 "bridge bug; please report it with the field's repr. Use backend='torchdiffeq' meanwhile."

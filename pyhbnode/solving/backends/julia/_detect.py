@@ -1,4 +1,4 @@
-"""Is the Julia backend usable here?  Decided without importing juliacall.
+"""Is the Julia backend usable here?  Decided without importing juliacall.  Torch-free.
 
 ``import juliacall`` may download Julia and packages (juliapkg resolves on import), and a
 first ``using`` may precompile for many minutes; so :func:`available` stops at the first
@@ -12,12 +12,20 @@ failing step, cheapest first:
    ``PYTHON_JULIAPKG_EXE``, ``julia``/``juliaup`` on ``PATH``, or juliapkg's own install
    and recorded executable under its project (``PYTHON_JULIAPKG_PROJECT``,
    ``{venv}/julia_env``, ``$CONDA_PREFIX/julia_env``, ``~/.julia/environments/pyjuliapkg``).
-4. Once per process: a subprocess with a time limit (``PYHBNODE_JULIA_PROBE_TIMEOUT``,
+4. Exactly one ``pyhbnode/juliapkg.json`` on ``sys.path`` declares ``PyHBNODEBridge``
+   (two installations, e.g. a wheel and a checkout, make juliapkg fail with "'path'
+   entries are not unique").
+5. Once per process: a subprocess with a time limit (``PYHBNODE_JULIA_PROBE_TIMEOUT``,
    default 300 s) and offline switches imports juliacall, loads ``PyHBNODEBridge`` and runs
    its ``selftest()`` (a tiny DP5 solve and adjoint).
 
-If juliacall is already imported in this process, steps 2-4 are replaced by loading the
-bridge in-process.  Torch-free.
+If juliacall is already imported in this process, steps 2-5 are replaced by loading the
+bridge in-process.
+
+:func:`julia_environment` is the one place that sets juliacall's switches: one Julia thread
+unless asked (``JULIA_NUM_THREADS=auto`` in a shell would otherwise start a multithreaded
+Julia with signal handling off, PythonCall #219), signal handling on when more threads are
+asked for, and juliapkg offline everywhere except ``install``.
 """
 from __future__ import annotations
 
@@ -29,22 +37,25 @@ import subprocess
 import sys
 import time
 
-__all__ = ["mode", "available", "reset", "julia_candidates", "probe", "OFF", "AUTO", "REQUIRE"]
+__all__ = ["mode", "available", "reset", "julia_candidates", "bridge_declarations", "julia_environment",
+           "probe", "OFF", "AUTO", "REQUIRE", "INSTALL_ADVICE", "INSTALL_COMMAND"]
 
 OFF, AUTO, REQUIRE = "off", "auto", "require"
 _OFF_VALUES = {"0", "off", "no", "false", "never"}
 _AUTO_VALUES = {"", "auto"}
 _REQUIRE_VALUES = {"1", "on", "yes", "true", "require", "required"}
 
+INSTALL_COMMAND = "python -m pyhbnode.solving.backends.julia install"
 INSTALL_ADVICE = (
     "Install the extra with `pip install 'pyhbnode[julia]'`, then run "
-    "`python -m pyhbnode.julia install` once (downloads Julia if needed, installs and "
-    "precompiles the bridge; see julia/README.md), or use backend='torchdiffeq'."
+    f"`{INSTALL_COMMAND}` once (the only step that downloads: Julia if needed, the "
+    "packages, and precompilation; see julia/README.md), or use backend='torchdiffeq'."
 )
 
 PROBE_MARK = "PYHBNODE-JULIA-PROBE-OK"
 PROBE_SCRIPT = f"""
 import sys, time
+assert "torch" not in sys.modules
 t0 = time.time()
 import juliacall
 jl = juliacall.newmodule("PyHBNODEProbe")
@@ -122,16 +133,56 @@ def julia_candidates() -> list[str]:
     return found
 
 
+def julia_environment(env: dict[str, str], *, offline: bool = True) -> dict[str, str]:
+    """``env`` plus juliacall/juliapkg switches (a new dict; ``env`` is not changed).
+
+    * ``PYTHON_JULIACALL_THREADS=1`` unless set (juliacall would otherwise follow
+      ``JULIA_NUM_THREADS``); where it asks for more than one thread,
+      ``PYTHON_JULIACALL_HANDLE_SIGNALS=yes`` unless set (multithreaded Julia with signal
+      handling off can segfault in the GC, PythonCall #219; the price: Ctrl-C no longer
+      raises ``KeyboardInterrupt`` while Julia runs);
+    * ``offline``: ``PYTHON_JULIAPKG_OFFLINE=yes`` and ``JULIA_PKG_OFFLINE=true`` unless set,
+      so that importing juliacall never downloads Julia or packages."""
+    out = dict(env)
+    threads = out.setdefault("PYTHON_JULIACALL_THREADS", "1").strip()
+    if threads != "1":
+        out.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+    if offline:
+        out.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
+        out.setdefault("JULIA_PKG_OFFLINE", "true")
+    return out
+
+
+def bridge_declarations() -> list[str]:
+    """The ``juliapkg.json`` files on ``sys.path`` that declare ``PyHBNODEBridge`` (where
+    juliapkg looks: each path entry and its immediate subdirectories)."""
+    found: list[str] = []
+    for entry in sys.path:
+        path = entry or os.getcwd()
+        try:
+            names = os.listdir(path)
+        except OSError:
+            continue
+        for sub in [""] + names:
+            fn = os.path.normcase(os.path.abspath(os.path.join(path, sub, "juliapkg.json")))
+            if fn in found or not os.path.isfile(fn):
+                continue
+            try:
+                with open(fn) as fp:
+                    packages = json.load(fp).get("packages", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(packages, dict) and "PyHBNODEBridge" in packages:
+                found.append(fn)
+    return found
+
+
 def probe(timeout: float | None = None) -> tuple[bool, str]:
-    """Run the subprocess probe (step 4) now; ``(ok, reason)``."""
+    """Run the subprocess probe (step 5) now; ``(ok, reason)``."""
     if timeout is None:
         timeout = float(os.environ.get("PYHBNODE_JULIA_PROBE_TIMEOUT", "300"))
-    env = dict(os.environ)
-    env.update({
-        "PYTHON_JULIAPKG_OFFLINE": "yes",
-        "JULIA_PKG_OFFLINE": "true",
-        "PYTHON_JULIACALL_AUTOLOAD_IPYTHON_EXTENSION": "no",
-    })
+    env = julia_environment(os.environ)
+    env["PYTHON_JULIACALL_AUTOLOAD_IPYTHON_EXTENSION"] = "no"
     env.pop("PYHBNODE_JULIA", None)
     start = time.monotonic()
     try:
@@ -142,7 +193,7 @@ def probe(timeout: float | None = None) -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         return False, (
             f"the Julia probe did not finish within {timeout:g} s (first-time precompilation "
-            "can take many minutes: run `python -m pyhbnode.julia install` once, or raise "
+            f"can take many minutes: run `{INSTALL_COMMAND}` once, or raise "
             "PYHBNODE_JULIA_PROBE_TIMEOUT)"
         )
     except OSError as err:
@@ -152,14 +203,14 @@ def probe(timeout: float | None = None) -> tuple[bool, str]:
     tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-12:]
     return False, (
         f"the Julia probe failed (exit {proc.returncode}): " + " | ".join(tail)
-        + " -- hint: run `python -m pyhbnode.julia install` (it works online; the probe is offline)"
+        + f" -- hint: run `{INSTALL_COMMAND}` (it works online; the probe is offline)"
     )
 
 
 def _in_process() -> tuple[bool, str]:
     """juliacall is already imported: load the bridge here instead of probing."""
     try:
-        from .runtime import get_runtime
+        from ._runtime import get_runtime
 
         get_runtime()
     except Exception as err:  # noqa: BLE001 - any failure means "not usable", with the reason
@@ -178,6 +229,13 @@ def _decide() -> tuple[bool, str]:
             "no Julia executable found (looked at PYTHON_JULIACALL_EXE, PYTHON_JULIACALL_BINDIR, "
             "PYTHON_JULIAPKG_EXE, julia/juliaup on PATH and juliapkg's project); importing "
             "juliacall would download one. " + INSTALL_ADVICE
+        )
+    declared = bridge_declarations()
+    if len(declared) > 1:
+        return False, (
+            "PyHBNODEBridge is declared by more than one juliapkg.json on sys.path ("
+            + ", ".join(declared) + "): two pyhbnode installations (e.g. a wheel and a checkout) "
+            "make juliapkg fail with \"'path' entries are not unique\". Keep one of them on sys.path."
         )
     return probe()
 
@@ -199,7 +257,7 @@ def available(*, raise_if_required: bool = True) -> tuple[bool, str]:
         _cache["result"] = _decide()
     result = _cache["result"]
     if not result[0] and raise_if_required and m == REQUIRE:
-        from ..solving.errors import JuliaBackendUnavailable
+        from .errors import JuliaBackendUnavailable
 
         raise JuliaBackendUnavailable(
             f"PYHBNODE_JULIA=require but the julia backend is unusable: {result[1]}"

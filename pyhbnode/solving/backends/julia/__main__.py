@@ -1,12 +1,12 @@
-"""``python -m pyhbnode.julia {install,status,selftest,paths}``.
+"""``python -m pyhbnode.solving.backends.julia {install,status,selftest,paths}``.
 
 ``install`` resolves the Julia environment (juliapkg: downloads Julia if none is found,
 installs the packages of every ``juliapkg.json`` on ``sys.path``, including
 ``pyhbnode/juliapkg.json`` which develops the bundled ``PyHBNODEBridge``), precompiles,
 loads the bridge and runs its self-test, in a fresh interpreter that never imports torch
-(juliacall should start before torch).  ``--cuda`` first adds CUDA.jl and cuDNN.jl to the
-environment (they activate the bridge's GPU extension).  Run it once before training and
-before launching several processes (concurrent first resolves wait on juliapkg's lock).
+(juliacall should start before torch).  It is the only pyhbnode command that downloads.
+Run it once before training and before launching several processes (concurrent first
+resolves wait on juliapkg's lock).
 """
 from __future__ import annotations
 
@@ -16,48 +16,34 @@ import subprocess
 import sys
 
 from . import BRIDGE_DIR, JULIAPKG_JSON
-from .detect import available, julia_candidates, mode, reset
-
-CUDA_PACKAGES = (
-    ("CUDA", "052768ef-5323-5732-b1bb-66c8b64840ba", "5, 6"),
-    ("cuDNN", "02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd", "1"),
-)
+from ._detect import available, bridge_declarations, julia_candidates, julia_environment, mode, reset
 
 INSTALL_SCRIPT = r'''
 import sys, time
-cuda = "--cuda" in sys.argv
+assert "torch" not in sys.modules
 t0 = time.time()
 import juliapkg
-if cuda:
-    for name, uuid, version in {cuda_packages!r}:
-        juliapkg.add(name, uuid, version=version)
 print("[pyhbnode] resolving the Julia environment (first time: downloads and precompiles, "
       "often 5-30 min)...", flush=True)
 juliapkg.resolve()
-print(f"[pyhbnode] resolved in {{time.time() - t0:.0f}} s; Julia at {{juliapkg.executable()}}, "
-      f"project {{juliapkg.project()}}", flush=True)
+print(f"[pyhbnode] resolved in {time.time() - t0:.0f} s; Julia at {juliapkg.executable()}, "
+      f"project {juliapkg.project()}", flush=True)
 t1 = time.time()
 import juliacall
 jl = juliacall.newmodule("PyHBNODEInstall")
 jl.seval("using PyHBNODEBridge")
-if cuda:
-    jl.seval("using CUDA, cuDNN")
-    print("[pyhbnode] CUDA functional:", jl.seval("CUDA.functional()"), flush=True)
-print(f"[pyhbnode] bridge loaded in {{time.time() - t1:.0f}} s", flush=True)
+print(f"[pyhbnode] bridge loaded in {time.time() - t1:.0f} s", flush=True)
 t2 = time.time()
 ok = bool(jl.seval("PyHBNODEBridge.selftest()"))
-print(f"[pyhbnode] selftest {{'passed' if ok else 'FAILED'}} in {{time.time() - t2:.0f}} s", flush=True)
+print(f"[pyhbnode] selftest {'passed' if ok else 'FAILED'} in {time.time() - t2:.0f} s", flush=True)
 sys.exit(0 if ok else 1)
 '''
 
 
 def _install(args: argparse.Namespace) -> int:
-    script = INSTALL_SCRIPT.format(cuda_packages=CUDA_PACKAGES)
-    argv = [sys.executable, "-c", script] + (["--cuda"] if args.cuda else [])
-    env = dict(os.environ)
+    argv = [sys.executable, "-c", INSTALL_SCRIPT]
+    env = julia_environment(os.environ, offline=args.offline)
     env.pop("PYHBNODE_JULIA", None)
-    if args.offline:
-        env["PYTHON_JULIAPKG_OFFLINE"] = "yes"
     try:
         import importlib.util
 
@@ -75,6 +61,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"PYHBNODE_JULIA mode: {mode()}")
     print(f"juliapkg.json:       {JULIAPKG_JSON} ({'found' if JULIAPKG_JSON.is_file() else 'MISSING'})")
     print(f"Julia package:       {BRIDGE_DIR} ({'found' if (BRIDGE_DIR / 'Project.toml').is_file() else 'MISSING'})")
+    declared = bridge_declarations()
+    print("declared by:         " + (", ".join(declared) if declared else "no juliapkg.json on sys.path"))
     exes = julia_candidates()
     print("Julia executables:   " + (", ".join(exes) if exes else "none found"))
     if args.probe:
@@ -95,10 +83,10 @@ def _paths(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyhbnode.julia", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pyhbnode.solving.backends.julia",
+                                     description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="resolve, install and precompile the Julia side, then self-test")
-    p.add_argument("--cuda", action="store_true", help="also add CUDA.jl and cuDNN.jl (GPU arrays)")
     p.add_argument("--offline", action="store_true", help="do not download (PYTHON_JULIAPKG_OFFLINE=yes)")
     p.set_defaults(func=_install)
     p = sub.add_parser("status", help="where things are; --probe also runs the availability probe")
