@@ -2,9 +2,9 @@
 
 Parametrised over ``backend in {torchdiffeq, julia}``.  The cases (every model on a small
 MLP field with tpad and on a 3x4 conv field with tpad) come from
-:mod:`pyhbnode.julia.cases`, which also writes them for the Julia package's own tests.
+:mod:`julia_cases` (tests/), which also writes them for the Julia package's own tests.
 Where Julia is unusable the Julia cases skip with the reason from
-``pyhbnode.julia.available()``; with ``PYHBNODE_JULIA=require`` ``available()`` raises
+``pyhbnode.solving.backends.julia.available()``; with ``PYHBNODE_JULIA=require`` ``available()`` raises
 instead, so on a Julia machine every case below runs, unchanged, or fails.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ from torch import nn
 
 from helpers import backward_in_thread
 from pyhbnode import NODE, MaxStepsExceeded, SolverError, odeint
-from pyhbnode.julia import available
-from pyhbnode.julia.cases import KINDS, MODELS, build_case, reference
-from pyhbnode.julia.maps import SENSEALGS
+from julia_cases import KINDS, MODELS, build_case, reference
 from pyhbnode.solving import get_backend
+from pyhbnode.solving.backends.julia import available
+from pyhbnode.solving.backends.julia._maps import ADJOINTS as JULIA_ADJOINTS
 
 BACKENDS = ["torchdiffeq", "julia"]
-ADJOINTS = {"torchdiffeq": ["backsolve"], "julia": list(SENSEALGS)}
+ADJOINTS = {"torchdiffeq": ["backsolve"], "julia": list(JULIA_ADJOINTS)}
 TOL = 1e-8
 CASES = [(m, k) for k in KINDS for m in MODELS]
 
@@ -195,7 +195,7 @@ def test_julia_forward_counter_equals_solver_nf():
     evaluations DP5 reports in ``sol.stats.nf``."""
     use("julia")
     case = build_case("ghbnode", "conv")
-    sol = odeint(case.field, case.y0, case.ts, backend="julia", rtol=TOL, atol=TOL)
+    sol = odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve", rtol=TOL, atol=TOL)
     info = get_backend("julia").last_info
     assert info["counter_forward"] == info["nf"] == sol.stats.nfe_forward
 
@@ -204,7 +204,7 @@ def test_julia_forward_counter_equals_solver_nf():
 def test_julia_backward_off_the_main_thread_raises():
     use("julia")
     case = build_case("hbnode", "mlp")
-    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
+    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia", adjoint="backsolve")
     errors = backward_in_thread(sol.ys.sum())
     assert errors and isinstance(errors[0], RuntimeError)
     assert "set_multithreading_enabled" in str(errors[0])
@@ -229,26 +229,7 @@ def test_julia_not_translatable_names_the_layer():
     use("julia")
     field = NODE(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1))).double()
     with pytest.raises(NotTranslatableError, match=r"f\.1.*Dropout.*torchdiffeq"):
-        odeint(field, torch.zeros(1, 2, dtype=torch.float64), [0.0, 1.0], backend="julia")
-
-
-@pytest.mark.julia
-@pytest.mark.cuda
-def test_julia_cuda_hbnode_mlp():
-    use("julia")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    case = build_case("hbnode", "mlp")
-    ref = ref_for("hbnode", "mlp")
-    field = case.field.cuda()
-    y0 = case.y0.cuda().requires_grad_(True)
-    sol = odeint(field, y0, case.ts.cuda(), backend="julia", rtol=TOL, atol=TOL)
-    assert sol.ys.is_cuda
-    with torch.autograd.set_multithreading_enabled(False):
-        (g,) = torch.autograd.grad((case.cotangent.cuda() * sol.ys).sum(), [field.damping.omega])
-    assert float((sol.ys.detach().cpu() - ref["ys"]).abs().max()) <= 1e-6
-    r = ref["param:damping.omega"]
-    assert float((g.cpu() - r).abs() / r.abs()) <= 1e-4
+        odeint(field, torch.zeros(1, 2, dtype=torch.float64), [0.0, 1.0], backend="julia", adjoint="backsolve")
 
 
 @pytest.mark.slow

@@ -1,7 +1,13 @@
 """The Julia backend's machinery that runs without Julia: availability detection (never
 imports juliacall, never starts a subprocess when switched off, never hangs), the
-``backend="julia"``/``"auto"`` fallbacks, import hygiene, the name tables (sensealgs, VJPs,
-retcodes, exceptions) and their Julia twins, the Julia package's files and fixtures.
+``backend="julia"``/``"auto"`` fallbacks, import hygiene, the name tables and their Julia
+twins, and the Julia package checked by a parser (tree-sitter-julia): syntax, imports,
+the functions and fields Python uses, UUIDs, fixtures.
+
+Every test here is correct in both worlds: here (no Julia) and, unchanged, under
+``PYHBNODE_JULIA=require`` where Julia works; the fixtures below isolate
+``sys.modules['juliacall']`` and the backend registry's cache so that a running Julia
+cannot leak into the tests of the no-Julia paths.
 """
 from __future__ import annotations
 
@@ -26,9 +32,12 @@ import pyhbnode
 from pyhbnode import (
     JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow, odeint,
 )
-from pyhbnode.julia import BRIDGE_DIR, JULIAPKG_JSON, detect, maps
-from pyhbnode.julia.bridge import solver_error
 from pyhbnode.solving import backends as registry
+from pyhbnode.solving.backends import julia as julia_backend
+from pyhbnode.solving.backends.julia import BRIDGE_DIR, JULIAPKG_JSON
+from pyhbnode.solving.backends.julia import _detect as detect
+from pyhbnode.solving.backends.julia import _maps as maps
+from pyhbnode.solving.backends.julia._backend import solver_error
 
 REPO = Path(__file__).resolve().parents[1]
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -37,8 +46,12 @@ JULIA_ENV_VARS = ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_BINDIR", "PYTHON_JUL
 
 
 @pytest.fixture(autouse=True)
-def _fresh_detection():
+def _isolated(monkeypatch):
+    """Fresh detection, no juliacall in sys.modules and no cached julia backend, whatever
+    ran before (a real Julia included); all restored afterwards."""
     detect.reset()
+    monkeypatch.delitem(sys.modules, "juliacall", raising=False)
+    monkeypatch.delitem(registry._LOADED, "julia", raising=False)
     yield
     detect.reset()
 
@@ -92,7 +105,7 @@ def test_missing_juliacall_is_reported_without_subprocess(monkeypatch, no_julia)
     _forbid(monkeypatch, "subprocess")
     ok, reason = detect.available()
     assert not ok and "juliacall and juliapkg not installed" in reason
-    assert "pip install 'pyhbnode[julia]'" in reason and "python -m pyhbnode.julia install" in reason
+    assert "pip install 'pyhbnode[julia]'" in reason and detect.INSTALL_COMMAND in reason
 
 
 def test_missing_julia_binary_is_reported_without_subprocess(monkeypatch, no_julia):
@@ -143,6 +156,7 @@ def _with_julia(monkeypatch, run):
     monkeypatch.delenv("PYHBNODE_JULIA", raising=False)
     monkeypatch.setattr(detect.importlib.util, "find_spec", _fake_find_spec({"juliacall", "juliapkg"}))
     monkeypatch.setattr(detect, "julia_candidates", lambda: ["/opt/julia/bin/julia"])
+    monkeypatch.setattr(detect, "bridge_declarations", lambda: ["/site/pyhbnode/juliapkg.json"])
     monkeypatch.setattr(detect.subprocess, "run", run)
 
 
@@ -163,12 +177,45 @@ def test_probe_runs_once_offline_with_a_time_limit(monkeypatch):
     assert timeout == 42.0
     assert env["PYTHON_JULIAPKG_OFFLINE"] == "yes" and env["JULIA_PKG_OFFLINE"] == "true"
     assert env["PYTHON_JULIACALL_AUTOLOAD_IPYTHON_EXTENSION"] == "no"
+    assert env["PYTHON_JULIACALL_THREADS"] == "1" and "PYHBNODE_JULIA" not in env
+
+
+def test_two_bridge_declarations_are_a_reason_not_a_juliapkg_crash(monkeypatch, tmp_path):
+    """A wheel plus a checkout on sys.path: juliapkg would raise "'path' entries are not
+    unique"; detection says what to do instead (issue 9, item 7)."""
+    for root in ("site", "checkout"):
+        pkg = tmp_path / root / "pyhbnode"
+        pkg.mkdir(parents=True)
+        (pkg / "juliapkg.json").write_text(JULIAPKG_JSON.read_text())
+    monkeypatch.setattr(detect.sys, "path", [str(tmp_path / "site"), str(tmp_path / "checkout")])
+    assert len(detect.bridge_declarations()) == 2
+    _forbid(monkeypatch, "subprocess")
+    monkeypatch.delenv("PYHBNODE_JULIA", raising=False)
+    monkeypatch.setattr(detect.importlib.util, "find_spec", _fake_find_spec({"juliacall", "juliapkg"}))
+    monkeypatch.setattr(detect, "julia_candidates", lambda: ["/opt/julia/bin/julia"])
+    ok, reason = detect.available()
+    assert not ok and "more than one juliapkg.json" in reason and "not unique" in reason
+
+
+@pytest.mark.parametrize("given,threads,signals", [
+    ({}, "1", None),
+    ({"JULIA_NUM_THREADS": "auto"}, "1", None),
+    ({"PYTHON_JULIACALL_THREADS": "4"}, "4", "yes"),
+    ({"PYTHON_JULIACALL_THREADS": "auto", "PYTHON_JULIACALL_HANDLE_SIGNALS": "no"}, "auto", "no"),
+])
+def test_julia_environment_threads_and_signals(given, threads, signals):
+    env = detect.julia_environment(given)
+    assert env["PYTHON_JULIACALL_THREADS"] == threads
+    assert env.get("PYTHON_JULIACALL_HANDLE_SIGNALS") == signals
+    assert env["PYTHON_JULIAPKG_OFFLINE"] == "yes" and env["JULIA_PKG_OFFLINE"] == "true"
+    assert "PYTHON_JULIAPKG_OFFLINE" not in detect.julia_environment(given, offline=False)
+    assert "PYTHON_JULIAPKG_OFFLINE" not in given
 
 
 def test_probe_failure_and_timeout_give_reasons(monkeypatch):
     _with_julia(monkeypatch, lambda *a, **k: _Completed(1, stderr="ERROR: LoadError\nPackage PyHBNODEBridge not found\n"))
     ok, reason = detect.available()
-    assert not ok and "Package PyHBNODEBridge not found" in reason and "pyhbnode.julia install" in reason
+    assert not ok and "Package PyHBNODEBridge not found" in reason and detect.INSTALL_COMMAND in reason
     detect.reset()
 
     def hang(argv, timeout, **kwargs):
@@ -194,7 +241,7 @@ def test_invalid_switch_value_is_a_reason(monkeypatch):
 
 
 def test_already_imported_juliacall_loads_in_process(monkeypatch):
-    import pyhbnode.julia.runtime as runtime
+    from pyhbnode.solving.backends.julia import _runtime as runtime
 
     monkeypatch.delenv("PYHBNODE_JULIA", raising=False)
     monkeypatch.setitem(sys.modules, "juliacall", object())
@@ -211,7 +258,7 @@ def test_already_imported_juliacall_loads_in_process(monkeypatch):
 # --- fallbacks and import hygiene ------------------------------------------------------------
 
 def _field_and_state():
-    from pyhbnode.julia.cases import build_case
+    from julia_cases import build_case
 
     case = build_case("hbnode", "mlp")
     return case.field, case.y0, case.ts
@@ -222,14 +269,14 @@ def test_backend_julia_without_julia_raises_quickly_with_advice(monkeypatch, no_
     field, y0, ts = _field_and_state()
     start = time.monotonic()
     with pytest.raises(JuliaBackendUnavailable) as info:
-        odeint(field, y0, ts, backend="julia")
+        odeint(field, y0, ts, backend="julia", adjoint="backsolve")
     assert time.monotonic() - start < 5
     assert isinstance(info.value, ImportError)
     assert "pip install 'pyhbnode[julia]'" in str(info.value) and "backend='torchdiffeq'" in str(info.value)
 
 
 def test_backend_auto_falls_back_with_exactly_one_warning(monkeypatch):
-    monkeypatch.setattr(pyhbnode.julia, "available", lambda **kw: (False, "no Julia here"))
+    monkeypatch.setattr(julia_backend, "available", lambda **kw: (False, "no Julia here"))
     monkeypatch.setattr(registry, "_warned_auto", False)
     field, y0, ts = _field_and_state()
     with warnings.catch_warnings(record=True) as caught:
@@ -253,14 +300,13 @@ def test_import_pyhbnode_never_imports_juliacall():
         "import sys, torch\n"
         "import pyhbnode\n"
         "from pyhbnode import odeint\n"
-        "from pyhbnode.julia import available\n"
+        "from pyhbnode.solving.backends.julia import available\n"
         "assert 'juliacall' not in sys.modules and 'juliapkg' not in sys.modules\n"
-        "assert 'diffeqpy' not in sys.modules\n"
         "y0 = torch.zeros(2, 2, 3, dtype=torch.float64)\n"
         "field = pyhbnode.HBNODE(torch.nn.Linear(3, 3)).double()\n"
         "odeint(field, y0, [0.0, 1.0], backend='torchdiffeq')\n"
         "try:\n"
-        "    odeint(field, y0, [0.0, 1.0], backend='julia')\n"
+        "    odeint(field, y0, [0.0, 1.0], backend='julia', adjoint='backsolve')\n"
         "except pyhbnode.JuliaBackendUnavailable:\n"
         "    pass\n"
         "assert 'juliacall' not in sys.modules, 'julia fallback imported juliacall'\n"
@@ -270,15 +316,47 @@ def test_import_pyhbnode_never_imports_juliacall():
     assert proc.returncode == 0 and "CLEAN" in proc.stdout, proc.stderr[-2000:]
 
 
-def test_julia_subpackage_imports_neither_torch_nor_juliacall():
-    """``pyhbnode/__init__`` can run ``pyhbnode.julia._preload`` before importing torch."""
+@pytest.mark.parametrize("value", ["1", "require", "auto"])
+def test_import_pyhbnode_imports_no_juliacall_whatever_the_switch(value):
+    """Issue 9, item 6: ``import pyhbnode`` never imports juliacall (whose import may
+    download Julia); Julia starts at the first julia solve, or ``install`` downloads."""
+    code = (
+        "import sys\n"
+        "import pyhbnode\n"
+        "bad = [m for m in ('juliacall', 'juliapkg') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('CLEAN')\n"
+    )
+    proc = _run_python(code, {"PYHBNODE_JULIA": value})
+    assert proc.returncode == 0 and "CLEAN" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_import_solving_imports_nothing_of_julia_or_training():
+    code = (
+        "import sys\n"
+        "import pyhbnode.solving\n"
+        "bad = [m for m in sys.modules if 'julia' in m or m.startswith('pyhbnode.training')]\n"
+        "assert not bad, bad\n"
+        "from pyhbnode import JuliaBackendUnavailable, NotTranslatableError\n"
+        "assert issubclass(JuliaBackendUnavailable, ImportError)\n"
+        "print('CLEAN')\n"
+    )
+    proc = _run_python(code, {"PYHBNODE_JULIA": "0"})
+    assert proc.returncode == 0 and "CLEAN" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_detection_imports_neither_torch_nor_juliacall():
+    """The julia package's ``__init__``, ``_detect``, ``_maps`` and ``errors`` are torch-free
+    (the probe and the CLI's decisions never need torch)."""
     code = (
         "import sys, types\n"
-        f"pkg = types.ModuleType('pyhbnode'); pkg.__path__ = [{str(REPO / 'pyhbnode')!r}]\n"
-        "sys.modules['pyhbnode'] = pkg\n"
-        "import pyhbnode.julia, pyhbnode.julia._preload, pyhbnode.julia.detect, pyhbnode.julia.maps\n"
-        "assert pyhbnode.julia._preload.run() is False\n"
-        "ok, reason = pyhbnode.julia.available()\n"
+        f"root = {str(REPO / 'pyhbnode')!r}\n"
+        "for name, path in (('pyhbnode', root), ('pyhbnode.solving', root + '/solving'),\n"
+        "                   ('pyhbnode.solving.backends', root + '/solving/backends')):\n"
+        "    pkg = types.ModuleType(name); pkg.__path__ = [path]; sys.modules[name] = pkg\n"
+        "import pyhbnode.solving.backends.julia as j\n"
+        "import pyhbnode.solving.backends.julia._maps, pyhbnode.solving.backends.julia.errors\n"
+        "ok, reason = j.available()\n"
         "bad = [m for m in ('torch', 'juliacall', 'juliapkg') if m in sys.modules]\n"
         "assert not bad, bad\n"
         "print('CLEAN', ok)\n"
@@ -287,42 +365,19 @@ def test_julia_subpackage_imports_neither_torch_nor_juliacall():
     assert proc.returncode == 0 and "CLEAN False" in proc.stdout, proc.stderr[-2000:]
 
 
-def test_preload_with_switch_on_and_no_juliacall_gives_advice():
-    code = (
-        "import sys, types\n"
-        f"pkg = types.ModuleType('pyhbnode'); pkg.__path__ = [{str(REPO / 'pyhbnode')!r}]\n"
-        "sys.modules['pyhbnode'] = pkg\n"
-        "import builtins\n"
-        "real = builtins.__import__\n"
-        "def no_juliacall(name, *a, **k):\n"
-        "    if name == 'juliacall':\n"
-        "        raise ImportError('No module named juliacall')\n"
-        "    return real(name, *a, **k)\n"
-        "builtins.__import__ = no_juliacall\n"
-        "from pyhbnode.julia import _preload\n"
-        "try:\n"
-        "    _preload.run()\n"
-        "except ImportError as err:\n"
-        "    print('ADVICE', err)\n"
-    )
-    proc = _run_python(code, {"PYHBNODE_JULIA": "1"})
-    assert "ADVICE" in proc.stdout and "pip install 'pyhbnode[julia]'" in proc.stdout, proc.stderr[-2000:]
-
-
 # --- name tables -----------------------------------------------------------------------------
 
-def test_parse_adjoint():
-    assert str(maps.parse_adjoint("interpolating")) == "interpolating:zygote"
-    a = maps.parse_adjoint("Gauss+Checkpointing:Enzyme")
-    assert (a.sensealg, a.vjp, a.checkpointing, a.dense_forward) == ("gauss+checkpointing", "enzyme", True, False)
-    assert maps.parse_adjoint("backsolve").checkpointing is True
-    assert maps.parse_adjoint("quadrature:reversediff-compiled").dense_forward
-    for bad in ("direct", "adjoint", "interpolating:auto", ""):
-        with pytest.raises(ValueError, match="choose one of"):
-            maps.parse_adjoint(bad)
-    with pytest.raises(TypeError):
-        maps.parse_adjoint(None)
-    assert maps.DEFAULT_SENSEALG == "interpolating"
+def test_adjoint_names():
+    assert list(maps.ADJOINTS) == ["backsolve", "interpolating"]
+    assert maps.adjoint_name("backsolve") == "backsolve"
+
+    class Interpolating:  # an Adjoint object of the solving redesign
+        name = "interpolating"
+
+    assert maps.adjoint_name(Interpolating()) == "interpolating"
+    for bad in ("direct", "checkpointed", "gauss", "interpolating:zygote", "", None):
+        with pytest.raises(ValueError, match=r"backend 'julia' has no gradient mode.*\['backsolve', 'interpolating'\]"):
+            maps.adjoint_name(bad)
 
 
 @pytest.mark.parametrize("retcode,cls", [
@@ -334,202 +389,322 @@ def test_retcode_table(retcode, cls):
     assert type(err) is cls and isinstance(err, RuntimeError)
     assert err.t == 0.25 and err.nfe_forward == 42 and err.status is cls.status
     assert retcode in str(err) and "t = 0.25" in str(err)
-    assert retcode not in maps.SUCCESS_RETCODES
 
 
 def test_exception_table():
     assert maps.exception_error("MethodError")[0] == "TypeError"
     assert maps.exception_error("DimensionMismatch") == ("ValueError", "")
-    assert maps.exception_error("OutOfGPUMemoryError")[0] == "MemoryError"
+    assert maps.exception_error("OutOfMemoryError")[0] == "MemoryError"
     assert maps.exception_error("InterruptException")[0] == "KeyboardInterrupt"
     assert maps.exception_error("LoadError")[0] == "JuliaBackendError"
 
 
-def _julia_source(name: str) -> str:
-    return (BRIDGE_DIR / "src" / name).read_text()
+# --- the Julia package, read by a parser -------------------------------------------------------
+
+def _project() -> dict:
+    return tomllib.loads((BRIDGE_DIR / "Project.toml").read_text())
 
 
-def test_python_and_julia_tables_agree():
-    src = _julia_source("solve.jl")
-    rows = re.findall(r'"([a-z+]+)" => \(:(\w+), (true|false), (true|false)\)', src)
-    table = {n: (k, c == "true", d == "true") for n, k, c, d in rows}
-    assert set(table) == set(maps.SENSEALGS)
-    for name, (kind, ckpt, dense) in table.items():
-        assert ckpt == maps.SENSEALGS[name][1], name
-        assert dense == (name in maps.DENSE_SENSEALGS), name
-        assert kind.lower() in maps.SENSEALGS[name][0].lower()
-    vjps = set(re.findall(r'name == "([a-z-]+)" && return', src))
-    assert vjps == set(maps.VJPS)
-    retcodes_used = {"MaxIters", "DtLessThanMin", "Unstable", "DtNaN"}
-    assert all(maps.retcode_error(r) != "SolverFailure" for r in retcodes_used)
+def _julia_files() -> list[Path]:
+    files = sorted(BRIDGE_DIR.rglob("*.jl"))
+    assert len(files) >= 6, files
+    return files
 
 
-# --- the Julia package -----------------------------------------------------------------------
-
-DESIGN_UUIDS = {
-    "SciMLSensitivity": "1ed8b502-d754-442c-8d5d-10ac956f44a1",
-    "Zygote": "e88e6eb3-aa80-5325-afca-941959d7151f",
-    "Lux": "b2108857-7c20-44ae-9111-449ecde12c47",
-    "ComponentArrays": "b0b7db55-cfe3-40fc-9ded-d10e2dbeff66",
-    "DLPack": "53c2dc0f-f7d5-43fd-8906-6c0220547083",
-}
-
-
-def test_juliapkg_json_is_valid():
-    data = json.loads(JULIAPKG_JSON.read_text())
-    assert JULIAPKG_JSON.parent == Path(pyhbnode.__file__).resolve().parent
-    assert re.fullmatch(r"\^?\d+\.\d+(\.\d+)?", data["julia"]) and data["julia"].lstrip("^") >= "1.10"
-    (name, pkg), = data["packages"].items()
-    assert name == "PyHBNODEBridge"
-    assert UUID_RE.match(pkg["uuid"]) and pkg["dev"] is True
-    target = (JULIAPKG_JSON.parent / pkg["path"]).resolve()
-    assert target == BRIDGE_DIR and (target / "Project.toml").is_file()
-    project = tomllib.loads((target / "Project.toml").read_text())
-    assert project["name"] == name and project["uuid"] == pkg["uuid"]
-
-
-def test_project_toml():
-    project = tomllib.loads((BRIDGE_DIR / "Project.toml").read_text())
-    deps, weak, compat = project["deps"], project["weakdeps"], project["compat"]
-    for name, uuid in DESIGN_UUIDS.items():
-        assert deps[name] == uuid
-    assert weak == {"CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba", "cuDNN": "02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd"}
-    assert project["extensions"] == {"PyHBNODEBridgeCUDAExt": ["CUDA", "cuDNN"]}
-    assert (BRIDGE_DIR / "ext" / "PyHBNODEBridgeCUDAExt.jl").is_file()
-    for uuid in list(deps.values()) + list(weak.values()) + [project["uuid"]]:
-        assert UUID_RE.match(uuid)
-    assert set(deps) | set(weak) | {"julia", "Test"} == set(compat)
-    assert compat["julia"] == "1.10"
-    assert "OrdinaryDiffEqLowOrderRK" in deps and "PrecompileTools" in deps
-    # every `using X` in the sources is a dependency
-    used = set()
-    for path in (BRIDGE_DIR / "src").glob("*.jl"):
-        used |= set(re.findall(r"^using (\w+)", path.read_text(), re.M))
-    assert used <= set(deps) | {"PyHBNODEBridge"}
-
-
-def test_julia_sources_are_complete():
-    main = _julia_source("PyHBNODEBridge.jl")
-    for part in ("layers.jl", "fields.jl", "solve.jl", "selftest.jl", "workload.jl"):
-        assert f'include("{part}")' in main and (BRIDGE_DIR / "src" / part).is_file()
-    solve = _julia_source("solve.jl")
-    for needle in ("adjoint_sensitivities", "DP5()", "InterpolatingAdjoint", "BacksolveAdjoint",
-                   "QuadratureAdjoint", "GaussAdjoint", "ZygoteVJP(", "EnzymeVJP()", "dgdu_discrete",
-                   "successful_retcode", "sol.stats", "internalnorm", "saveat = ts"):
-        assert needle in solve, needle
-    fields = _julia_source("fields.jl")
-    assert "ComponentArray(p, r.axes)" in fields and "@non_differentiable count!" in fields
-    layers = _julia_source("layers.jl")
-    assert "cross_correlation = true" in layers and "Lux.Dense" in layers
-    assert "@compile_workload" in _julia_source("workload.jl")
-
-
-def test_runtests_covers_zygote_and_finite_differences():
-    text = (BRIDGE_DIR / "test" / "runtests.jl").read_text()
-    assert "Zygote.pullback" in text
-    assert "finite differences" in text and "(L(u, p .+ e) - L(u, p .- e)) / 2h" in text
-    assert "fixtures" in text and "cases.json" in text
-    assert "selftest" in text and "naive_xcorr" in text
-    assert (BRIDGE_DIR / "test" / "cuda.jl").is_file()
-
-
-def test_julia_sources_parse_if_tree_sitter_is_available():
-    """Syntax check of every .jl file where tree-sitter-julia is installed (dev tool)."""
-    if importlib.util.find_spec("tree_sitter_julia") is None or importlib.util.find_spec("tree_sitter") is None:
-        pytest.skip("tree-sitter-julia not installed (pip install tree-sitter tree-sitter-julia)")
+@pytest.fixture(scope="module")
+def julia_trees():
+    """Every .jl file of PyHBNODEBridge parsed by tree-sitter-julia (in the test extra)."""
     import tree_sitter_julia
     from tree_sitter import Language, Parser
 
     parser = Parser(Language(tree_sitter_julia.language()))
-    for path in BRIDGE_DIR.rglob("*.jl"):
-        tree = parser.parse(path.read_bytes())
-        stack, bad = [tree.root_node], []
-        while stack:
-            node = stack.pop()
-            if node.type == "ERROR" or node.is_missing:
-                bad.append(node.start_point[0] + 1)
-            stack.extend(node.children)
-        assert not bad, f"{path.name}: syntax errors at lines {sorted(bad)}"
+    return {path: parser.parse(path.read_bytes()) for path in _julia_files()}
+
+
+def _walk(node):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
+
+
+def test_every_julia_file_parses_without_errors(julia_trees):
+    for path, tree in julia_trees.items():
+        bad = [n.start_point[0] + 1 for n in _walk(tree.root_node) if n.type == "ERROR" or n.is_missing]
+        assert not bad, f"{path.relative_to(BRIDGE_DIR)}: syntax errors at lines {sorted(set(bad))}"
+        assert not tree.root_node.has_error, path
+
+
+def _imported_packages(tree) -> set[str]:
+    """Top-level package names of every ``using``/``import`` statement."""
+    names = set()
+    for node in _walk(tree.root_node):
+        if node.type not in ("using_statement", "import_statement"):
+            continue
+        for child in node.named_children:
+            target = child.named_children[0] if child.type == "selected_import" else child
+            if target.type == "identifier":
+                names.add(target.text.decode())
+            elif target.type in ("scoped_identifier", "field_expression", "import_path"):
+                first = next(n for n in _walk(target) if n.type == "identifier")
+                names.add(first.text.decode())
+            else:
+                raise AssertionError(f"unexpected import form {target.type}: {target.text!r}")
+    return names
+
+
+def test_every_import_is_a_declared_dependency(julia_trees):
+    project = _project()
+    deps, extras = set(project["deps"]), set(project.get("extras", {}))
+    weak = set(project.get("weakdeps", {}))
+    seen = set()
+    for path, tree in julia_trees.items():
+        used = _imported_packages(tree)
+        seen |= used
+        allowed = deps | weak | {"PyHBNODEBridge"}
+        if "test" in path.relative_to(BRIDGE_DIR).parts:
+            allowed |= extras
+        assert used <= allowed, f"{path.name} imports undeclared {sorted(used - allowed)}"
+    # and nothing declared goes unused
+    assert deps | weak | extras <= seen, f"declared but never imported: {sorted((deps | weak | extras) - seen)}"
+
+
+def _defined_functions(tree) -> set[str]:
+    """Names of functions defined in a file (long and short form, callable structs excluded)."""
+    def call_name(node):
+        while node.type in ("where_expression", "typed_expression", "signature"):
+            node = node.named_children[0]
+        if node.type == "call_expression" and node.named_children[0].type == "identifier":
+            return node.named_children[0].text.decode()
+        return None
+
+    names = set()
+    for node in _walk(tree.root_node):
+        if node.type == "function_definition":
+            sig = next(c for c in node.named_children if c.type == "signature")
+            name = call_name(sig)
+        elif node.type == "assignment":
+            name = call_name(node.named_children[0])
+        else:
+            continue
+        if name:
+            names.add(name)
+    return names
+
+
+def _struct_fields(tree) -> dict[str, set[str]]:
+    out = {}
+    for node in _walk(tree.root_node):
+        if node.type != "struct_definition":
+            continue
+        head = node.named_children[0]
+        while head.type != "identifier":
+            head = head.named_children[0]
+        fields = set()
+        for child in node.named_children[1:]:
+            if child.type == "typed_expression":
+                fields.add(child.named_children[0].text.decode())
+            elif child.type == "identifier":
+                fields.add(child.text.decode())
+        out[head.text.decode()] = fields
+    return out
+
+
+PY_DIR = BRIDGE_DIR.parent
+
+
+def test_every_julia_name_python_uses_is_defined(julia_trees):
+    src = {p: t for p, t in julia_trees.items() if "src" in p.relative_to(BRIDGE_DIR).parts}
+    defined = set().union(*(_defined_functions(t) for t in src.values()))
+    python = "\n".join(p.read_text() for p in PY_DIR.glob("*.py"))
+    called = set(re.findall(r'\.call\(\s*"(\w+)"', python))
+    called |= set(re.findall(r"self\.bridge\.(\w+)\(", python))
+    called |= set(re.findall(r"PyHBNODEBridge\.(\w+)\(", python))
+    assert {"build", "forward", "backward", "rhs", "exception_name", "selftest"} <= called
+    assert called <= defined, f"called from Python but not defined in Julia: {sorted(called - defined)}"
+    # the fields Python reads from the Forward and Backward results
+    fields = {}
+    for t in src.values():
+        fields.update(_struct_fields(t))
+    backend = (PY_DIR / "_backend.py").read_text()
+    for var, struct in (("res", "Forward"), ("back", "Backward")):
+        read = set(re.findall(rf"\b{var}\.(\w+)", backend))
+        assert read and read <= fields[struct], f"{struct} lacks {sorted(read - fields[struct])}"
+    # DLPack's functions: the external calls the README table lists
+    assert set(re.findall(r"self\.dlpack\.(\w+)\(", python)) == {"from_dlpack", "share"}
+
+
+def test_spec_format_agrees():
+    from pyhbnode.solving.backends.julia._spec import SPEC_FORMAT
+
+    main = (BRIDGE_DIR / "src" / "PyHBNODEBridge.jl").read_text()
+    assert re.search(rf"const SPEC_FORMAT = {SPEC_FORMAT}\b", main)
+
+
+def test_python_and_julia_adjoint_tables_agree():
+    solve = (BRIDGE_DIR / "src" / "solve.jl").read_text()
+    pairs = dict(re.findall(r'name == "(\w+)" && return (\w+)\(', solve))
+    assert pairs == maps.ADJOINTS
+    assert re.search(r"BacksolveAdjoint\(; autojacvec = vjp, checkpointing = true\)", solve)
+    assert re.search(r"InterpolatingAdjoint\(; autojacvec = vjp, checkpointing = false\)", solve)
+    assert 'dense_forward(name::AbstractString) = name == "interpolating"' in solve
+
+
+KNOWN_UUIDS = {  # from each package's own Project.toml at the version in julia/README.md
+    "ChainRulesCore": "d360d2e6-b24c-11e9-a2a3-2a2ae2dbcce4",
+    "DLPack": "53c2dc0f-f7d5-43fd-8906-6c0220547083",
+    "JSON": "682c06a0-de6a-54ab-a142-c8b1cf79cde6",
+    "Logging": "56ddb016-857b-54e1-b83d-db4d58db5568",
+    "NNlib": "872c559c-99b0-510c-b3b7-b6c96a88d5cd",
+    "OrdinaryDiffEqLowOrderRK": "1344f307-1e59-4825-a18e-ace9aa3fa4c6",
+    "PrecompileTools": "aea7be01-6a6a-4083-8856-8a6e6704d82a",
+    "SciMLBase": "0bca4576-84f4-4d90-8ffe-ffa030f20462",
+    "SciMLSensitivity": "1ed8b502-d754-442c-8d5d-10ac956f44a1",
+    "LinearAlgebra": "37e2e46d-f89d-539d-b4ee-838fcccc9c8e",
+    "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
+    "Zygote": "e88e6eb3-aa80-5325-afca-941959d7151f",
+}
+
+
+def test_project_toml():
+    project = _project()
+    deps, extras, compat = project["deps"], project["extras"], project["compat"]
+    for name, uuid in {**deps, **extras}.items():
+        assert KNOWN_UUIDS[name] == uuid, name
+    assert "weakdeps" not in project and "extensions" not in project  # CPU only: no CUDA
+    assert not (BRIDGE_DIR / "ext").exists()
+    assert set(deps) | set(extras) | {"julia"} == set(compat)
+    assert compat["julia"] == "1.10"
+    assert set(project["targets"]["test"]) == set(extras)
+
+
+def test_juliapkg_json_matches_the_project():
+    data = json.loads(JULIAPKG_JSON.read_text())
+    assert JULIAPKG_JSON.parent == Path(pyhbnode.__file__).resolve().parent  # where juliapkg looks
+    assert data["julia"] == _project()["compat"]["julia"]
+    (name, pkg), = data["packages"].items()
+    project = _project()
+    assert name == project["name"] == "PyHBNODEBridge"
+    assert UUID_RE.match(pkg["uuid"]) and pkg["uuid"] == project["uuid"] and pkg["dev"] is True
+    assert (JULIAPKG_JSON.parent / pkg["path"]).resolve() == BRIDGE_DIR
+    # juliapkg re-resolves only when a juliapkg.json changes: the bridge's version ties them
+    assert pkg["version"] == "=" + project["version"]
+
+
+# Digest of the bridge's [deps]/[compat]/[extras] at the version in Project.toml. When this
+# fails: bump `version` in Project.toml AND in pyhbnode/juliapkg.json (so that installed
+# environments re-resolve), then update both values here.
+DEPS_DIGEST = ("0.2.0", "30ec62ac9ce480d8")
+
+
+def test_dependency_changes_bump_the_bridge_version():
+    import hashlib
+
+    project = _project()
+    text = json.dumps({k: project.get(k) for k in ("deps", "compat", "extras")}, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert (project["version"], digest) == DEPS_DIGEST, (
+        "PyHBNODEBridge's dependencies changed: bump its version in Project.toml and "
+        "pyhbnode/juliapkg.json, then set DEPS_DIGEST = " + repr((project["version"], digest))
+    )
+
+
+def test_runtests_covers_every_fixture_and_both_adjoints():
+    text = (BRIDGE_DIR / "test" / "runtests.jl").read_text()
+    for needle in ('FIXTURES["zoo"]', 'FIXTURES["cases"]', "Zygote.pullback", "(L(u, p .+ e) - L(u, p .- e)) / 2h",
+                   '"backsolve"', '"interpolating"', "seminorm = true", "hit_maxiters", "naive_xcorr",
+                   "selftest", "Float32", "p_formula", "u_formula"):
+        assert needle in text, needle
 
 
 def test_selftest_spec_is_what_python_writes():
-    from torch import nn
-
-    from pyhbnode import GHBNODE, TimeSequential, TPad
-    from pyhbnode.julia import emulate
-    from pyhbnode.julia.spec import describe
-
-    field = GHBNODE(TimeSequential(nn.Linear(2, 3), nn.Tanh(), TPad(), nn.Linear(4, 2))).double()
-    text = _julia_source("selftest.jl")
-    julia_spec = json.loads(re.search(r'const SELFTEST_SPEC = """(.*?)"""', text, re.S).group(1))
-    assert describe(field).data == julia_spec
-    # selftest_params/selftest_state, evaluated by torch and by the emulation, agree
     import math
 
+    from torch import nn
+
+    import julia_emulate as emulate
+    from pyhbnode import GHBNODE, TimeSequential, TPad
+    from pyhbnode.solving.backends.julia._spec import describe, unpack_parameters
+
+    field = GHBNODE(TimeSequential(nn.Linear(2, 3), nn.Tanh(), TPad(), nn.Linear(4, 2))).double()
+    text = (BRIDGE_DIR / "src" / "selftest.jl").read_text()
+    julia_spec = json.loads(re.search(r'const SELFTEST_SPEC = """(.*?)"""', text, re.S).group(1))
+    spec = describe(field)
+    assert spec.data == julia_spec
+    # selftest_params/selftest_state, evaluated by torch and by the emulation, agree
     p = torch.tensor([0.1 * math.sin(3.0 * i) for i in range(1, 22)], dtype=torch.float64)
     u = torch.tensor([0.5 * math.cos(2.0 * i) for i in range(1, 13)], dtype=torch.float64)
-    em = emulate.build(describe(field).json)
-    du = em.evaluate(u.numpy().reshape((2, 2, 3), order="F"), p.numpy(), 0.3)
+    du = emulate.build(spec.json).evaluate(u.numpy().reshape((2, 2, 3), order="F"), p.numpy(), 0.3)
+    unpack_parameters(spec, field, p)
     with torch.no_grad():
-        offset = 0
-        for entry, piece_param in zip(julia_spec["params"], [field.f.layers[0].weight, field.f.layers[0].bias,
-                                                           field.f.layers[3].weight, field.f.layers[3].bias,
-                                                           field.damping.omega, field.restoring.chi]):
-            n = math.prod(entry["size"])
-            block = p[offset:offset + n].numpy().reshape(entry["size"], order="F")
-            piece_param.copy_(torch.from_numpy(block.copy()).reshape(piece_param.shape))
-            offset += n
         want = field(torch.tensor(0.3, dtype=torch.float64), u.reshape(3, 2, 2))
     assert float((torch.from_numpy(emulate.to_torch_layout(du).copy()) - want).abs().max()) <= 1e-14
 
 
 def test_fixtures_are_current():
-    """``PyHBNODEBridge/test/fixtures/cases.json`` = what ``pyhbnode.julia.cases`` computes now
-    (regenerate with ``python -m pyhbnode.julia.cases``)."""
-    from pyhbnode.julia.cases import fixture_cases, load_fixtures
+    """``PyHBNODEBridge/test/fixtures/cases.json`` = what ``tests/julia_cases.py`` computes
+    now (regenerate with ``PYTHONPATH=. python tests/julia_cases.py``)."""
+    from julia_cases import P_FORMULA, U_FORMULA, fixture_cases, load_fixtures, zoo_cases
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fresh = fixture_cases()
+        fresh, fresh_zoo = fixture_cases(), zoo_cases()
     finally:
         torch.set_num_threads(before)
     stored = load_fixtures()
-    assert [c["name"] for c in stored] == [c["name"] for c in fresh]
-    for s, f in zip(stored, fresh):
-        for key in ("spec", "usize", "p", "u", "t", "ts", "cotangent", "reference_tol"):
-            assert s[key] == f[key], f"{s['name']}: {key} changed; regenerate the fixtures"
-        for key in ("du", "ys", "du0", "dp"):
-            a, b = torch.tensor(s[key]), torch.tensor(f[key])
-            assert float((a - b).abs().max()) <= 1e-9 * max(1.0, float(b.abs().max())), f"{s['name']}: {key}"
+    assert (stored["p_formula"], stored["u_formula"]) == (list(P_FORMULA), list(U_FORMULA))
+    for group, now, keys, values in (
+        ("cases", fresh, ("spec", "usize", "p", "u", "t", "ts", "cotangent", "reference_tol"), ("du", "ys", "du0", "dp")),
+        ("zoo", fresh_zoo, ("spec", "usize", "t"), ("du",)),
+    ):
+        assert [c["name"] for c in stored[group]] == [c["name"] for c in now], group
+        for s, f in zip(stored[group], now):
+            for key in keys:
+                assert s[key] == f[key], f"{s['name']}: {key} changed; regenerate the fixtures"
+            for key in values:
+                a, b = torch.tensor(s[key]), torch.tensor(f[key])
+                assert float((a - b).abs().max()) <= 1e-9 * max(1.0, float(b.abs().max())), f"{s['name']}: {key}"
+    assert JULIA_FIXTURE_BYTES_MAX >= (BRIDGE_DIR / "test" / "fixtures" / "cases.json").stat().st_size
+
+
+JULIA_FIXTURE_BYTES_MAX = 400_000
 
 
 # --- command line and docs -------------------------------------------------------------------
 
 def test_subprocess_scripts_compile():
-    from pyhbnode.julia.__main__ import CUDA_PACKAGES, INSTALL_SCRIPT
+    from pyhbnode.solving.backends.julia.__main__ import INSTALL_SCRIPT
 
-    script = INSTALL_SCRIPT.format(cuda_packages=CUDA_PACKAGES)
-    compile(script, "install", "exec")
+    compile(INSTALL_SCRIPT, "install", "exec")
     compile(detect.PROBE_SCRIPT, "probe", "exec")
-    assert "juliapkg.resolve()" in script and "selftest()" in script and "import torch" not in script
-    assert "import torch" not in detect.PROBE_SCRIPT
+    assert "juliapkg.resolve()" in INSTALL_SCRIPT and "selftest()" in INSTALL_SCRIPT
+    for script in (INSTALL_SCRIPT, detect.PROBE_SCRIPT):
+        assert "import torch" not in script and 'assert "torch" not in sys.modules' in script
 
 
 def test_cli_status_and_install_without_juliacall():
-    proc = subprocess.run([sys.executable, "-m", "pyhbnode.julia", "status"], capture_output=True,
-                          text=True, timeout=120, cwd=str(REPO), env={**os.environ, "PYHBNODE_JULIA": "0"})
+    cli = [sys.executable, "-m", "pyhbnode.solving.backends.julia"]
+    proc = subprocess.run(cli + ["status"], capture_output=True, text=True, timeout=120, cwd=str(REPO),
+                          env={**os.environ, "PYHBNODE_JULIA": "0"})
     assert proc.returncode == 0, proc.stderr
-    assert "PyHBNODEBridge" in proc.stdout and "found" in proc.stdout
+    assert "PyHBNODEBridge" in proc.stdout and "found" in proc.stdout and "declared by" in proc.stdout
     if importlib.util.find_spec("juliacall") is None:
-        proc = subprocess.run([sys.executable, "-m", "pyhbnode.julia", "install"], capture_output=True,
-                              text=True, timeout=120, cwd=str(REPO))
+        proc = subprocess.run(cli + ["install"], capture_output=True, text=True, timeout=120, cwd=str(REPO))
         assert proc.returncode == 2 and "pip install 'pyhbnode[julia]'" in proc.stderr
 
 
 def test_readme_section():
     readme = (REPO / "julia" / "README.md").read_text()
-    for needle in ("python -m pyhbnode.julia install", "precompil", "--cuda", "diffeqpy",
-                   "SciMLSensitivity", "set_multithreading_enabled(False)", "spawn", "fork",
-                   "PYHBNODE_JULIA", "pyhbnode/julia/PyHBNODEBridge", "Pkg.test", "VERIFY"):
+    for needle in (detect.INSTALL_COMMAND, "precompil", "diffeqpy", "SciMLSensitivity",
+                   "set_multithreading_enabled(False)", "spawn", "fork", "PYHBNODE_JULIA",
+                   "pyhbnode/solving/backends/julia/PyHBNODEBridge", "Pkg.test",
+                   "PYTHON_JULIACALL_THREADS", "PYTHON_JULIACALL_HANDLE_SIGNALS", "import juliacall",
+                   "External calls", "v7.112.1", "flipped = true"):
         assert needle in readme, needle
+    # every external function in the Julia sources appears in the table
+    for name in ("adjoint_sensitivities", "BacksolveAdjoint", "InterpolatingAdjoint", "ZygoteVJP", "DP5",
+                 "ODEProblem", "solve", "successful_retcode", "NNlib.conv", "JSON.parse",
+                 "@non_differentiable", "from_dlpack", "share", "@compile_workload"):
+        assert re.search(r"[`.]" + re.escape(name), readme), name

@@ -1,5 +1,6 @@
 """The built wheel carries ``pyhbnode/juliapkg.json`` and the whole Julia package, so that
-juliacall finds and develops ``PyHBNODEBridge`` after ``pip install pyhbnode[julia]``."""
+juliacall finds and develops ``PyHBNODEBridge`` after ``pip install pyhbnode[julia]``, and
+none of the test helpers."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BRIDGE = REPO / "pyhbnode" / "julia" / "PyHBNODEBridge"
+BRIDGE = REPO / "pyhbnode" / "solving" / "backends" / "julia" / "PyHBNODEBridge"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def wheel_names(tmp_path_factory) -> set[str]:
     with zipfile.ZipFile(wheels[0]) as zf:
         names = set(zf.namelist())
         juliapkg = json.loads(zf.read("pyhbnode/juliapkg.json"))
-    assert juliapkg["packages"]["PyHBNODEBridge"]["path"] == "julia/PyHBNODEBridge"
+    assert juliapkg["packages"]["PyHBNODEBridge"]["path"] == "solving/backends/julia/PyHBNODEBridge"
     return names
 
 
@@ -46,12 +47,13 @@ def test_wheel_contains_juliapkg_json_and_the_julia_package(wheel_names):
             expected.add(path.relative_to(REPO).as_posix())
     missing = sorted(expected - wheel_names)
     assert not missing, f"missing from the wheel: {missing}"
-    for required in ("Project.toml", "src/PyHBNODEBridge.jl", "src/solve.jl", "ext/PyHBNODEBridgeCUDAExt.jl",
+    for required in ("Project.toml", "src/PyHBNODEBridge.jl", "src/field.jl", "src/solve.jl",
                      "test/runtests.jl", "test/fixtures/cases.json"):
-        assert f"pyhbnode/julia/PyHBNODEBridge/{required}" in wheel_names
+        assert f"pyhbnode/solving/backends/julia/PyHBNODEBridge/{required}" in wheel_names
 
 
-def test_wheel_contains_the_python_bridge(wheel_names):
-    for module in ("__init__", "__main__", "_preload", "bridge", "cases", "detect", "emulate", "maps",
-                   "runtime", "spec"):
-        assert f"pyhbnode/julia/{module}.py" in wheel_names
+def test_wheel_contains_the_python_bridge_and_no_test_helpers(wheel_names):
+    for module in ("__init__", "__main__", "errors", "_backend", "_detect", "_maps", "_runtime", "_spec"):
+        assert f"pyhbnode/solving/backends/julia/{module}.py" in wheel_names
+    assert not any("pyhbnode/julia/" in n for n in wheel_names)
+    assert not any(n.endswith(("cases.py", "emulate.py")) for n in wheel_names)

@@ -28,7 +28,6 @@ using OrdinaryDiffEqLowOrderRK: DP5
 using PrecompileTools: @compile_workload, @setup_workload
 using SciMLBase: SciMLBase, ODEProblem, solve
 using SciMLSensitivity: adjoint_sensitivities, BacksolveAdjoint, InterpolatingAdjoint, ZygoteVJP
-using Zygote: Zygote
 
 export build, rhs, forward, backward, selftest
 

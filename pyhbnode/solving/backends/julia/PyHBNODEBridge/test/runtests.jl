@@ -1,33 +1,37 @@
 # Tests of PyHBNODEBridge on its own (no Python needed):
 #
-#   julia --project=pyhbnode/julia/PyHBNODEBridge -e 'using Pkg; Pkg.test()'
+#   julia --project=pyhbnode/solving/backends/julia/PyHBNODEBridge -e 'using Pkg; Pkg.test()'
 #
-# 1. selftest() and a hand-written cross-correlation pin Lux's conv orientation and padding;
-# 2. test/fixtures/cases.json (written by `python -m pyhbnode.julia.cases`) holds every model
-#    on an MLP and a conv field with torch's RHS, torch's trajectory and torch's gradients:
-#    the rebuilt field must match torch to 1e-12, the solve to 1e-7, every sensealg to 1e-4;
-# 3. the bridge's backward against `Zygote.pullback` through `solve(...; sensealg)` and against
+# 1. selftest() and a hand-written cross-correlation pin the conv orientation and padding;
+# 2. fixtures `zoo` (written by tests/julia_cases.py): the vector field of every zoo model
+#    (learnable and fixed γ/ξ, every σ, MLP and conv with tpad) at closed-form parameters
+#    and state must give torch's RHS to 1e-10;
+# 3. fixtures `cases`: every model on an MLP and a conv field with torch's RHS, trajectory
+#    and gradients: the solve must match to 1e-7 and both adjoints to 1e-4;
+# 4. both adjoints against `Zygote.pullback` through `solve(...; sensealg)` and against
 #    central finite differences;
-# 4. NFE counters, retcodes, the adjoint maxiters guard, seminorm, Float32, spec errors;
-# 5. the same on a CUDA device when CUDA.jl and cuDNN.jl are installed and functional.
+# 5. NFE counters, retcodes, the adjoint maxiters guard, seminorm, Float32, spec errors.
 
 using Test
 using PyHBNODEBridge
-using PyHBNODEBridge: build, rhs, forward, backward, selftest, BridgeRHS, SpecError,
-    make_sensealg, make_vjp, SENSEALGS
+using PyHBNODEBridge: build, rhs, forward, backward, selftest, BridgeRHS, SpecError, make_sensealg
 using LinearAlgebra: norm, dot
+using Zygote: Zygote
 
 const B = PyHBNODEBridge
 const JSON = B.JSON
-const Zygote = B.Zygote
 const SciMLBase = B.SciMLBase
 const DP5 = B.DP5
 
-const FIXTURES = JSON.parse(read(joinpath(@__DIR__, "fixtures", "cases.json"), String))["cases"]
-const SENSEALG_NAMES = sort(collect(keys(SENSEALGS)))
+const FIXTURES = JSON.parse(read(joinpath(@__DIR__, "fixtures", "cases.json"), String))
+const CASES = FIXTURES["cases"]
+const ADJOINTS = ("backsolve", "interpolating")
 
 floats(v) = Float64[Float64(x) for x in v]
 relerr(a, b) = norm(a .- b) / max(norm(b), 1.0e-12)
+usize_of(c) = Tuple(Int(s) for s in c["usize"])
+"`scale * sin(rate * k)`, k = 1..n: the fixtures' closed-form parameters and states."
+formula(n, (scale, rate)) = Float64[Float64(scale) * sin(Float64(rate) * k) for k in 1:n]
 
 "Naive cross-correlation on WHCN arrays, the definition torch uses."
 function naive_xcorr(x, W, bias, pad)
@@ -47,6 +51,11 @@ function naive_xcorr(x, W, bias, pad)
     return y
 end
 
+linear_node() = """{"format":2,"kind":"first_order","model":"node","order":1,
+  "net":[{"kind":"dense","key":"layer_1","in":1,"out":1,"bias":false}],
+  "params":[{"key":"layer_1","role":"weight","name":"f.weight","offset":0,"size":[1,1]}],
+  "n_params":1}"""
+
 @testset "PyHBNODEBridge" begin
     @testset "selftest" begin
         @test selftest(; verbose = true)
@@ -55,7 +64,7 @@ end
     @testset "conv orientation and (w, h) padding" begin
         # torch Conv2d(2, 3, kernel_size=(3, 2)) (kH=3, kW=2) with padding="same": the
         # Julia kernel is (kW, kH) = (2, 3), padding (lo_w, hi_w, lo_h, hi_h) = (0, 1, 1, 1).
-        spec = """{"format":1,"kind":"first_order","model":"node","order":1,
+        spec = """{"format":2,"kind":"first_order","model":"node","order":1,
           "net":[{"kind":"conv","key":"layer_1","in":2,"out":3,"kernel":[2,3],"stride":[1,1],
                   "dilation":[1,1],"pad":[0,1,1,1],"groups":1,"bias":true}],
           "params":[{"key":"layer_1","role":"weight","name":"w","offset":0,"size":[2,3,2,3]},
@@ -64,72 +73,70 @@ end
         b = build(spec)
         p = Float64[sin(1.7i) for i in 1:39]
         x = Float64[cos(0.3i) for i in 1:(5 * 4 * 2 * 2)]
+        # conv keeps (W, H) = (5, 4) but outputs 3 channels: not a valid ODE state, but one
+        # RHS evaluation is all this needs.
         y = rhs(b, x, (5, 4, 2, 2), p, 0.0)
-        # conv keeps (W, H) = (5, 4) but outputs 3 channels: the state is not a valid ODE
-        # state, yet one RHS evaluation is all we need here.
         want = naive_xcorr(reshape(x, 5, 4, 2, 2), reshape(p[1:36], 2, 3, 2, 3), p[37:39], (0, 1, 1, 1))
-        @test size(want) == (5, 4, 3, 2)
         @test y ≈ vec(want) rtol = 1.0e-12
     end
 
-    @testset "fixture $(c["name"])" for c in FIXTURES
+    @testset "zoo field $(c["name"])" for c in FIXTURES["zoo"]
         b = build(c["spec"])
-        usize = Tuple(Int(s) for s in c["usize"])
+        usize = usize_of(c)
+        p = formula(b.n_params, FIXTURES["p_formula"])
+        u = formula(prod(usize), FIXTURES["u_formula"])
+        want = floats(c["du"])
+        du = rhs(b, u, usize, p, Float64(c["t"]))
+        @test length(du) == length(want)
+        @test maximum(abs, du .- want) <= 1.0e-10 * max(1.0, maximum(abs, want))
+    end
+
+    @testset "fixture $(c["name"]) / $alg" for c in CASES, alg in ADJOINTS
+        b = build(c["spec"])
+        usize = usize_of(c)
         p, u = floats(c["p"]), floats(c["u"])
         ts, cot = floats(c["ts"]), floats(c["cotangent"])
         @test b.n_params == length(p)
-        # one RHS evaluation against torch (layout, packing, conv orientation, tpad)
         du = rhs(b, u, usize, p, Float64(c["t"]))
         @test maximum(abs, du .- floats(c["du"])) <= 1.0e-12 * max(1.0, maximum(abs, floats(c["du"])))
-        for name in SENSEALG_NAMES
-            fw = forward(b, u, usize, p, ts; rtol = 1.0e-10, atol = 1.0e-10, sensealg = name)
-            @test fw.success
-            @test fw.retcode == "Success"
-            @test maximum(abs, fw.ys .- floats(c["ys"])) <= 1.0e-7
-            @test fw.nf > 0
-            bw = backward(fw, cot)
-            @test bw.finite
-            @test !bw.hit_maxiters
-            @test bw.nfe > 0
-            @test relerr(bw.du0, floats(c["du0"])) <= 1.0e-4
-            @test relerr(bw.dp, floats(c["dp"])) <= 1.0e-4
-        end
+        fw = forward(b, u, usize, p, ts; rtol = 1.0e-10, atol = 1.0e-10, sensealg = alg)
+        @test fw.success
+        @test fw.retcode == "Success"
+        @test fw.counter == fw.nf
+        @test maximum(abs, fw.ys .- floats(c["ys"])) <= 1.0e-7
+        bw = backward(fw, cot)
+        @test bw.finite
+        @test !bw.hit_maxiters
+        @test bw.nfe > 0
+        @test relerr(bw.du0, floats(c["du0"])) <= 1.0e-4
+        @test relerr(bw.dp, floats(c["dp"])) <= 1.0e-4
     end
 
-    @testset "forward counter equals sol.stats.nf (VERIFY)" begin
-        for c in FIXTURES
-            b = build(c["spec"])
-            usize = Tuple(Int(s) for s in c["usize"])
-            fw = forward(b, floats(c["u"]), usize, floats(c["p"]), floats(c["ts"]); rtol = 1.0e-8, atol = 1.0e-8)
-            @test fw.counter == fw.nf
-        end
-    end
-
-    @testset "against Zygote.pullback: $(c["name"]) / $name" for c in FIXTURES[1:5], name in SENSEALG_NAMES
+    @testset "against Zygote.pullback: $(c["name"]) / $alg" for c in CASES[1:5], alg in ADJOINTS
         b = build(c["spec"])
-        usize = Tuple(Int(s) for s in c["usize"])
+        usize = usize_of(c)
         p, u0 = floats(c["p"]), reshape(floats(c["u"]), usize)
         ts, cot = floats(c["ts"]), floats(c["cotangent"])
-        sensealg = make_sensealg(name, make_vjp("zygote"))
+        sensealg = make_sensealg(alg, b.n_params)
         prob = SciMLBase.ODEProblem{false}(BridgeRHS(b), u0, (ts[1], ts[end]), p)
         loss(u0, p) = dot(vec(cot), vec(Array(SciMLBase.solve(prob, DP5(); u0 = u0, p = p, saveat = ts,
             sensealg = sensealg, abstol = 1.0e-10, reltol = 1.0e-10))))
         val, pb = Zygote.pullback(loss, u0, p)
         gu0, gp = pb(1.0)
-        fw = forward(b, vec(u0), usize, p, ts; rtol = 1.0e-10, atol = 1.0e-10, sensealg = name)
+        fw = forward(b, vec(u0), usize, p, ts; rtol = 1.0e-10, atol = 1.0e-10, sensealg = alg)
         bw = backward(fw, cot)
         @test val ≈ dot(cot, fw.ys) rtol = 1.0e-8
         @test relerr(bw.du0, vec(gu0)) <= 1.0e-5
         @test relerr(bw.dp, gp) <= 1.0e-5
     end
 
-    @testset "against finite differences: $(c["name"])" for c in FIXTURES[[3, 5, 8, 10]]
+    @testset "against finite differences: $(c["name"]) / $alg" for c in CASES[[3, 5, 8, 10]], alg in ADJOINTS
         b = build(c["spec"])
-        usize = Tuple(Int(s) for s in c["usize"])
+        usize = usize_of(c)
         p, u = floats(c["p"]), floats(c["u"])
         ts, cot = floats(c["ts"]), floats(c["cotangent"])
         L(u, p) = dot(cot, forward(b, u, usize, p, ts; rtol = 1.0e-12, atol = 1.0e-12, keep = false).ys)
-        bw = backward(forward(b, u, usize, p, ts; rtol = 1.0e-11, atol = 1.0e-11), cot)
+        bw = backward(forward(b, u, usize, p, ts; rtol = 1.0e-11, atol = 1.0e-11, sensealg = alg), cot)
         h = 1.0e-6
         # the last parameters are ω and χ for (G)HBNODE
         for k in unique([1, length(p) ÷ 2, length(p) - 1, length(p)])
@@ -144,11 +151,6 @@ end
         end
     end
 
-    linear_node() = """{"format":1,"kind":"first_order","model":"node","order":1,
-      "net":[{"kind":"dense","key":"layer_1","in":1,"out":1,"bias":false}],
-      "params":[{"key":"layer_1","role":"weight","name":"f.weight","offset":0,"size":[1,1]}],
-      "n_params":1}"""
-
     @testset "return codes" begin
         b = build(linear_node())
         fw = forward(b, [1.0, 2.0], (1, 2), [5.0], [0.0, 1.0]; maxiters = 5, rtol = 1.0e-10, atol = 1.0e-10)
@@ -162,49 +164,56 @@ end
         @test fw.retcode in ("Unstable", "DtLessThanMin", "DtNaN", "MaxIters")
     end
 
-    @testset "adjoint maxiters guard" begin
+    @testset "adjoint maxiters guard: $alg" for alg in ADJOINTS
         b = build(linear_node())
-        fw = forward(b, [1.0, 2.0], (1, 2), [0.7], [0.0, 0.5, 1.0]; rtol = 1.0e-10, atol = 1.0e-10,
-            sensealg = "backsolve")
+        fw = forward(b, [1.0, 2.0], (1, 2), [0.7], [0.0, 0.5, 1.0]; rtol = 1.0e-10, atol = 1.0e-10, sensealg = alg)
         @test fw.success
-        fw.maxiters = 2
-        bw = backward(fw, ones(6))
-        @test bw.hit_maxiters
+        @test backward(fw, ones(6); maxiters = 2).hit_maxiters
+        @test !backward(fw, ones(6)).hit_maxiters
     end
 
-    @testset "linear NODE gradient is exact" begin
+    @testset "linear NODE gradient is exact: $alg" for alg in ADJOINTS
         # y(t) = y0 exp(w t): dL/dw for L = Σ y(1) = Σ y0 exp(w)
         b = build(linear_node())
-        for name in SENSEALG_NAMES
-            fw = forward(b, [1.0, 2.0], (1, 2), [0.7], [0.0, 1.0]; rtol = 1.0e-11, atol = 1.0e-11, sensealg = name)
-            bw = backward(fw, [0.0, 0.0, 1.0, 1.0])
-            @test bw.dp[1] ≈ 3.0 * exp(0.7) rtol = 1.0e-6
-            @test bw.du0 ≈ fill(exp(0.7), 2) rtol = 1.0e-6
-            # the cotangent at t0 goes straight to du0
-            bw0 = backward(fw, [1.0, 0.0, 0.0, 0.0])
-            @test bw0.du0 ≈ [1.0, 0.0] atol = 1.0e-9
-        end
+        fw = forward(b, [1.0, 2.0], (1, 2), [0.7], [0.0, 1.0]; rtol = 1.0e-11, atol = 1.0e-11, sensealg = alg)
+        bw = backward(fw, [0.0, 0.0, 1.0, 1.0])
+        @test bw.dp[1] ≈ 3.0 * exp(0.7) rtol = 1.0e-6
+        @test bw.du0 ≈ fill(exp(0.7), 2) rtol = 1.0e-6
+        # the cotangent at t0 goes straight to du0
+        bw0 = backward(fw, [1.0, 0.0, 0.0, 0.0])
+        @test bw0.du0 ≈ [1.0, 0.0] atol = 1.0e-9
     end
 
-    @testset "seminorm" begin
-        c = FIXTURES[4]   # hbnode-mlp
+    @testset "field without parameters: $alg" for alg in ADJOINTS
+        spec = """{"format":2,"kind":"first_order","model":"node","order":1,
+          "net":[{"kind":"act","fn":"tanh"}],"params":[],"n_params":0}"""
+        b = build(spec)
+        fw = forward(b, [0.5, -0.2], (2, 1), nothing, [0.0, 1.0]; rtol = 1.0e-10, atol = 1.0e-10, sensealg = alg)
+        bw = backward(fw, [0.0, 0.0, 1.0, 1.0])
+        @test isempty(bw.dp)
+        h = 1.0e-6
+        L(u) = sum(forward(b, u, (2, 1), nothing, [0.0, 1.0]; rtol = 1.0e-12, atol = 1.0e-12, keep = false).ys[3:4])
+        @test bw.du0[1] ≈ (L([0.5 + h, -0.2]) - L([0.5 - h, -0.2])) / 2h rtol = 1.0e-5
+    end
+
+    @testset "seminorm: $alg" for alg in ADJOINTS
+        c = CASES[4]   # hbnode-mlp
         b = build(c["spec"])
-        usize = Tuple(Int(s) for s in c["usize"])
+        usize = usize_of(c)
         p, u, ts, cot = floats(c["p"]), floats(c["u"]), floats(c["ts"]), floats(c["cotangent"])
-        for name in ("interpolating", "backsolve")
-            full = backward(forward(b, u, usize, p, ts; rtol = 1.0e-9, atol = 1.0e-9, sensealg = name), cot)
-            semi = backward(forward(b, u, usize, p, ts; rtol = 1.0e-9, atol = 1.0e-9, sensealg = name, seminorm = true), cot)
-            @test relerr(semi.dp, floats(c["dp"])) <= 1.0e-4
-            @test semi.nfe <= full.nfe   # VERIFY: the parameter adjoint no longer limits the steps
-        end
+        full = backward(forward(b, u, usize, p, ts; rtol = 1.0e-9, atol = 1.0e-9, sensealg = alg), cot)
+        semi = backward(forward(b, u, usize, p, ts; rtol = 1.0e-9, atol = 1.0e-9, sensealg = alg, seminorm = true), cot)
+        @test relerr(semi.dp, floats(c["dp"])) <= 1.0e-4
+        @test semi.nfe <= full.nfe   # the parameter adjoint no longer limits the steps
+        @test isbitstype(B.SemiNorm)
     end
 
-    @testset "Float32" begin
-        c = FIXTURES[5]
+    @testset "Float32: $alg" for alg in ADJOINTS
+        c = CASES[5]
         b = build(c["spec"])
-        usize = Tuple(Int(s) for s in c["usize"])
+        usize = usize_of(c)
         fw = forward(b, Float32.(floats(c["u"])), usize, Float32.(floats(c["p"])), Float32.(floats(c["ts"]));
-            rtol = 1.0e-5, atol = 1.0e-5)
+            rtol = 1.0e-5, atol = 1.0e-5, sensealg = alg)
         @test fw.success
         @test eltype(fw.ys) == Float32
         @test maximum(abs, fw.ys .- floats(c["ys"])) <= 1.0e-3
@@ -213,28 +222,26 @@ end
         @test relerr(Float64.(bw.dp), floats(c["dp"])) <= 1.0e-2
     end
 
-    @testset "errors" begin
-        c = FIXTURES[1]
-        @test_throws SpecError build(replace(c["spec"], "\"format\":1" => "\"format\":99"))
-        @test_throws SpecError build(replace(c["spec"], "\"offset\":0" => "\"offset\":1"; count = 1))
-        b = build(c["spec"])
-        usize = Tuple(Int(s) for s in c["usize"])
-        @test_throws ArgumentError forward(b, floats(c["u"]), usize, floats(c["p"]), floats(c["ts"]); sensealg = "direct")
-        @test_throws ArgumentError forward(b, floats(c["u"]), usize, floats(c["p"]), floats(c["ts"]); vjp = "nothing")
-        @test_throws DimensionMismatch forward(b, floats(c["u"]), usize, floats(c["p"])[2:end], floats(c["ts"]))
-        @test_throws ArgumentError forward(b, floats(c["u"]), usize, Float32.(floats(c["p"])), floats(c["ts"]))
-        fw = forward(b, floats(c["u"]), usize, floats(c["p"]), floats(c["ts"]); keep = false)
-        @test_throws ArgumentError backward(fw, floats(c["cotangent"]))
-        @test B.exception_name(DimensionMismatch("x")) == "DimensionMismatch"
+    @testset "torch softplus above its threshold" begin
+        f = B.Softplus(2.0, 5.0)
+        @test f(3.0) == 3.0                     # beta * x = 6 > 5: x itself
+        @test f(2.0) ≈ log1p(exp(4.0)) / 2 rtol = 1.0e-15
+        @test B.Softplus(1.0, 20.0)(25.0) == 25.0
     end
 
-    # GPU: runs where CUDA.jl and cuDNN.jl are loadable (e.g. the juliapkg project after
-    # `python -m pyhbnode.julia install --cuda`); a separate file so that the methods
-    # `using CUDA` defines are visible (world age).
-    if Base.find_package("CUDA") !== nothing && Base.find_package("cuDNN") !== nothing
-        @eval using CUDA, cuDNN
-        include("cuda.jl")
-    else
-        @info "CUDA.jl/cuDNN.jl not loadable here: GPU tests skipped"
+    @testset "errors" begin
+        c = CASES[1]
+        @test_throws SpecError build(replace(c["spec"], "\"format\":2" => "\"format\":99"))
+        @test_throws SpecError build(replace(c["spec"], "\"offset\":0" => "\"offset\":1"; count = 1))
+        b = build(c["spec"])
+        usize = usize_of(c)
+        u, p, ts = floats(c["u"]), floats(c["p"]), floats(c["ts"])
+        @test_throws ArgumentError forward(b, u, usize, p, ts; sensealg = "direct")
+        @test_throws ArgumentError forward(b, u, usize, p, ts; sensealg = "checkpointed")
+        @test_throws DimensionMismatch forward(b, u, usize, p[2:end], ts)
+        @test_throws ArgumentError forward(b, u, usize, Float32.(p), ts)
+        fw = forward(b, u, usize, p, ts; keep = false)
+        @test_throws ArgumentError backward(fw, floats(c["cotangent"]))
+        @test B.exception_name(DimensionMismatch("x")) == "DimensionMismatch"
     end
 end
