@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-import pyhbnode  # noqa: F401  first: with PYHBNODE_JULIA=1 it imports juliacall before torch
+import pyhbnode  # noqa: F401  (never imports juliacall: Julia starts at the first julia solve)
 import torch
 from pyhbnode.solving import available_backends
 

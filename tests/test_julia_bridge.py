@@ -94,7 +94,7 @@ def test_conv_field_with_every_layer_option_matches_torch(model):
     (nn.Conv1d(2, 3, 3, padding=1), (2, 2, 7)),
     (nn.Conv2d(2, 3, (2, 3), stride=(2, 1), padding=(1, 0)), (2, 2, 5, 6)),
     (nn.Conv3d(2, 2, (1, 2, 3), padding=(0, 1, 1)), (2, 2, 3, 4, 5)),
-    (nn.Linear(4, 3), (2, 5, 4)),  # Linear on the last torch dim = Lux Dense on the first
+    (nn.Linear(4, 3), (2, 5, 4)),  # Linear on the last torch dim = Julia's W * x on the first
 ])
 def test_first_order_layer_shapes_match_torch(conv, shape):
     field = NODE(nn.Sequential(conv, nn.Softplus())).double()

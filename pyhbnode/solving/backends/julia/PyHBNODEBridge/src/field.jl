@@ -91,7 +91,9 @@ end
 function apply(l::Dense, x, p, t)
     W = read_block(l.weight, p)
     y = W * reshape(x, size(x, 1), :)
-    l.bias === nothing || (y = y .+ read_block(l.bias, p))
+    if l.bias !== nothing
+        y = y .+ read_block(l.bias, p)
+    end
     return reshape(y, (size(W, 1), Base.tail(size(x))...))
 end
 

@@ -1,5 +1,5 @@
 # A small end-to-end check, run by pyhbnode's availability probe and by
-# `python -m pyhbnode.julia install`: build, one RHS against a hand computation, a DP5
+# `python -m pyhbnode.solving.backends.julia install`: build, one RHS against a hand computation, a DP5
 # solve, an adjoint, and one parameter gradient against central differences.
 
 "A GHBNODE over dense(2 → 3) → tanh → tpad → dense(4 → 2), γ = sigmoid(ω), ξ = softplus(χ)."
@@ -22,7 +22,7 @@ const SELFTEST_SPEC = """
 selftest_params(::Type{T}) where {T} = T[0.1 * sin(3.0 * i) for i in 1:21]
 selftest_state(::Type{T}) where {T} = T[0.5 * cos(2.0 * i) for i in 1:12]   # size (2, 2, 3)
 
-"The selftest field evaluated by hand (no Lux, no ComponentArrays)."
+"The selftest field evaluated by hand (plain loops, none of the bridge's layers)."
 function selftest_rhs_by_hand(u, p, t)
     W1 = reshape(p[1:6], 3, 2); b1 = p[7:9]
     W2 = reshape(p[10:17], 2, 4); b2 = p[18:19]
