@@ -26,7 +26,12 @@ def check_problem(
         raise ValueError("y0 contains NaN or Inf; check the input data and the initial-state network")
 
     if not isinstance(t, torch.Tensor):
-        t = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
+        if isinstance(t, (str, bytes)) or not isinstance(t, Sequence) and not hasattr(t, "__array__"):
+            raise TypeError(f"t must be a 1-D tensor or a sequence of times, got {type(t).__name__}")
+        try:
+            t = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"t must be a 1-D tensor or a sequence of numbers: {err}") from None
     if not t.is_floating_point():
         raise TypeError(f"t must be a floating-point tensor, got dtype {t.dtype}")
     if t.dtype != y0.dtype:

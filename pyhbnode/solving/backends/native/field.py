@@ -18,19 +18,27 @@ def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: t
     """``(first, rhs)``: ``rhs(s, z_row) -> (dz/ds row, None)``; ``first`` is the same and
     checks, on the first evaluation, that the field returns a tensor like the state."""
     scalar = torch.scalar_tensor
+    n = shape.numel()
+    sign = float(direction)
 
-    if direction > 0:
-        def rhs(s: float, z: torch.Tensor):
-            return field(scalar(s, dtype=dtype, device=device), z.view(shape)).reshape(1, -1), None
-    else:
-        def rhs(s: float, z: torch.Tensor):
-            return field(scalar(-s, dtype=dtype, device=device), z.view(shape)).reshape(1, -1).neg(), None
+    def rhs(s: float, z: torch.Tensor):
+        f = field(scalar(sign * s, dtype=dtype, device=device), z.view(shape))
+        try:
+            f = f.reshape(1, n)
+        except (AttributeError, RuntimeError):  # not a tensor, or not the state's size
+            check_output(f, shape, dtype, device)
+            raise
+        return (f if sign > 0 else f.neg()), None
 
     def first(s: float, z: torch.Tensor):
-        f = field(scalar(direction * s, dtype=dtype, device=device), z.view(shape))
+        try:
+            f = field(scalar(sign * s, dtype=dtype, device=device), z.view(shape))
+        except RuntimeError as err:  # torch's own shape/dtype complaints, e.g. a wrong feature width
+            raise ValueError(f"the vector field failed on its first evaluation, on a state of shape "
+                             f"{tuple(shape)} and dtype {dtype}: {err}") from err
         check_output(f, shape, dtype, device)
-        f = f.reshape(1, -1)
-        return (f if direction > 0 else f.neg()), None
+        f = f.reshape(1, n)
+        return (f if sign > 0 else f.neg()), None
 
     return first, rhs
 
@@ -63,6 +71,8 @@ def row_vjp(field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype
     def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
         y.requires_grad_(True)
         f = field(scalar(sign * s, dtype=dtype, device=device), y)
+        if not isinstance(f, torch.Tensor) or f.shape != y.shape:
+            check_output(f, y.shape, dtype, device)
         if sign < 0:
             f = f.neg()
         if not f.requires_grad:  # f depends on neither y nor θ

@@ -98,6 +98,11 @@ def integrate(
         if not ht > floor and not (last and ht > 0.0):
             # a landing step shorter than the floor is fine (an interval of a few ulp);
             # any other step that small means the controller gave up
+            if nonfinite == "overflow":
+                raise StepFailure(StepSizeUnderflow, f"step size underflow: the error estimate overflows "
+                                  f"{z.dtype} although the state is finite (the vector field's values, "
+                                  f"|f| up to {float(k.abs().max()):.3g}, are too large for this dtype and "
+                                  "tolerance)", s, ht)
             if nonfinite or ht != ht:
                 raise StepFailure(NonFiniteState, "non-finite values in the vector field or the state "
                                   "(the step size shrank to nothing trying to avoid them)", s, ht)
@@ -129,7 +134,8 @@ def integrate(
             if not math.isfinite(r):
                 if not bool(torch.isfinite(z).all()):
                     raise StepFailure(NonFiniteState, "non-finite values in the state", s, ht)
-                nonfinite = True
+                finite_step = bool(torch.isfinite(res.z).all()) and bool(torch.isfinite(res.k).all())
+                nonfinite = "overflow" if finite_step and bool(torch.isfinite(k).all()) else True
             h_next = next_step(ht, r, False)
         h = h_next
     return h
