@@ -26,7 +26,12 @@ def check_problem(
         raise ValueError("y0 contains NaN or Inf; check the input data and the initial-state network")
 
     if not isinstance(t, torch.Tensor):
-        t = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
+        if isinstance(t, (str, bytes)) or not isinstance(t, Sequence) and not hasattr(t, "__array__"):
+            raise TypeError(f"t must be a 1-D tensor or a sequence of times, got {type(t).__name__}")
+        try:
+            t = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"t must be a 1-D tensor or a sequence of numbers: {err}") from None
     if not t.is_floating_point():
         raise TypeError(f"t must be a floating-point tensor, got dtype {t.dtype}")
     if t.dtype != y0.dtype:
@@ -37,8 +42,9 @@ def check_problem(
         raise ValueError(f"t must be a 1-D time grid with at least 2 points, got shape {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
         raise ValueError("t contains NaN or Inf")
-    if not bool((t[1:] > t[:-1]).all()):
-        raise ValueError(f"t must be strictly increasing, got {t.tolist()[:8]}{'...' if t.numel() > 8 else ''}")
+    if not (bool((t[1:] > t[:-1]).all()) or bool((t[1:] < t[:-1]).all())):
+        raise ValueError(f"t must be strictly increasing or strictly decreasing, got "
+                         f"{t.tolist()[:8]}{'...' if t.numel() > 8 else ''}")
 
     if isinstance(field, nn.Module):
         for name, p in field.named_parameters():
