@@ -275,7 +275,7 @@ class FakeRuntime:
     def _backward(self, fw, cot):
         field, u0, usize, p, ts, maxiters = fw.keep
         if self.backward_result:  # a canned failure: skip the finite differences
-            out = dict(du0=np.zeros_like(u0), dp=np.zeros_like(p), nfe=1, finite=True, hit_maxiters=False)
+            out = dict(du0=np.zeros_like(u0), dp=np.zeros_like(p), nfe=1, finite=True, reached_t0=True, hit_maxiters=False)
             out.update(self.backward_result)
             return types.SimpleNamespace(**out)
         nfe = 0
@@ -296,7 +296,7 @@ class FakeRuntime:
 
         du0 = grad(u0, lambda u: loss(u, p))
         dp = grad(p, lambda q: loss(u0, q))
-        out = dict(du0=du0, dp=dp, nfe=nfe, finite=True, hit_maxiters=False)
+        out = dict(du0=du0, dp=dp, nfe=nfe, finite=True, reached_t0=True, hit_maxiters=False)
         out.update(self.backward_result)
         return types.SimpleNamespace(**out)
 
@@ -411,7 +411,8 @@ def test_max_steps_reaches_the_runtime_as_maxiters(fake):
 
 
 @pytest.mark.parametrize("result,match", [
-    ({"finite": False}, "non-finite"), ({"hit_maxiters": True}, "maxiters"),
+    ({"finite": False}, "non-finite"), ({"hit_maxiters": True, "reached_t0": False}, "maxiters"),
+    ({"reached_t0": False}, "stopped before reaching t0"),
 ])
 def test_backward_failures_raise_adjoint_failure(fake, result, match):
     fake(FakeRuntime(backward_result=result))

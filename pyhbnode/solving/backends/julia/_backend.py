@@ -106,9 +106,12 @@ class _Call:
         stats.nfe_backward += nfe
         self.backend.last_info["nfe_backward"] = nfe
         kwargs = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
-        if bool(back.hit_maxiters):
+        if bool(back.hit_maxiters) or not bool(back.reached_t0):
+            cause = (f"it reached maxiters = max_steps = {self.options.max_steps}" if bool(back.hit_maxiters)
+                     else "step size underflow, instability or NaN")
             raise E.AdjointFailure(
-                f"the adjoint solve reached maxiters = max_steps = {self.options.max_steps}", **kwargs
+                f"the adjoint solve stopped before reaching t0 ({cause}); its gradient would be wrong",
+                **kwargs,
             )
         if not bool(back.finite):
             raise E.AdjointFailure("the adjoint produced non-finite du0 or dp (NaN/Inf)", **kwargs)
