@@ -452,7 +452,6 @@ def test_not_translatable_fails_before_touching_julia(fake):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"adjoint": "direct"}, "'direct'"), ({"adjoint": "checkpointed"}, "'checkpointed'"),
-    ({}, "'checkpointed'"),   # the project-wide default, which julia does not offer
     ({"adjoint": "gauss"}, "'gauss'"), ({"adjoint": "backsolve", "method": "rk4"}, "dopri5"),
 ])
 def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
@@ -463,6 +462,19 @@ def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
     if "gradient mode" in str(info.value):
         assert "'backsolve'" in str(info.value) and "'interpolating'" in str(info.value)
     assert runtime.calls == []
+
+
+def test_default_adjoint_is_backsolve_like_the_auto_fallback(fake):
+    """``backend="auto"`` (and ``"julia"``) without ``adjoint`` must work on a Julia machine:
+    the default is torchdiffeq's ``backsolve``, not the native backend's ``checkpointed``."""
+    from pyhbnode.solving.backends import get_backend
+
+    runtime = fake()
+    case = _mlp_case("hbnode")
+    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
+    sol.ys.sum().backward()
+    assert runtime.sensealgs == ["backsolve"]
+    assert get_backend("torchdiffeq").default_adjoint == "backsolve"
 
 
 def test_adjoint_objects_are_read_by_name():
