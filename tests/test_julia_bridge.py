@@ -648,3 +648,17 @@ def test_pythoncall_method_error_is_mapped_with_advice():
 
     with pytest.raises(TypeError, match="^unsupported operand$"):
         _runtime_with(python_bug).call("forward", phase="forward")
+
+
+def test_transfer_errors_are_mapped_too():
+    """DLPack's from_dlpack/share go through the same mapping as the bridge's functions
+    (e.g. no from_dlpack method for this object: PythonCall's plain TypeError)."""
+    def no_method(*args, **kwargs):
+        raise TypeError("Julia: MethodError: no method matching from_dlpack(::Py)")
+
+    rt = _runtime_with(None)
+    rt.dlpack = types.SimpleNamespace(from_dlpack=no_method, share=no_method)
+    with pytest.raises(TypeError, match="Julia MethodError in the transfer call"):
+        rt.to_julia(torch.zeros(3))
+    with pytest.raises(TypeError, match="Julia MethodError in the transfer call"):
+        rt.to_torch(object(), (3,))
