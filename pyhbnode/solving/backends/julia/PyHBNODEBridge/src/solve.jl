@@ -184,7 +184,10 @@ function forward(b::Bridge, u0v::AbstractVector, usize, pv, tsv::AbstractVector;
     kw = (abstol = T(atol), reltol = T(rtol), maxiters = Int(maxiters))
     watch = MaxitersWatch(Logging.current_logger(), true)
     sol = Logging.with_logger(watch) do
-        dense ? solve(prob, DP5(); kw...) : solve(prob, DP5(); saveat = ts, kw...)
+        # save_end: a failed solve also saves where it stopped (OrdinaryDiffEqCore
+        # solution_endpoint_match_cur_integrator!), so sol.t[end] is the time reached, not
+        # the last output time before it; a successful one ends on ts[end], saved once.
+        dense ? solve(prob, DP5(); kw...) : solve(prob, DP5(); saveat = ts, save_end = true, kw...)
     end
     success = SciMLBase.successful_retcode(sol)
     ys = nothing
