@@ -275,7 +275,7 @@ class FakeRuntime:
     def _backward(self, fw, cot):
         field, u0, usize, p, ts, maxiters = fw.keep
         if self.backward_result:  # a canned failure: skip the finite differences
-            out = dict(du0=np.zeros_like(u0), dp=np.zeros_like(p), nfe=1, finite=True, hit_maxiters=False)
+            out = dict(du0=np.zeros_like(u0), dp=np.zeros_like(p), nfe=1, finite=True, reached_t0=True, hit_maxiters=False)
             out.update(self.backward_result)
             return types.SimpleNamespace(**out)
         nfe = 0
@@ -296,7 +296,7 @@ class FakeRuntime:
 
         du0 = grad(u0, lambda u: loss(u, p))
         dp = grad(p, lambda q: loss(u0, q))
-        out = dict(du0=du0, dp=dp, nfe=nfe, finite=True, hit_maxiters=False)
+        out = dict(du0=du0, dp=dp, nfe=nfe, finite=True, reached_t0=True, hit_maxiters=False)
         out.update(self.backward_result)
         return types.SimpleNamespace(**out)
 
@@ -411,7 +411,8 @@ def test_max_steps_reaches_the_runtime_as_maxiters(fake):
 
 
 @pytest.mark.parametrize("result,match", [
-    ({"finite": False}, "non-finite"), ({"hit_maxiters": True}, "maxiters"),
+    ({"finite": False}, "non-finite"), ({"hit_maxiters": True, "reached_t0": False}, "maxiters"),
+    ({"reached_t0": False}, "stopped before reaching t0"),
 ])
 def test_backward_failures_raise_adjoint_failure(fake, result, match):
     fake(FakeRuntime(backward_result=result))
@@ -451,7 +452,6 @@ def test_not_translatable_fails_before_touching_julia(fake):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"adjoint": "direct"}, "'direct'"), ({"adjoint": "checkpointed"}, "'checkpointed'"),
-    ({}, "'checkpointed'"),   # the project-wide default, which julia does not offer
     ({"adjoint": "gauss"}, "'gauss'"), ({"adjoint": "backsolve", "method": "rk4"}, "dopri5"),
 ])
 def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
@@ -462,6 +462,19 @@ def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
     if "gradient mode" in str(info.value):
         assert "'backsolve'" in str(info.value) and "'interpolating'" in str(info.value)
     assert runtime.calls == []
+
+
+def test_default_adjoint_is_backsolve_like_the_auto_fallback(fake):
+    """``backend="auto"`` (and ``"julia"``) without ``adjoint`` must work on a Julia machine:
+    the default is torchdiffeq's ``backsolve``, not the native backend's ``checkpointed``."""
+    from pyhbnode.solving.backends import get_backend
+
+    runtime = fake()
+    case = _mlp_case("hbnode")
+    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
+    sol.ys.sum().backward()
+    assert runtime.sensealgs == ["backsolve"]
+    assert get_backend("torchdiffeq").default_adjoint == "backsolve"
 
 
 def test_adjoint_objects_are_read_by_name():
@@ -635,3 +648,17 @@ def test_pythoncall_method_error_is_mapped_with_advice():
 
     with pytest.raises(TypeError, match="^unsupported operand$"):
         _runtime_with(python_bug).call("forward", phase="forward")
+
+
+def test_transfer_errors_are_mapped_too():
+    """DLPack's from_dlpack/share go through the same mapping as the bridge's functions
+    (e.g. no from_dlpack method for this object: PythonCall's plain TypeError)."""
+    def no_method(*args, **kwargs):
+        raise TypeError("Julia: MethodError: no method matching from_dlpack(::Py)")
+
+    rt = _runtime_with(None)
+    rt.dlpack = types.SimpleNamespace(from_dlpack=no_method, share=no_method)
+    with pytest.raises(TypeError, match="Julia MethodError in the transfer call"):
+        rt.to_julia(torch.zeros(3))
+    with pytest.raises(TypeError, match="Julia MethodError in the transfer call"):
+        rt.to_torch(object(), (3,))

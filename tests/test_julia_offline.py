@@ -532,7 +532,7 @@ def test_every_julia_name_python_uses_is_defined(julia_trees):
         read = set(re.findall(rf"\b{var}\.(\w+)", backend))
         assert read and read <= fields[struct], f"{struct} lacks {sorted(read - fields[struct])}"
     # DLPack's functions: the external calls the README table lists
-    assert set(re.findall(r"self\.dlpack\.(\w+)\(", python)) == {"from_dlpack", "share"}
+    assert set(re.findall(r"self\.dlpack\.(\w+)\b", python)) == {"from_dlpack", "share"}
 
 
 def test_spec_format_agrees():
@@ -595,7 +595,7 @@ def test_juliapkg_json_matches_the_project():
 # Digest of the bridge's [deps]/[compat]/[extras] at the version in Project.toml. When this
 # fails: bump `version` in Project.toml AND in pyhbnode/juliapkg.json (so that installed
 # environments re-resolve), then update both values here.
-DEPS_DIGEST = ("0.2.0", "30ec62ac9ce480d8")
+DEPS_DIGEST = ("0.2.1", "3177f5df3d9edf69")
 
 
 def test_dependency_changes_bump_the_bridge_version():

@@ -106,9 +106,12 @@ class _Call:
         stats.nfe_backward += nfe
         self.backend.last_info["nfe_backward"] = nfe
         kwargs = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
-        if bool(back.hit_maxiters):
+        if bool(back.hit_maxiters) or not bool(back.reached_t0):
+            cause = (f"it reached maxiters = max_steps = {self.options.max_steps}" if bool(back.hit_maxiters)
+                     else "step size underflow, instability or NaN")
             raise E.AdjointFailure(
-                f"the adjoint solve reached maxiters = max_steps = {self.options.max_steps}", **kwargs
+                f"the adjoint solve stopped before reaching t0 ({cause}); its gradient would be wrong",
+                **kwargs,
             )
         if not bool(back.finite):
             raise E.AdjointFailure("the adjoint produced non-finite du0 or dp (NaN/Inf)", **kwargs)
@@ -145,15 +148,16 @@ class JuliaBackend(Backend):
     Gradient modes (``adjoint=``, a name or an ``Adjoint`` object with that ``name``):
     ``"backsolve"`` (``BacksolveAdjoint``) and ``"interpolating"``
     (``InterpolatingAdjoint`` on a dense forward solve); see :data:`_maps.ADJOINTS`.  The
-    project-wide default ``"checkpointed"`` and ``"direct"`` are not offered (they
-    differentiate the discrete solver's operations): they raise ``ValueError`` naming the
-    two modes.  ``method`` must be ``"dopri5"``.  ``seminorm`` drops the parameter adjoint
+    default is ``"backsolve"``, torchdiffeq's, so that ``backend="auto"`` means the same
+    gradient whichever of the two it picks.  ``"checkpointed"`` and ``"direct"`` are not
+    offered (they differentiate the discrete solver's operations): they raise
+    ``ValueError`` naming the two modes.  ``method`` must be ``"dopri5"``.  ``seminorm`` drops the parameter adjoint
     from the adjoint's error norm.
     """
 
     name = "julia"
     adjoints = tuple(_maps.ADJOINTS)
-    default_adjoint = "checkpointed"  # the project-wide default, which this backend refuses
+    default_adjoint = "backsolve"  # = torchdiffeq's, the backend="auto" fallback
     methods = ("dopri5",)
 
     def __init__(self, runtime: Any = None, *, layout_check: bool | None = None) -> None:

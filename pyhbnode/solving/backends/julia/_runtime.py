@@ -108,7 +108,10 @@ class JuliaRuntime:
     def call(self, name: str, *args, phase: str = "forward", **kwargs):
         """``PyHBNODEBridge.<name>(args...; kwargs...)`` with exceptions mapped."""
         require_main_thread(f"PyHBNODEBridge.{name}")
-        fn = getattr(self.bridge, name)
+        return self._invoke(getattr(self.bridge, name), args, kwargs, phase)
+
+    def _invoke(self, fn, args: tuple, kwargs: dict, phase: str):
+        """``fn(*args, **kwargs)`` with Julia exceptions mapped onto Python ones."""
         try:
             return fn(*args, **kwargs)
         except self.JuliaError as err:
@@ -138,17 +141,11 @@ class JuliaRuntime:
     def to_julia(self, x: torch.Tensor):
         """A flat Julia vector over ``x``'s memory (zero-copy through DLPack)."""
         flat = x.detach().contiguous().reshape(-1)
-        try:
-            return self.dlpack.from_dlpack(flat)
-        except self.JuliaError as err:
-            raise self.map_exception(err, "transfer") from err
+        return self._invoke(self.dlpack.from_dlpack, (flat,), {}, "transfer")
 
     def to_torch(self, vec, shape: tuple[int, ...]) -> torch.Tensor:
         """Copy a flat Julia vector into a new torch tensor of ``shape``."""
-        try:
-            shared = self.dlpack.share(vec, torch.from_dlpack)
-        except self.JuliaError as err:
-            raise self.map_exception(err, "transfer") from err
+        shared = self._invoke(self.dlpack.share, (vec, torch.from_dlpack), {}, "transfer")
         out = shared.reshape(shape).clone()
         del shared  # releases the Julia buffer now, on this (main) thread
         return out

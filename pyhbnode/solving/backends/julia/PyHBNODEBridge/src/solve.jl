@@ -105,12 +105,23 @@ function (s::SemiNorm)(u::AbstractArray, t)
     return sqrt(sum(abs2, u) / L)
 end
 
-"""In-place `dgdu_discrete(out, u, p, t, i)`: the cotangent of output `i` (Δ is `(n, T)`)."""
+"""
+In-place `dgdu_discrete(out, u, p, t, i)`: the cotangent of output `i` (Δ is `(n, T)`).
+
+`lowest` records the smallest `i` applied. SciMLSensitivity applies output `i` when the
+adjoint solve reaches `t[i]`, the last one (`i = 1`, `t[1]` = the forward's `t0`) at its
+end (`ReverseLossCallback`, adjoint_common.jl), so `lowest[] == 1` proves that the adjoint
+reached t0: `adjoint_sensitivities` returns no retcode, and one stopped early (maxiters,
+dtmin, instability, NaN) returns the finite but wrong state where it stopped.
+"""
 struct DiscreteGrad{D}
     Δ::D
+    lowest::Base.RefValue{Int}
 end
+DiscreteGrad(Δ) = DiscreteGrad(Δ, Ref(typemax(Int)))
 function (g::DiscreteGrad)(out, u, p, t, i)
     vec(out) .= view(g.Δ, :, i)
+    g.lowest[] = min(g.lowest[], i)
     return nothing
 end
 
@@ -173,7 +184,10 @@ function forward(b::Bridge, u0v::AbstractVector, usize, pv, tsv::AbstractVector;
     kw = (abstol = T(atol), reltol = T(rtol), maxiters = Int(maxiters))
     watch = MaxitersWatch(Logging.current_logger(), true)
     sol = Logging.with_logger(watch) do
-        dense ? solve(prob, DP5(); kw...) : solve(prob, DP5(); saveat = ts, kw...)
+        # save_end: a failed solve also saves where it stopped (OrdinaryDiffEqCore
+        # solution_endpoint_match_cur_integrator!), so sol.t[end] is the time reached, not
+        # the last output time before it; a successful one ends on ts[end], saved once.
+        dense ? solve(prob, DP5(); kw...) : solve(prob, DP5(); saveat = ts, save_end = true, kw...)
     end
     success = SciMLBase.successful_retcode(sol)
     ys = nothing
@@ -194,12 +208,15 @@ end
 
 # --- backward --------------------------------------------------------------------------------
 
-"""What Python reads after `backward`: flat `du0`, `dp`, `nfe`, `finite`, `hit_maxiters`."""
+"""What Python reads after `backward`: flat `du0`, `dp`, `nfe`, `finite`, `reached_t0`
+(the adjoint solve got to the forward's t0: else du0/dp are wrong), `hit_maxiters` (it
+logged the maxiters warning: names the cause)."""
 struct Backward{A, B}
     du0::A
     dp::B
     nfe::Int
     finite::Bool
+    reached_t0::Bool
     hit_maxiters::Bool
 end
 
@@ -226,15 +243,16 @@ function backward(fw::Forward, Δv::AbstractVector; maxiters::Integer = fw.maxit
     end
     before = fw.rhs.counter[]
     watch = MaxitersWatch(Logging.current_logger(), false)
+    dgdu = DiscreteGrad(Δ)
     du0, dp = Logging.with_logger(watch) do
-        adjoint_sensitivities(fw.sol, DP5(); t = fw.ts, dgdu_discrete = DiscreteGrad(Δ), sensealg, kw...)
+        adjoint_sensitivities(fw.sol, DP5(); t = fw.ts, dgdu_discrete = dgdu, sensealg, kw...)
     end
     nfe = fw.rhs.counter[] - before
     du0f = Vector{T}(vec(du0))
     # dp is a 1×np adjoint row (`state_values(adj_sol)[end][...]'`), or nothing without parameters
     dpf = fw.n_params == 0 || dp === nothing ? T[] : Vector{T}(vec(dp))
     finite = all(isfinite, du0f) && all(isfinite, dpf)
-    return Backward(du0f, dpf, nfe, finite, watch.hits[] > 0)
+    return Backward(du0f, dpf, nfe, finite, dgdu.lowest[] == 1, watch.hits[] > 0)
 end
 
 # --- one evaluation (layout checks) ------------------------------------------------------
