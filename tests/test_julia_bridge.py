@@ -452,6 +452,7 @@ def test_not_translatable_fails_before_touching_julia(fake):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"adjoint": "direct"}, "'direct'"), ({"adjoint": "checkpointed"}, "'checkpointed'"),
+    ({}, "'checkpointed'"),   # the project-wide default, which julia does not offer
     ({"adjoint": "gauss"}, "'gauss'"), ({"adjoint": "backsolve", "method": "rk4"}, "dopri5"),
 ])
 def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
@@ -464,17 +465,23 @@ def test_bad_options_are_rejected_before_solving(fake, kwargs, match):
     assert runtime.calls == []
 
 
-def test_default_adjoint_is_backsolve_like_the_auto_fallback(fake):
-    """``backend="auto"`` (and ``"julia"``) without ``adjoint`` must work on a Julia machine:
-    the default is torchdiffeq's ``backsolve``, not the native backend's ``checkpointed``."""
-    from pyhbnode.solving.backends import get_backend
+def test_default_gradient_mode_is_refused_by_julia_and_auto_keeps_it(fake, monkeypatch):
+    """The default ``Checkpointed()`` means the same on every backend: julia, which cannot
+    do it, says so; ``auto`` takes julia only for a mode julia has, so the gradient mode
+    never depends on whether the machine has Julia."""
+    from pyhbnode.solving import backends as registry_module
+    from pyhbnode.solving.backends import julia as julia_module
 
     runtime = fake()
     case = _mlp_case("hbnode")
-    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="julia")
+    with pytest.raises(ValueError, match="'checkpointed'"):
+        odeint(case.field, case.y0, case.ts, backend="julia")
+    monkeypatch.setattr(julia_module, "available", lambda: (True, "julia works"))
+    monkeypatch.setattr(registry_module, "_warned_auto", True)
+    assert registry_module.get_backend("auto", adjoint="checkpointed").name == "torchdiffeq"
+    sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="auto", adjoint="backsolve")
     sol.ys.sum().backward()
     assert runtime.sensealgs == ["backsolve"]
-    assert get_backend("torchdiffeq").default_adjoint == "backsolve"
 
 
 def test_adjoint_objects_are_read_by_name():

@@ -60,7 +60,7 @@ def odeint(
         seminorm=seminorm, max_steps=max_steps, controller=controller,
     )
     t = check_problem(field, y0, t)
-    solver = get_backend(opts.backend)
+    solver = get_backend(opts.backend, adjoint=opts.adjoint.name)
     solver.check_options(opts)
     stats = SolverStats()
     register(stats)

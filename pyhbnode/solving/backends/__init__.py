@@ -26,20 +26,26 @@ def available_backends() -> list[str]:
     return sorted(_LOADERS) + ["auto"]
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str, adjoint: str | None = None) -> Backend:
     """The backend registered as ``name``.
 
-    ``"auto"`` is Julia where a working Julia is found, otherwise torchdiffeq (with one
-    warning).  Raises ``ValueError`` for an unknown name and
+    ``"auto"`` is Julia where a working Julia is found and it offers the gradient mode
+    ``adjoint`` (a mode name; ``None`` asks only whether Julia works), otherwise
+    torchdiffeq (with one warning).  Julia does not offer the default ``checkpointed``, so
+    ``auto`` picks it only for ``adjoint="backsolve"``/``"interpolating"``: the gradient
+    mode never changes with the machine.  Raises ``ValueError`` for an unknown name and
     :class:`~pyhbnode.JuliaBackendUnavailable` for ``"julia"`` without Julia.
     """
     global _warned_auto
     if name == "auto":
         from .julia import available
+        from .julia._maps import ADJOINTS
 
         ok, reason = available()
-        if ok:
+        if ok and (adjoint is None or adjoint in ADJOINTS):
             return get_backend("julia")
+        if ok:
+            reason = f"it has no gradient mode {adjoint!r} (only {sorted(ADJOINTS)})"
         if not _warned_auto:
             warnings.warn(f"backend='auto': Julia is not usable ({reason}); using torchdiffeq", stacklevel=3)
             _warned_auto = True

@@ -148,16 +148,15 @@ class JuliaBackend(Backend):
     Gradient modes (``adjoint=``, a name or an ``Adjoint`` object with that ``name``):
     ``"backsolve"`` (``BacksolveAdjoint``) and ``"interpolating"``
     (``InterpolatingAdjoint`` on a dense forward solve); see :data:`_maps.ADJOINTS`.  The
-    default is ``"backsolve"``, torchdiffeq's, so that ``backend="auto"`` means the same
-    gradient whichever of the two it picks.  ``"checkpointed"`` and ``"direct"`` are not
-    offered (they differentiate the discrete solver's operations): they raise
-    ``ValueError`` naming the two modes.  ``method`` must be ``"dopri5"``.  ``seminorm`` drops the parameter adjoint
+    project-wide default ``"checkpointed"`` and ``"direct"`` are not offered (they
+    differentiate the discrete solver's operations): they raise ``ValueError`` naming the
+    two modes, so pass ``adjoint="backsolve"`` or ``"interpolating"``; ``backend="auto"``
+    picks julia only for those two.  ``method`` must be ``"dopri5"``.  ``seminorm`` drops the parameter adjoint
     from the adjoint's error norm.
     """
 
     name = "julia"
     adjoints = tuple(_maps.ADJOINTS)
-    default_adjoint = "backsolve"  # = torchdiffeq's, the backend="auto" fallback
     methods = ("dopri5",)
 
     def __init__(self, runtime: Any = None, *, layout_check: bool | None = None) -> None:
