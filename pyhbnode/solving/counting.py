@@ -143,9 +143,19 @@ class CountingField(nn.Module):
         if not isinstance(dy, torch.Tensor) or dy.shape != y.shape or dy.dtype != y.dtype or dy.device != y.device:
             raise self._bad_output(dy, y)
         if not bool(torch.isfinite(dy).all()):
-            what = "the state y" if not bool(torch.isfinite(y).all()) else "the output of field(t, y)"
-            raise self.error(NonFiniteState, f"non-finite values in {what}")
+            raise self._non_finite(t, y)
         return dy
+
+    def _non_finite(self, t: torch.Tensor, y: torch.Tensor) -> Exception:
+        if not bool(torch.isfinite(t).all()):
+            # the step-size heuristic itself produced inf/NaN: tolerances the dtype cannot resolve
+            return ValueError(
+                f"{self._where()}the solver's step size is not finite (t = {float(t.detach())}): the "
+                f"tolerances rtol/atol are outside what {y.dtype} can resolve; use values between about "
+                "1e-14 and 1"
+            )
+        what = "the state y" if not bool(torch.isfinite(y).all()) else "the output of field(t, y)"
+        return self.error(NonFiniteState, f"non-finite values in {what}")
 
     def _where(self) -> str:
         return f"at t = {self.time_reached:.6g} (evaluation {self.evaluations}, {self.phase} pass): "

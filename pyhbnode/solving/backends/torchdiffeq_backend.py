@@ -161,7 +161,9 @@ class _ReplayOnce(torch.autograd.Function):
             ys = ctx.run(y0_, t_)
             inputs = [x for x, need in ((y0_, need_y0), (t_, need_t)) if need]
             inputs += [p for p, need in zip(ctx.params, ctx.needs_input_grad[4:]) if need]
-            grads = iter(torch.autograd.grad(ys, inputs, grad_ys, allow_unused=True))
+            # a scalar, not grad_outputs: autograd.grad's check of given output gradients imports
+            # sympy (seconds, once per process); d/dys of sum(ys * grad_ys) is grad_ys exactly
+            grads = iter(torch.autograd.grad((ys * grad_ys).sum(), inputs, allow_unused=True))
         out = [next(grads) if need_y0 else None, next(grads) if need_t else None]
         out += [next(grads) if need else None for need in ctx.needs_input_grad[4:]]
         for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out):
