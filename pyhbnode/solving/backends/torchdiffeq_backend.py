@@ -1,11 +1,14 @@
-"""The ``torchdiffeq`` backend: torchdiffeq's solvers and its ``odeint_adjoint``."""
+"""The ``torchdiffeq`` backend: torchdiffeq's solvers, ``odeint`` and ``odeint_adjoint``."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..counting import CountingField
-from ..errors import MaxStepsExceeded, StepSizeUnderflow
+from ..errors import MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow
 from ..options import SolverOptions
 from ..solution import SolverStats, Status
 from .base import Backend
@@ -18,14 +21,45 @@ EVALS_PER_STEP = {
     "euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4,
 }
 ADAPTIVE = {"dopri5", "bosh3", "fehlberg2", "adaptive_heun", "dopri8"}
-STARTUP_EVALS = 2
 
 
 class TorchDiffEqBackend(Backend):
+    """torchdiffeq's integrators behind the package's ``odeint``, with three gradient modes.
+
+    ``adjoint``:
+
+    * ``"checkpointed"`` (default, as on every backend) — the forward solve runs without a
+      graph; the first backward pass through it replays the solve once from ``y0`` under
+      autograd (same steps, same operations: the field must be deterministic given the
+      random state, which is restored for the replay) and backpropagates through the replay.
+      The gradient is exactly ``direct``'s; memory holds the replay's graph during backward
+      only.  Every backward pass replays again (a ``retain_graph`` loop costs one replay each).
+    * ``"backsolve"`` — torchdiffeq's ``odeint_adjoint``: the continuous adjoint, the state
+      re-integrated backward, one torchdiffeq solve per output interval; O(1) memory.
+    * ``"direct"`` — ``torchdiffeq.odeint`` under autograd: backprop through every operation.
+
+    ``"interpolating"`` needs the native solver's dense record and is not offered here.
+
+    Statistics: ``nfe_forward`` counts every field evaluation of the forward solve (dopri5:
+    2 start-up + 6 per attempt), ``steps``/``accepted``/``rejected`` its step attempts.
+    ``nfe_backward`` adds, per backward pass, one per vector-Jacobian product of the field:
+    for ``backsolve`` each evaluation of the augmented dynamics (one field evaluation + one VJP,
+    counted as it happens); for ``checkpointed`` each replayed evaluation (its backprop is one
+    VJP), so one pass adds ``nfe_forward``; for ``direct`` the package's convention for backprop
+    through the solver, ``nfe_forward`` per pass.  ``steps_backward`` counts the backward
+    attempts (the replay's for ``checkpointed``; 0 for ``direct``).
+
+    ``max_steps`` is the step-attempt budget of each pass over the whole pass, as on the native
+    backend, not torchdiffeq's per-interval ``max_num_steps``; the backward solve of ``backsolve``
+    (a fresh solve per output interval) gets one extra attempt per interval, so a grid with more
+    intervals than ``max_steps`` still differentiates.  A step size at the float64 floor raises
+    :class:`StepSizeUnderflow`, a pace that cannot finish within the budget raises
+    :class:`MaxStepsExceeded` early (see :mod:`pyhbnode.solving.counting`).  Time grids may be
+    increasing or decreasing (integration backward in time), with gradients in every mode.
+    """
+
     name = "torchdiffeq"
-    # "checkpointed" runs as "direct" here (the same gradient) until the torchdiffeq branch's
-    # replay lands; on merge, take that branch's version of this file
-    adjoints = ("checkpointed", "backsolve", "direct")
+    adjoints = ("backsolve", "checkpointed", "direct")
     methods = tuple(EVALS_PER_STEP)
 
     def solve(
@@ -33,41 +67,124 @@ class TorchDiffEqBackend(Backend):
     ) -> torch.Tensor:
         import torchdiffeq
 
-        per_step = EVALS_PER_STEP[options.method]
-        counted = CountingField(field, stats, nfe_limit=per_step * options.max_steps + STARTUP_EVALS)
-        solver_options = {"max_num_steps": options.max_steps} if options.method in ADAPTIVE else {}
-        common = dict(rtol=options.rtol, atol=options.atol, method=options.method, options=solver_options)
-        try:
-            if getattr(options.adjoint, "name", options.adjoint) in ("direct", "checkpointed"):
-                ys = torchdiffeq.odeint(counted, y0, t, **common)
-                if ys.requires_grad:
-                    # Backprop through the solver differentiates every recorded evaluation once.
-                    def _count_backward(grad: torch.Tensor) -> None:
-                        stats.nfe_backward = stats.nfe_forward
+        mode = getattr(options.adjoint, "name", options.adjoint)
+        counted = CountingField(field, stats, t, options.max_steps, adaptive=options.method in ADAPTIVE)
+        params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
+        common = dict(rtol=options.rtol, atol=options.atol, method=options.method, options={})
+        needs_grad = torch.is_grad_enabled() and (y0.requires_grad or t.requires_grad or bool(params))
 
-                    ys.register_hook(_count_backward)
-            else:
-                adjoint_options = dict(solver_options)
-                if options.seminorm:
-                    adjoint_options["norm"] = "seminorm"
-                ys = torchdiffeq.odeint_adjoint(
-                    counted, y0, t, **common,
-                    adjoint_rtol=options.rtol, adjoint_atol=options.atol,
-                    adjoint_options=adjoint_options,
-                    adjoint_params=tuple(p for p in field.parameters() if p.requires_grad),
-                )
-        except AssertionError as err:  # torchdiffeq reports solver failures by assert
-            msg = str(err)
-            kwargs = dict(phase="forward", t=counted.time_reached, nfe_forward=stats.nfe_forward)
-            if "underflow in dt" in msg:
-                raise StepSizeUnderflow("step size underflow (" + msg + ")", **kwargs) from err
-            if "max_num_steps" in msg:
-                raise MaxStepsExceeded(
-                    f"more than {options.max_steps} steps in one output interval", **kwargs
-                ) from err
-            raise
-        counted.start_backward()
-        if options.method in ADAPTIVE:
-            stats.steps = max(0, (stats.nfe_forward - STARTUP_EVALS) // per_step)
+        if mode == "direct" or not needs_grad:
+            ys = _integrate(torchdiffeq.odeint, counted, y0, t, common)
+            if ys.requires_grad:
+                recorded = stats.nfe_forward
+
+                def _count_backward(grad: torch.Tensor) -> None:
+                    stats.nfe_backward += recorded
+                    stats.steps_backward = 0
+
+                ys.register_hook(_count_backward)
+        elif mode == "backsolve":
+            adjoint_options = {"norm": "seminorm"} if options.seminorm else {}
+            ys = _integrate(
+                torchdiffeq.odeint_adjoint, counted, y0, t,
+                dict(common, adjoint_rtol=options.rtol, adjoint_atol=options.atol,
+                     adjoint_options=adjoint_options, adjoint_params=params),
+            )
+            # runs as the backward pass reaches ys, before odeint_adjoint's backward solve
+            ys.register_hook(lambda grad: counted.begin_pass("backward", restarts_per_interval=True))
+        else:
+            def run(y: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+                return _integrate(torchdiffeq.odeint, counted, y, times, common)
+
+            ys = _ReplayOnce.apply(run, counted, y0, t, *params)
+        _check_finite_solution(ys, t, counted)
         stats.status = Status.SUCCESS
+        counted.begin_pass("backward")
         return ys
+
+
+def _integrate(solver: Callable, counted: CountingField, y0: torch.Tensor, t: torch.Tensor, kwargs: dict):
+    """Run a torchdiffeq entry point; its assertion failures come out as our typed errors."""
+    try:
+        return solver(counted, y0, t, **kwargs)
+    except AssertionError as err:  # torchdiffeq reports solver failures by assert
+        msg = str(err)
+        if "underflow in dt" in msg:
+            raise counted.error(StepSizeUnderflow, f"step size underflow (torchdiffeq: {msg})") from err
+        if "max_num_steps" in msg:
+            raise counted.error(MaxStepsExceeded, f"max_steps exceeded (torchdiffeq: {msg})") from err
+        if "non-finite" in msg:
+            raise counted.error(NonFiniteState, "non-finite values in the state y") from err
+        raise counted.error(SolverFailure, f"torchdiffeq failed: {msg}") from err
+
+
+def _check_finite_solution(ys: torch.Tensor, t: torch.Tensor, counted: CountingField) -> None:
+    """Every evaluation was finite, but the dense output between steps can still overflow."""
+    finite = torch.isfinite(ys.detach()).flatten(1).all(1)
+    if bool(finite.all()):
+        return
+    i = int((~finite).nonzero()[0])
+    largest = float(ys.detach()[:i].abs().max()) if i > 0 else float("nan")
+    raise counted.error(
+        NonFiniteState,
+        f"non-finite values in the solution at output time t[{i}] though every field evaluation was "
+        f"finite (largest |y| before it: {largest:.3g}; the largest {ys.dtype} is "
+        f"{torch.finfo(ys.dtype).max:.3g}): the interpolated state overflows; rescale y0 or use float64",
+        t=float(t[i]),
+    )
+
+
+class _ReplayOnce(torch.autograd.Function):
+    """``adjoint="checkpointed"``: solve without a graph; in backward, replay and backprop."""
+
+    @staticmethod
+    def forward(ctx, run, counted, y0, t, *params):
+        ctx.run, ctx.counted, ctx.params = run, counted, params
+        ctx.rng = _rng_state(y0.device)
+        ctx.save_for_backward(y0, t)
+        return run(y0, t)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_ys):
+        y0, t = ctx.saved_tensors
+        counted: CountingField = ctx.counted
+        counted.begin_pass("replay")
+        need_y0, need_t = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        y0_ = y0.detach().requires_grad_(need_y0)
+        t_ = t.detach().requires_grad_(need_t)
+        with torch.enable_grad(), torch.random.fork_rng(devices=_rng_devices(y0.device)):
+            _set_rng_state(ctx.rng, y0.device)
+            ys = ctx.run(y0_, t_)
+            inputs = [x for x, need in ((y0_, need_y0), (t_, need_t)) if need]
+            inputs += [p for p, need in zip(ctx.params, ctx.needs_input_grad[4:]) if need]
+            # a scalar, not grad_outputs: autograd.grad's check of given output gradients imports
+            # sympy (seconds, once per process); d/dys of sum(ys * grad_ys) is grad_ys exactly
+            grads = iter(torch.autograd.grad((ys * grad_ys).sum(), inputs, allow_unused=True))
+        out = [next(grads) if need_y0 else None, next(grads) if need_t else None]
+        out += [next(grads) if need else None for need in ctx.needs_input_grad[4:]]
+        for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out):
+            if g is not None and not bool(torch.isfinite(g).all()):
+                raise counted.error(
+                    NonFiniteState, f"non-finite gradient with respect to {name}: the vector-Jacobian "
+                    "product of the field is NaN/Inf (is the field differentiable there? e.g. sqrt(|y|) at y = 0)",
+                    t=counted.t_start,
+                )
+        return (None, None, *out)
+
+
+def _rng_devices(device: torch.device) -> list:
+    return [device] if device.type == "cuda" else []
+
+
+def _rng_state(device: torch.device):
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state, device: torch.device) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+
