@@ -210,6 +210,10 @@ def _check_option(name: str, value: Any) -> None:
     elif name in ("backend", "method"):
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a string naming the {name}, got {describe(value)}")
+        if name == "backend":
+            from .backends import available_backends  # names only: no backend is loaded
+
+            check_choice("backend", value, available_backends())
     elif name == "adjoint":
         # a name, or (once gradient modes are objects) an object with a ``name``
         if not isinstance(value, str) and not isinstance(getattr(value, "name", None), str):
