@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; every failure a user can cause ends in one line on stderr, no traceback
-    (``PYHBNODE_TRACEBACK=1`` shows it for an unexpected error).  Exit status: 2 bad input,
-    1 a run that failed (diverged, a solve or a write failed), 130 interrupted."""
+    (``PYHBNODE_TRACEBACK=1`` shows it for an unexpected error).  Exit status: 2 for a flag out of
+    range (as argparse), else 1 for a failure (``train`` keeps its own 2 for bad settings), 130
+    interrupted."""
     args = build_parser().parse_args(argv)
     from .cli_checks import check_arguments, check_run_dir
     from .solving import SolverError
@@ -127,10 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(err, 2)
     try:
         return int(args.func(args) or 0)
-    except (SolverError, TrainingDiverged, WriteFailed, RunLocked) as err:
+    except (SolverError, TrainingDiverged, WriteFailed, RunLocked, ValueError, TypeError, FileNotFoundError,
+            ImportError) as err:
         return fail(err, 1)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        return fail(err, 2)
     except OSError as err:  # disk full, read-only, permissions: name the file
         where = f"{err.filename}: " if err.filename else ""
         return fail(f"{where}{err.strerror or err}", 1)
