@@ -311,3 +311,38 @@ def test_of_processes_started_together_never_two_hold_the_lock(tmp_path):
     assert held and all(o[0] in ("won", "refused") for o in outs), outs
     for (_, released), (taken, _) in zip(held, held[1:]):
         assert taken >= released, f"two processes held the lock at once: {held}"
+
+
+# --- tampering ----------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["archive", "record"]), how=st.sampled_from(["flip", "truncate", "append", "empty", "swap"]),
+       where=st.floats(0.0, 1.0))
+def test_every_tampered_checkpoint_is_refused(tmp_path_factory, target, how, where):
+    """A changed byte, a cut, extra bytes, an emptied file or another checkpoint's file put in
+    its place: loading raises a CheckpointError; it never returns other data."""
+    from pyhbnode.training.errors import CheckpointError
+
+    directory = tmp_path_factory.mktemp("tamper")
+    save_checkpoint(directory, 1, state(1))
+    save_checkpoint(directory, 2, state(2))
+    path = directory / "ckpt-000000002.pt"
+    victim = path if target == "archive" else path.with_suffix(".json")
+    data = victim.read_bytes()
+    i = min(int(where * len(data)), len(data) - 1)
+    if how == "flip":
+        changed = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+    elif how == "truncate":
+        changed = data[:i]
+    elif how == "append":
+        changed = data + b"\0" * (1 + i % 7)
+    elif how == "empty":
+        changed = b""
+    else:
+        changed = (directory / ("ckpt-000000001" + victim.suffix)).read_bytes()
+    victim.write_bytes(changed)
+    try:
+        loaded = load_checkpoint(path)
+    except CheckpointError:
+        return
+    # Only a change that leaves both files meaning the same may load: then it must be the same.
+    assert loaded["position"]["iteration"] == 2 and torch.equal(loaded["w"], state(2)["w"]), (target, how, i)
