@@ -3,7 +3,7 @@
     PYTHONPATH=<checkout> OMP_NUM_THREADS=1 python benchmarks/kill_resume.py --trials 10 --seed 1 [--out FILE]
 
 Per trial: start the command (a checkpoint after every batch, so kills often land inside a
-write), SIGKILL it after a random delay, check that the newest visible checkpoint verifies
+write), SIGKILL it a random 0-0.5 s after a randomly chosen checkpoint appeared, check that the newest visible checkpoint verifies
 (``corrupt newest`` otherwise), rerun the same command to the end, and compare its final weights
 bit for bit with the reference run and its batch history (every iteration exactly once).
 """
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ARGS = ["train", "--task", "pointcloud", "--model", "hbnode", "--epochs", "4", "--tol", "1e-3", "--quiet",
+ARGS = ["train", "--task", "pointcloud", "--model", "hbnode", "--epochs", "3", "--tol", "1e-3", "--quiet",
         "--set", "checkpoint_every=1", "--set", "batch_size=30"]
 
 
@@ -61,8 +61,15 @@ def main(argv=None) -> int:
     counts = {"identical": 0, "corrupt_newest": 0, "lost_or_duplicated": 0, "resume_failed": 0, "no_checkpoint_yet": 0}
     for trial in range(args.trials):
         out = work / f"trial-{trial}"
-        delay = rng.uniform(0.3 * wall, 0.95 * wall)
+        # Kill once the run has written checkpoint `target - 1`, after a random extra delay (up to
+        # a few batches), so that kills land before, inside and after later checkpoint writes.
+        target, delay = rng.randint(1, len(ref_iters) - 1), rng.uniform(0.0, 0.5)
         proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None:
+            found = list_checkpoints(out / "checkpoints")
+            if target == 1 or (found and int(found[0].stem.split("-")[1]) >= target - 1):
+                break
+            time.sleep(0.005)
         time.sleep(delay)
         finished_early = proc.poll() is not None
         if not finished_early:
@@ -88,7 +95,9 @@ def main(argv=None) -> int:
             history_ok = iterations(out) == ref_iters
             counts["identical"] += same and history_ok
             counts["lost_or_duplicated"] += not history_ok
-        lines.append(f"trial {trial}: killed after {delay:.2f} s{' (had finished)' if finished_early else ''}; "
+        after = f"checkpoint {target - 1} appeared" if target > 1 else "the start"
+        lines.append(f"trial {trial}: killed {delay:.2f} s after {after}"
+                     f"{' (had finished)' if finished_early else ''}; "
                      f"newest visible checkpoint {visible[0].name if visible else '-'} "
                      f"{'CORRUPT' if corrupt else 'ok'}; resume rc {resumed.returncode}; "
                      f"weights {'bit-identical' if same else 'DIFFER'}; history {'exact' if history_ok else 'WRONG'}"

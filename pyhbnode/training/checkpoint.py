@@ -68,18 +68,21 @@ class Position:
     completed: bool = False
 
 
-def writable_dir(directory: str | os.PathLike) -> Path:
+def writable_dir(directory: str | os.PathLike, what: str = "directory") -> Path:
     """Create ``directory`` if needed and check that files can be written there.
 
-    Raises ``ValueError`` naming the directory and the reason otherwise."""
+    Raises ``ValueError`` naming ``what`` (the argument, e.g. ``"checkpoint_dir"``), the directory
+    and the reason otherwise."""
     path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} exists but is not a directory; choose another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"directory {str(path)!r} is not writable ({err.strerror or err}); "
+        raise ValueError(f"{what} {str(path)!r} is not writable ({err.strerror or err}); "
                          "choose another one") from None
     return path
 

@@ -149,7 +149,7 @@ def fit(
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)} or pass a callable")
     hooks = as_callbacks(callbacks)
     dev = _resolve_device(device)
-    ckpt_dir = writable_dir(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt_dir = writable_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None else None
 
     ctx = setup_distributed(strategy, dev)
     lock = RunLock(ckpt_dir) if ckpt_dir is not None and ctx.is_main else None

@@ -115,7 +115,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     The run directory is locked for the whole run (:class:`~pyhbnode.training.run_lock.RunLock`):
     a second ``pyhbnode train`` into it fails at once with :class:`RunLocked`."""
-    out = writable_dir(config.out)
+    out = writable_dir(config.out, "--out")
     with RunLock(out) if is_main_process() else contextlib.nullcontext():
         return _train_locked(config, out)
 
