@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -51,11 +52,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from .cli_checks import check_run_dir
     from .experiments.commands import redraw_run
     from .experiments.pointcloud import redraw_separation
     from .experiments.runner import redraw_training
 
-    run = Path(args.run_dir)
+    run = check_run_dir(args.run_dir, needs_history=True)
     paths = redraw_run(run)  # a `reproduce` run knows its own figures
     if paths is None:
         if not (run / "history.jsonl").exists():
@@ -106,21 +108,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; every failure a user can cause ends in one line on stderr, no traceback
+    (``PYHBNODE_TRACEBACK=1`` shows it for an unexpected error).  Exit status: 2 for a flag out of
+    range (as argparse), else 1 for a failure (``train`` keeps its own 2 for bad settings), 130
+    interrupted."""
     args = build_parser().parse_args(argv)
-    if args.command == "compare" and (args.iters < 1 or args.threads < 1):
-        print("pyhbnode: error: --iters and --threads must be >= 1", file=sys.stderr)
-        return 2
+    from .cli_checks import check_arguments, check_run_dir
     from .solving import SolverError
     from .training import TrainingDiverged
+    from .training.errors import RunLocked, WriteFailed
+
+    def fail(err: BaseException | str, code: int) -> int:
+        print(f"pyhbnode {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return code
 
     try:
+        check_arguments(args)
+        if args.command == "report":
+            for run in args.run_dirs:
+                if (Path(run) / "config.json").exists():
+                    check_run_dir(run, needs_history=False)
+    except ValueError as err:
+        return fail(err, 2)
+    try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, SolverError, ImportError, TrainingDiverged) as err:
-        print(f"pyhbnode {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except (SolverError, TrainingDiverged, WriteFailed, RunLocked, ValueError, TypeError, FileNotFoundError,
+            ImportError) as err:
+        return fail(err, 1)
+    except OSError as err:  # disk full, read-only, permissions: name the file
+        where = f"{err.filename}: " if err.filename else ""
+        return fail(f"{where}{err.strerror or err}", 1)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: still one line, the traceback on request
+        if os.environ.get("PYHBNODE_TRACEBACK"):
+            raise
+        return fail(f"unexpected {type(err).__name__}: {err} (this is a bug in pyhbnode; "
+                    "PYHBNODE_TRACEBACK=1 shows the traceback)", 1)
 
 
 if __name__ == "__main__":

@@ -150,13 +150,20 @@ def test_interpolating_is_not_offered():
     y0 = y0_osc()
     with pytest.raises(ValueError, match=r"torchdiffeq.*interpolating.*backsolve"):
         odeint(Osc(), y0, [0.0, 1.0], backend=BACKEND, adjoint="interpolating")
-    with pytest.raises(ValueError, match=r"torchdiffeq.*interpolating.*checkpointed"):
-        solve_backend(Osc(), y0, torch.tensor([0.0, 1.0], dtype=torch.float64), "interpolating")
 
 
 def test_default_gradient_mode_is_checkpointed():
-    assert get_backend(BACKEND).default_adjoint == "checkpointed"
+    """No ``adjoint=`` means ``Checkpointed()`` here as on every backend: the replay's
+    gradient, bit-identical to ``direct``'s."""
     assert set(get_backend(BACKEND).adjoints) == set(MODES)
+    y0 = y0_osc()
+    t = torch.tensor([0.0, 0.7, 1.5], dtype=torch.float64)
+    default = odeint(Osc(), y0, t, backend=BACKEND)
+    assert default.stats.steps_backward is None or default.stats.steps_backward == 0
+    g_default, = torch.autograd.grad(default.ys[-1].sum(), y0)
+    g_direct, = torch.autograd.grad(odeint(Osc(), y0, t, backend=BACKEND, adjoint="direct").ys[-1].sum(), y0)
+    assert torch.equal(g_default, g_direct)
+    assert default.stats.steps_backward > 0  # the replay ran (direct runs none)
 
 
 # ---- F1: max_steps per pass, and grids with more intervals than max_steps -------------

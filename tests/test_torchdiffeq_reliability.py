@@ -287,6 +287,6 @@ def test_huge_max_steps_is_accepted(steps):
 def test_wrong_state_layout_is_named_on_the_first_evaluation():
     from pyhbnode import HBNODE
 
-    with pytest.raises(ValueError, match=r"first evaluation.*y0 of shape \(1, 5\).*\(batch, 2, n\)"):
+    with pytest.raises(ValueError, match=r"y0 has shape \(1, 5\).*second order.*\(batch, 2, \*features\)"):
         odeint(HBNODE(mlp([5, 8, 5], "tanh")).double(), torch.randn(1, 5, dtype=torch.float64), [0.0, 3.0],
                backend="torchdiffeq")

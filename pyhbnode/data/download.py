@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from ..solving.validation import regular_file
+
 __all__ = [
     "Checksum", "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError",
     "read_data_bytes", "file_digest", "verify_checksum", "download_url", "extract_members",
@@ -116,7 +118,7 @@ def read_data_bytes(path: PathLike) -> bytes:
     Raises:
         DataFormatError: the gzip stream is corrupt or cut short.
     """
-    path = Path(path)
+    path = regular_file(path, "data file")  # a FIFO or device is refused, never opened
     if not path.name.endswith(".gz"):
         return path.read_bytes()
     with gzip.open(path, "rb") as f:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..solving.validation import regular_file
+
 __all__ = [
     "SequenceSplit", "SequenceSplits", "SequenceDataset", "collate_time_first",
     "bernoulli_keep", "subset_keep", "elapsed_steps", "window_starts", "take_windows",
@@ -152,6 +154,7 @@ def read_csv_columns(path: str | os.PathLike[str], n_columns: int) -> np.ndarray
     parser sees an extra empty column), and some columns are filled only in the first row
     (``Fs`` in ``pv.csv``); reading just the leading columns sidesteps all three.
     """
+    regular_file(path, "data file")  # a FIFO or device is refused, never opened
     try:
         return np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(n_columns), dtype=np.float64,
                           ndmin=2)

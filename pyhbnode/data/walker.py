@@ -57,14 +57,14 @@ def find_walker_files(data_dir: str | os.PathLike[str], *, download: bool = Fals
     root = Path(data_dir)
     folders = search_dirs(root, ("walker", "."))
     for folder in folders:
-        files = sorted(folder.glob(_PATTERN))
+        files = sorted(p for p in folder.glob(_PATTERN) if p.is_file())  # a FIFO would block np.load
         if files:
             return files
     if not download:
         raise DataNotFoundError(f"walker/{_PATTERN}", folders, WALKER_URLS, unpack_into=root,
                                 note="The zip holds walker/rollout_000.npy ... rollout_399.npy.")
     fetch_and_unpack(WALKER_URLS, root, "walker.zip", keep=[".npy"])
-    files = sorted((root / "walker").glob(_PATTERN))
+    files = sorted(p for p in (root / "walker").glob(_PATTERN) if p.is_file())
     try:
         verify_checksum(files, WALKER_CONTENT_CHECKSUM, name="the extracted walker/*.npy files")
     except ChecksumError:

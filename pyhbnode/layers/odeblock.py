@@ -6,6 +6,10 @@ from torch import nn
 
 from ..solving import Solution, SolverOptions, SolverStats, odeint
 from .stats_log import StatsLog
+from ..solving.validation import (
+    check_callable, check_options_argument, check_real, check_solver_kwargs, describe,
+    reraise_field_failure,
+)
 
 __all__ = ["ODEBlock"]
 
@@ -33,10 +37,14 @@ class ODEBlock(nn.Module):
         options: SolverOptions | None = None, **solver_kwargs,
     ) -> None:
         super().__init__()
+        check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")
+        t0, t1 = check_real("t0", t0), check_real("t1", t1)
         if not t1 > t0:
             raise ValueError(f"need t0 < t1, got t0={t0}, t1={t1}")
+        check_options_argument(options)
+        check_solver_kwargs(solver_kwargs, where="ODEBlock")
         self.field = field
-        self.t0, self.t1 = float(t0), float(t1)
+        self.t0, self.t1 = t0, t1
         self.options = SolverOptions.from_kwargs(options, **solver_kwargs)
         self._log = StatsLog()
 
@@ -54,9 +62,14 @@ class ODEBlock(nn.Module):
 
     def solve(self, y0: torch.Tensor, t: torch.Tensor | None = None) -> Solution:
         """The full :class:`Solution` at ``t`` (default ``[t0, t1]``)."""
+        if not isinstance(y0, torch.Tensor):
+            raise TypeError(f"y0 (the ODEBlock's input) must be a torch.Tensor, got {describe(y0)}")
         if t is None:
             t = torch.tensor([self.t0, self.t1], dtype=y0.dtype, device=y0.device)
-        sol = odeint(self.field, y0, t, options=self.options)
+        try:
+            sol = odeint(self.field, y0, t, options=self.options)
+        except Exception as err:
+            reraise_field_failure(self.field, t[0] if isinstance(t, torch.Tensor) else None, y0, err)
         self._log.add(sol.stats)
         return sol
 

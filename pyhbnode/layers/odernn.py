@@ -7,6 +7,10 @@ from torch import nn
 from ..fields import hidden
 from ..solving import SolverOptions, SolverStats, odeint
 from .stats_log import StatsLog
+from ..solving.validation import (
+    check_bool, check_callable, check_int, check_options_argument, check_solver_kwargs, describe,
+    reraise_field_failure,
+)
 
 __all__ = ["ODERNN", "ElapsedTime"]
 
@@ -63,10 +67,17 @@ class ODERNN(nn.Module):
         cell_first: bool = False, options: SolverOptions | None = None, **solver_kwargs,
     ) -> None:
         super().__init__()
+        check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")
+        check_callable("cell", cell, what="a module mapping (batch, d*n + k) to (batch, d*n)")
+        check_callable("readout", readout, what="a module mapping (batch, n) to the output")
+        check_int("width", width, minimum=1)
+        check_bool("cell_first", cell_first)
+        check_options_argument(options)
+        check_solver_kwargs(solver_kwargs, where="ODERNN")
         self.cell_first = cell_first
         self.field, self.cell, self.readout = field, cell, readout
         self.order = getattr(field, "order", 1)
-        self.width = int(width)
+        self.width = width
         self.options = SolverOptions.from_kwargs(options, **solver_kwargs)
         self._log = StatsLog()
         self.last_state: torch.Tensor | None = None
@@ -89,34 +100,76 @@ class ODERNN(nn.Module):
         if not bool((dt > 0).any()):
             return y
         s = torch.tensor([0.0, 1.0], dtype=y.dtype, device=y.device)
-        sol = odeint(ElapsedTime(self.field, dt), y, s, options=self.options)
+        field = ElapsedTime(self.field, dt)
+        try:
+            sol = odeint(field, y, s, options=self.options)
+        except Exception as err:
+            reraise_field_failure(self.field, s[0], y, err)  # the user's field, not the wrapper
         self._log.add(sol.stats)
         return sol.y1
 
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor (time, batch, features), got {describe(x)}")
         if x.dim() != 3:
             raise ValueError(f"x must be (time, batch, features), got shape {tuple(x.shape)}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x is empty (shape {tuple(x.shape)}); it needs at least one time step and one sample")
+        if not isinstance(dt, torch.Tensor) or not dt.is_floating_point():
+            raise TypeError(f"dt must be a floating-point tensor (time, batch) or (time,), got {describe(dt)}")
         steps, batch = x.shape[:2]
-        if dt.dim() == 1:
+        if dt.dim() == 1 and dt.shape[0] == steps:
             dt = dt[:, None].expand(steps, batch)
         if dt.shape != (steps, batch):
             raise ValueError(f"dt must be (time, batch) = {(steps, batch)} or (time,), got {tuple(dt.shape)}")
         if bool((dt < 0).any()) or not bool(torch.isfinite(dt).all()):
             raise ValueError("dt (elapsed times) must be finite and >= 0")
         dt = dt.to(x.dtype)
+        if y0 is not None and (not isinstance(y0, torch.Tensor) or tuple(y0.shape) != self.state_shape(batch)):
+            got = tuple(y0.shape) if isinstance(y0, torch.Tensor) else describe(y0)
+            raise ValueError(f"y0 must be the initial state of shape {self.state_shape(batch)} "
+                             f"(batch, {'2, ' if self.order == 2 else ''}width), got {got}")
         y = x.new_zeros(self.state_shape(batch)) if y0 is None else y0
         self.states = []
         outputs = []
         for i in range(steps):
             if not self.cell_first:
                 y = self.evolve(y, dt[i])
-            y = self.cell(torch.cat([y.flatten(1), x[i]], dim=1)).view_as(y)
+            y = self._cell(y, x[i])
             if self.keep_states:
                 self.states.append(y)
             if self.cell_first:
                 y = self.evolve(y, dt[i])
-            outputs.append(self.readout(hidden(y, self.order)))
+            outputs.append(self._readout(y))
         self.last_state = y
         return torch.stack(outputs)
+
+    def _cell(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The RNN update at one observation; a cell that does not fit the sizes is named."""
+        inputs = torch.cat([y.flatten(1), x], dim=1)
+        expected = tuple(y.flatten(1).shape)
+        try:
+            out = self.cell(inputs)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"the ODERNN cell cannot take (batch, d*n + k) = {tuple(inputs.shape)} (the state {tuple(y.shape[1:])} "
+                f"flattened, then x's {x.shape[-1]} features) ({type(err).__name__}: {' '.join(str(err).split())}); "
+                "check x's features, width and the cell's sizes"
+            ) from err
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else describe(out)
+            raise ValueError(f"the ODERNN cell returned {got}; it must return the updated state {expected} "
+                             "(batch, d*n)")
+        return out.view_as(y)
+
+    def _readout(self, y: torch.Tensor) -> torch.Tensor:
+        h = hidden(y, self.order)
+        try:
+            return self.readout(h)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"the ODERNN readout cannot take h of shape {tuple(h.shape)} (batch, width={self.width}) "
+                f"({type(err).__name__}: {' '.join(str(err).split())})"
+            ) from err

@@ -3,9 +3,14 @@
 File format: ``ckpt-<iteration, 9 digits>.pt`` is a ``torch.save`` archive of tensors and plain
 values only (dicts, lists, numbers, strings; RNG states as tensors and int lists, the history
 as a JSON string), loaded with ``torch.load(weights_only=True)``.  Beside it,
-``ckpt-<iteration>.json`` records the archive's size and SHA-256.  Both are written to a
-temporary name, flushed to disk and renamed into place, archive first, so a checkpoint
-without its record is one a killed run never finished.
+``ckpt-<iteration>.json`` records the archive's size and SHA-256.  A write is all-or-nothing: both
+go to temporary files (named after this host and pid), are flushed to disk, and are renamed into
+place *record first, archive last*, so an archive is visible only once its record is: a kill at
+any moment leaves the newest visible checkpoint complete (at worst an orphan record, which is
+ignored and removed by the next save).  Rewriting an existing iteration (the final checkpoint of
+an epoch-end save) records the archive it replaces too, so the old archive stays valid until the
+new one is renamed over it.  Only regular files are read: a FIFO or device named like a
+checkpoint is refused without being opened.
 
 Reading verifies the record before unpickling anything:
 
@@ -23,6 +28,7 @@ import json
 import os
 import pickle
 import re
+import socket
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +37,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..solving.validation import regular_file
 from .errors import CheckpointCorrupt, CheckpointError, UnsafeCheckpoint
 from .history import History
+from .run_lock import process_alive
 
 __all__ = [
     "FORMAT", "Position", "writable_dir", "checkpoint_path", "save_checkpoint", "load_checkpoint",
@@ -60,18 +68,21 @@ class Position:
     completed: bool = False
 
 
-def writable_dir(directory: str | os.PathLike) -> Path:
+def writable_dir(directory: str | os.PathLike, what: str = "directory") -> Path:
     """Create ``directory`` if needed and check that files can be written there.
 
-    Raises ``ValueError`` naming the directory and the reason otherwise."""
+    Raises ``ValueError`` naming ``what`` (the argument, e.g. ``"checkpoint_dir"``), the directory
+    and the reason otherwise."""
     path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} exists but is not a directory; choose another path")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"directory {str(path)!r} is not writable ({err.strerror or err}); "
+        raise ValueError(f"{what} {str(path)!r} is not writable ({err.strerror or err}); "
                          "choose another one") from None
     return path
 
@@ -84,15 +95,32 @@ def _record_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable; not every platform can open a directory
-        fd = os.open(path.parent, os.O_RDONLY)
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
+def _write_durably(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary sibling of ``path``, flushed to disk; returns its name.
+    On failure (disk full, read-only ...) the temporary file is removed and the error raised."""
+    tmp = _tmp_path(path)
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _sync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable; not every platform can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -101,6 +129,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete temporary files left by killed writers: only this host's, only of dead pids (a live
+    process's half-written file is never touched)."""
+    host = socket.gethostname()
+    for p in directory.glob(".ckpt-*.tmp-*"):
+        m = _TMP.match(p.name)
+        if m and m.group("host") == host and not process_alive(int(m.group("pid"))):
+            p.unlink(missing_ok=True)
 
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype)
@@ -134,17 +172,43 @@ def save_checkpoint(directory: str | os.PathLike, iteration: int, state: dict[st
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
+    directory = Path(directory)
     path = checkpoint_path(directory, iteration)
-    _atomic_write(path, data)
     record = {"format": FORMAT, "file": path.name, "bytes": len(data),
               "sha256": hashlib.sha256(data).hexdigest(), "iteration": iteration}
-    _atomic_write(_record_path(path), json.dumps(record).encode())
+    replaced = _verified_digest(path)
+    if replaced is not None:  # the old archive stays valid until the new one is renamed over it
+        record["replaces"] = replaced
+    archive_tmp = _write_durably(path, data)
+    try:
+        record_tmp = _write_durably(_record_path(path), json.dumps(record).encode())
+    except OSError:
+        archive_tmp.unlink(missing_ok=True)
+        raise
+    os.replace(record_tmp, _record_path(path))
+    os.replace(archive_tmp, path)
+    _sync_dir(directory)
     for old in list_checkpoints(directory)[keep:]:
         _remove(old)
-    for stale in Path(directory).glob(".ckpt-*.tmp-*"):  # left by a run killed mid-write
-        if not stale.name.endswith(f".tmp-{os.getpid()}"):
-            stale.unlink(missing_ok=True)
+    for orphan in directory.glob("ckpt-*.json"):  # records whose archive a kill never renamed
+        if not orphan.with_suffix(".pt").exists() and orphan != _record_path(path):
+            orphan.unlink(missing_ok=True)
+    _remove_stale_temporaries(directory)
     return path
+
+
+def _verified_digest(path: Path) -> dict[str, Any] | None:
+    """``{"bytes", "sha256"}`` of the archive at ``path`` if it exists and matches its record."""
+    try:
+        record = json.loads(regular_file(_record_path(path), "checksum record").read_text())
+        data = regular_file(path, "checkpoint").read_bytes()
+    except (OSError, ValueError):
+        return None
+    digest = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    accepted = [record] + ([record["replaces"]] if isinstance(record.get("replaces"), dict) else [])
+    if any(isinstance(r, dict) and r.get("sha256") == digest["sha256"] for r in accepted):
+        return digest
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -157,7 +221,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        record = json.loads(_record_path(path).read_text())
+        record = json.loads(regular_file(_record_path(path), "checksum record").read_text())
         expected_bytes, expected_sha = int(record["bytes"]), str(record["sha256"])
     except FileNotFoundError:
         raise CheckpointCorrupt(f"{path} has no checksum record {_record_path(path).name} "
@@ -165,12 +229,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointCorrupt(f"the checksum record of {path} is unreadable ({err})") from None
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise CheckpointCorrupt(f"{path} cannot be read ({err.strerror or err})") from None
+        data = regular_file(path, "checkpoint").read_bytes()
+    except (OSError, ValueError) as err:
+        raise CheckpointCorrupt(f"{path} cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    replaces = record.get("replaces")
+    if isinstance(replaces, dict) and digest == replaces.get("sha256") and digest != expected_sha:
+        expected_bytes, expected_sha = len(data), digest  # the archive a kill kept from being replaced
     if len(data) < expected_bytes:
         raise CheckpointCorrupt(f"{path} is truncated: {len(data)} of {expected_bytes} bytes")
-    if hashlib.sha256(data).hexdigest() != expected_sha:
+    if digest != expected_sha:
         raise CheckpointCorrupt(f"{path} differs from its recorded SHA-256 (modified or damaged after it "
                                 "was written); it was not loaded")
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["TrainingDiverged", "CheckpointError", "CheckpointCorrupt", "UnsafeCheckpoint"]
+__all__ = ["TrainingDiverged", "CheckpointError", "CheckpointCorrupt", "UnsafeCheckpoint", "RunLocked", "WriteFailed"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,3 +44,26 @@ class UnsafeCheckpoint(CheckpointError):
     """A checkpoint matches its checksum record but holds objects other than tensors and plain
     values (for example a pickled ``__reduce__`` payload).  pyhbnode never writes such a file,
     so it is refused outright instead of being skipped."""
+
+
+class RunLocked(RuntimeError):
+    """Another live process is training into the same directory (it holds the lock file)."""
+
+
+class WriteFailed(OSError):
+    """A file of the run could not be written (disk full, read-only file system, ...).
+
+    Attributes:
+        path: the file that could not be written.
+        checkpoint: the last good checkpoint kept on disk, or ``None``.
+    """
+
+    def __init__(self, path: Path, err: OSError, *, checkpoint: Path | None = None) -> None:
+        self.path, self.checkpoint = Path(path), checkpoint
+        kept = (f"the last good checkpoint {checkpoint} is kept; rerun the same command to resume from it"
+                if checkpoint is not None else "no checkpoint had been written yet")
+        reason = err.strerror or str(err)
+        super().__init__(err.errno, f"cannot write {self.path}: {reason}; {kept}")
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -18,18 +19,20 @@ from tqdm.auto import tqdm
 from ..layers import set_solver_options
 from ..solving import SolverError
 from ..solving import record as record_solves
+from ..solving.validation import check_bool, check_callable, check_choice, check_solver_kwargs, describe
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
     save_checkpoint, training_state, writable_dir,
 )
 from .distributed import DistContext, setup_distributed, teardown_distributed, wrap_model
-from .errors import CheckpointError, TrainingDiverged
+from .errors import CheckpointError, TrainingDiverged, WriteFailed
 from .history import History
 from .loaders import TrainData, make_loader, split_batch, to_device
 from .losses import LossFn, check_output, resolve_loss, resolve_metrics
 from .optim import OPTIMIZERS, OptimizerSpec, ScheduleSpec, check_schedule, make_optimizer, make_scheduler
 from .rng import capture_rng, restore_rng, seed_everything
+from .run_lock import RunLock
 
 __all__ = ["fit"]
 
@@ -138,6 +141,9 @@ def fit(
     """
     _check_settings(epochs=epochs, lr=lr, batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
                     checkpoint_every=checkpoint_every, max_batches=max_batches, seed=seed)
+    _check_arguments(model=model, collate_fn=collate_fn, callbacks=callbacks, progress=progress, resume=resume,
+                     checkpoint_dir=checkpoint_dir, strategy=strategy,
+                     solver=dict(backend=backend, method=method, rtol=rtol, atol=atol, tol=tol, adjoint=adjoint))
     loss_name, loss_fn = resolve_loss(loss)
     metric_fns = resolve_metrics(metrics)
     check_schedule(lr_schedule)
@@ -145,10 +151,13 @@ def fit(
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)} or pass a callable")
     hooks = as_callbacks(callbacks)
     dev = _resolve_device(device)
-    ckpt_dir = writable_dir(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt_dir = writable_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None else None
 
     ctx = setup_distributed(strategy, dev)
+    lock = RunLock(ckpt_dir) if ckpt_dir is not None and ctx.is_main else None
     try:
+        if lock is not None:
+            lock.acquire()  # before reading or deleting any checkpoint: one trainer per directory
         if ctx.enabled and dev.type == "cuda":
             dev = torch.device("cuda", ctx.local_rank)
         seed_everything(seed)
@@ -191,7 +200,25 @@ def fit(
         return run.train(train_loader, val_loader, epochs=epochs, max_batches=max_batches,
                          checkpoint_every=checkpoint_every, callbacks=hooks, progress=progress)
     finally:
+        if lock is not None:
+            lock.release()
         teardown_distributed(ctx)
+
+
+def _check_arguments(*, model: Any, collate_fn: Any, callbacks: Any, progress: Any, resume: Any,
+                     checkpoint_dir: Any, strategy: Any, solver: dict[str, Any]) -> None:
+    """The arguments ``_check_settings`` does not cover: types of the objects ``fit`` is handed."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (e.g. from pyhbnode.zoo.build), got {describe(model)}")
+    check_callable("collate_fn", collate_fn, allow_none=True)
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of Callback objects or functions, got {describe(callbacks)}")
+    check_bool("progress", progress)
+    check_bool("resume", resume)
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_dir must be a path (str or os.PathLike) or None, got {describe(checkpoint_dir)}")
+    check_choice("strategy", strategy, ["ddp"], allow_none=True)
+    check_solver_kwargs(solver, where="fit")
 
 
 def _check_settings(*, epochs: int, lr: float, batch_size: int, grad_clip: float | None, weight_decay: float,
@@ -343,7 +370,10 @@ class _Run:
             state = training_state(model=self.model, optimizer=self.opt, scheduler=self.scheduler, position=position,
                                    history=self.history, rng=capture_rng(self.generators),
                                    rng_epoch_start=self.rng_epoch_start or {}, signature=self.signature)
-            save_checkpoint(self.ckpt_dir, position.iteration, state)
+            try:
+                save_checkpoint(self.ckpt_dir, position.iteration, state)
+            except OSError as err:  # disk full, read-only file system ...: nothing half-written is left
+                raise WriteFailed(path, err, checkpoint=self.last_checkpoint) from err
         self.last_checkpoint = path
 
     # --- the loop ---------------------------------------------------------------------------

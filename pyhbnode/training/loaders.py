@@ -38,21 +38,30 @@ class _RankSlice(Sampler[int]):
         return len(self.indices)
 
 
+_ARGUMENT = {"training": "train_data", "validation": "val_data"}  # fit's argument names, for messages
+
+
 def _as_dataset(data: Any, where: str) -> Dataset:
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (tuple, list)) and data and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
         tensors = [torch.as_tensor(t) for t in data]
+        arg = _ARGUMENT.get(where, where)
         lengths = {len(t) if t.dim() else -1 for t in tensors}
         if len(lengths) != 1 or -1 in lengths:
-            raise ValueError(f"the {where} tensors must share their first (batch) dimension, got shapes "
+            raise ValueError(f"the {where} tensors ({arg}) must share their first (batch) dimension, got shapes "
                              f"{[tuple(t.shape) for t in tensors]}; time-first (T, B, ...) data goes in a Dataset "
                              "of batch-first items with a collate_fn (see fit's docstring)")
         if len(tensors) < 2:
-            raise ValueError(f"the {where} data needs inputs and a target: a tuple (x, ..., y) of tensors")
+            raise ValueError(f"the {where} data ({arg}) needs inputs and a target: a tuple (x, ..., y) of tensors")
+        for i, t in enumerate(tensors):
+            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ValueError(f"{arg}[{i}] (shape {tuple(t.shape)}) contains NaN or Inf in {bad} entries; "
+                                 "clean or mask the data before training")
         return TensorDataset(*tensors)
-    raise ValueError(f"the {where} data must be a torch Dataset, a DataLoader or a tuple of tensors "
-                     f"(inputs..., target), got {type(data).__name__}")
+    raise ValueError(f"the {where} data ({_ARGUMENT.get(where, where)}) must be a torch Dataset, a DataLoader or "
+                     f"a tuple of tensors (inputs..., target), got {type(data).__name__}")
 
 
 def _length(dataset: Dataset, where: str) -> int:

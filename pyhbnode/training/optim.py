@@ -1,6 +1,8 @@
 """Optimisers and learning-rate schedules by name."""
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Iterable
 
 import torch
@@ -33,10 +35,10 @@ def _parse_step(spec: str) -> tuple[int, float]:
     parts = spec.split(":")
     try:
         every, gamma = int(parts[1]), float(parts[2])
-        if len(parts) != 3 or every < 1 or gamma <= 0:
+        if len(parts) != 3 or every < 1 or not 0 < gamma < math.inf:  # NaN fails this too
             raise ValueError
     except (ValueError, IndexError):
-        raise ValueError(f"lr_schedule {spec!r} should read 'step:<every epochs, int >= 1>:<gamma > 0>', "
+        raise ValueError(f"lr_schedule {spec!r} should read 'step:<every epochs, int >= 1>:<finite gamma > 0>', "
                          "e.g. 'step:10:0.5'") from None
     return every, gamma
 

@@ -7,12 +7,14 @@ backend, device, wall time) and ``checkpoints/``.  Rerunning the same command re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,12 +22,13 @@ import torch
 from .. import zoo
 from ..layers import solver_layers
 from ..solving import SolverError
-from .checkpoint import writable_dir
+from .checkpoint import list_checkpoints, writable_dir
 from .distributed import is_main_process
-from .errors import TrainingDiverged
+from .errors import RunLocked, TrainingDiverged, WriteFailed
 from .fit import fit
 from .task_setups import task_setup
 from .metadata import run_metadata
+from .run_lock import RunLock
 from .train_config import TrainConfig, merge, parse_assignment, read_config_file
 
 __all__ = ["add_parser", "run", "resolve_config", "train"]
@@ -112,8 +115,16 @@ def _given(value: Any, default: Any) -> Any:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train as ``config`` says and write the run directory; returns the results row."""
-    out = writable_dir(config.out)
+    """Train as ``config`` says and write the run directory; returns the results row.
+
+    The run directory is locked for the whole run (:class:`~pyhbnode.training.run_lock.RunLock`):
+    a second ``pyhbnode train`` into it fails at once with :class:`RunLocked`."""
+    out = writable_dir(config.out, "--out")
+    with RunLock(out) if is_main_process() else contextlib.nullcontext():
+        return _train_locked(config, out)
+
+
+def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
     setup = task_setup(config.task, config.data_dir, seed=config.seed, limit=config.limit)
     config = replace(config, epochs=_given(config.epochs, setup.epochs), lr=_given(config.lr, setup.lr),
                      batch_size=_given(config.batch_size, setup.batch_size))
@@ -135,14 +146,33 @@ def train(config: TrainConfig) -> dict[str, Any]:
            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), **history.summary()}
     if is_main_process():
         tag = {"model": config.model}
-        history.to_jsonl(out / "history.jsonl", kind="batch", extra=tag)
-        history.to_jsonl(out / "epochs.jsonl", kind="epoch", extra=tag)
-        with (out / "results.csv").open("w", newline="") as fh:
+        kept = latest_good(out / "checkpoints")
+        with _writing(out / "history.jsonl", kept) as path:
+            history.to_jsonl(path, kind="batch", extra=tag)
+        with _writing(out / "epochs.jsonl", kept) as path:
+            history.to_jsonl(path, kind="epoch", extra=tag)
+        with _writing(out / "results.csv", kept) as path, path.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
             writer.writeheader()
             writer.writerow(row)
-        (out / "config.json").write_text(json.dumps(_metadata(config, model, wall), indent=2, default=str))
+        with _writing(out / "config.json", kept) as path:
+            path.write_text(json.dumps(_metadata(config, model, wall), indent=2, default=str))
     return row
+
+
+def latest_good(directory: Path) -> Path | None:
+    """The newest checkpoint archive in ``directory`` (for messages), or ``None``."""
+    found = list_checkpoints(directory)
+    return found[0] if found else None
+
+
+@contextlib.contextmanager
+def _writing(path: Path, checkpoint: Path | None):
+    """Turn an ``OSError`` while writing ``path`` into a :class:`WriteFailed` naming it."""
+    try:
+        yield path
+    except OSError as err:
+        raise WriteFailed(path, err, checkpoint=checkpoint) from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,9 +186,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = resolve_config(args)
         row = train(config)
-    except (TrainingDiverged, SolverError) as err:
+    except (TrainingDiverged, SolverError, WriteFailed, RunLocked) as err:
         return fail(err, EXIT_FAILED)
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         return fail(err, EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("pyhbnode train: interrupted; rerun the same command to resume from the last checkpoint",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from ..solving.validation import regular_file
 
 __all__ = ["TrainConfig", "read_config_file", "parse_assignment", "merge"]
 
@@ -92,16 +95,48 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        _check_range(name, value, source)
         return dict(value) if kind is dict else value
     raise ValueError(f"setting {name!r} in {source} must be {'a' if kind is not int else 'an'} "
                      f"{kind.__name__}{' or none' if name in _NULLABLE else ''}, got {value!r}")
 
 
+# Allowed ranges: ("int", minimum) or ("positive",) (a finite number > 0) or ("non-negative",).
+_RANGES: dict[str, tuple] = {
+    "epochs": ("int", 1), "batch_size": ("int", 1), "checkpoint_every": ("int", 1), "max_batches": ("int", 1),
+    "limit": ("int", 1), "seed": ("int", 0), "lr": ("positive",), "tol": ("positive",), "rtol": ("positive",),
+    "atol": ("positive",), "grad_clip": ("positive",), "weight_decay": ("non-negative",),
+}
+
+
+def _check_range(name: str, value: Any, source: str) -> None:
+    rule = _RANGES.get(name)
+    if rule is None:
+        return
+    if rule[0] == "int":
+        if value < rule[1]:
+            raise ValueError(f"setting {name!r} in {source} must be an integer >= {rule[1]}, got {value!r}")
+    elif not math.isfinite(value) or (value <= 0 if rule[0] == "positive" else value < 0):
+        raise ValueError(f"setting {name!r} in {source} must be a finite number {'> 0' if rule[0] == 'positive' else '>= 0'}, "
+                         f"got {value!r}")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text") from None
+    except OSError as err:
+        raise ValueError(f"config file {path} cannot be read ({err.strerror or err})") from None
+
+
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The table in a ``.toml``, ``.yaml`` or ``.yml`` file (YAML needs PyYAML)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} not found")
+    try:
+        regular_file(path, "config file")
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
@@ -109,7 +144,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(_text(path))
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config file {path} is not valid TOML: {err}") from None
     elif suffix in (".yaml", ".yml"):
@@ -118,7 +153,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         except ModuleNotFoundError:
             raise ValueError(f"reading {path} needs PyYAML (pip install 'pyhbnode[yaml]'); or write the config as TOML") from None
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(_text(path))
         except yaml.YAMLError as err:
             raise ValueError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         data = {} if data is None else data

@@ -5,6 +5,7 @@ from torch import nn
 
 from ..solving import SolverOptions
 from . import tasks
+from ._validate import check_build_args
 from .fields import MODELS, make_field, order_of
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 
@@ -32,10 +33,7 @@ def build(task: str, model: str, *, field_kwargs: dict | None = None, **solver_o
         cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))``;
         silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")
+    check_build_args(task, model, field_kwargs, solver_options, TASKS, MODELS)
     options = SolverOptions.from_kwargs(tasks.TASK_DEFAULTS[task], **solver_options)
     kwargs = dict(field_kwargs or {})
     if model not in ("hbnode", "ghbnode") and kwargs:

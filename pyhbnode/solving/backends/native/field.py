@@ -34,8 +34,9 @@ def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: t
         try:
             f = field(scalar(sign * s, dtype=dtype, device=device), z.view(shape))
         except RuntimeError as err:  # torch's own shape/dtype complaints, e.g. a wrong feature width
-            raise ValueError(f"the vector field failed on its first evaluation, on a state of shape "
-                             f"{tuple(shape)} and dtype {dtype}: {err}") from err
+            raise ValueError(f"the vector field failed on its first evaluation, on y0 of shape "
+                             f"{tuple(shape)} and dtype {dtype} (check that y0's shape is what the field "
+                             f"takes): {err}") from err
         check_output(f, shape, dtype, device)
         f = f.reshape(1, n)
         return (f if sign > 0 else f.neg()), None
