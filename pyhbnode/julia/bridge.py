@@ -172,7 +172,7 @@ class JuliaBackend(Backend):
         return self._runtime
 
     def check_options(self, options: SolverOptions) -> None:
-        maps.parse_adjoint(options.adjoint)
+        maps.parse_adjoint(options.adjoint.spec())
         if options.method not in self.methods:
             raise ValueError(
                 f"backend 'julia' has no method {options.method!r}; it solves with DP5 "
@@ -181,7 +181,7 @@ class JuliaBackend(Backend):
 
     def solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
               stats: SolverStats) -> torch.Tensor:
-        adjoint = maps.parse_adjoint(options.adjoint)
+        adjoint = maps.parse_adjoint(options.adjoint.spec())
         if y0.dtype not in _DTYPES:
             raise TypeError(f"the julia backend solves float32 or float64 states, got {y0.dtype}")
         if y0.dim() < 2:

@@ -8,8 +8,9 @@ from .base import Adjoint
 from .checkpointed import Checkpointed
 from .direct import Direct
 from .interpolating import Interpolating
+from .named import Named
 
-__all__ = ["Adjoint", "Checkpointed", "Backsolve", "Interpolating", "Direct", "ADJOINTS", "parse_adjoint"]
+__all__ = ["Adjoint", "Checkpointed", "Backsolve", "Interpolating", "Direct", "Named", "ADJOINTS", "parse_adjoint"]
 
 ADJOINTS: dict[str, type[Adjoint]] = {
     cls.name: cls for cls in (Checkpointed, Backsolve, Interpolating, Direct)
@@ -18,7 +19,8 @@ ADJOINTS: dict[str, type[Adjoint]] = {
 
 def parse_adjoint(value) -> Adjoint:
     """An :class:`Adjoint` from an instance, a name, or ``"checkpointed:<max_checkpoints>"``;
-    ``None`` gives the default, ``Checkpointed()``."""
+    ``None`` gives the default, ``Checkpointed()``; any other non-empty string is a
+    backend's own mode (:class:`~.named.Named`), checked by the backend it is given to."""
     if value is None:
         return Checkpointed()
     if isinstance(value, Adjoint):
@@ -28,13 +30,12 @@ def parse_adjoint(value) -> Adjoint:
     if not isinstance(value, str):
         raise TypeError(f"adjoint must be an Adjoint or one of {sorted(ADJOINTS)}, got {type(value).__name__}")
     name, sep, arg = value.strip().lower().partition(":")
-    if name not in ADJOINTS:
-        raise ValueError(f"unknown adjoint {value!r}; choose one of {sorted(ADJOINTS)} "
-                         "(or 'checkpointed:<max_checkpoints>')")
+    if not name:
+        raise ValueError(f"adjoint {value!r} is empty; choose one of {sorted(ADJOINTS)}")
+    if name not in ADJOINTS or (sep and name != "checkpointed"):
+        return Named(value)
     if not sep:
         return ADJOINTS[name]()
-    if name != "checkpointed":
-        raise ValueError(f"adjoint {value!r}: only 'checkpointed' takes a parameter ('checkpointed:8')")
     try:
         n = int(arg)
     except ValueError:
