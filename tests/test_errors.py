@@ -115,7 +115,7 @@ def test_bad_options():
         odeint(field, y0, [0.0, 1.0], max_steps=0)
     with pytest.raises(ValueError, match="unknown backend"):
         odeint(field, y0, [0.0, 1.0], backend="nope")
-    with pytest.raises(ValueError, match="unknown adjoint 'magic'"):
+    with pytest.raises(ValueError, match="unknown gradient mode 'magic'"):
         odeint(field, y0, [0.0, 1.0], backend="torchdiffeq", adjoint="magic")
     with pytest.raises(ValueError, match="backend 'torch' has no adjoint 'interpolating'"):
         odeint(field, y0, [0.0, 1.0], backend="torch", adjoint="interpolating")

@@ -79,3 +79,28 @@ def test_a_controller_is_a_reusable_template():
 def test_controller_settings_are_validated(kwargs, word):
     with pytest.raises(ValueError, match=word):
         HairerController(**kwargs)
+
+
+def test_adjoints_and_controllers_reach_layers_zoo_train_and_compare():
+    import argparse
+
+    from pyhbnode import Checkpointed, ODEBlock, zoo
+    from pyhbnode.cli import build_parser
+    from pyhbnode.layers import set_solver_options
+    from pyhbnode.training.train_command import add_parser, resolve_config
+
+    net = zoo.build("pointcloud", "hbnode", controller="hairer", adjoint="checkpointed:8")
+    assert net.block.options.controller == HairerController() and net.block.options.adjoint == Checkpointed(8)
+    set_solver_options(net, controller=IController(), adjoint="backsolve")
+    assert net.block.options.controller == IController() and net.block.options.adjoint.name == "backsolve"
+    block = ODEBlock(VanDerPol(1.0), 0.0, 1.0, controller="hairer", tol=1e-6)
+    assert block(torch.tensor([[2.0, 0.0]], dtype=torch.float64)).shape == (1, 2)
+    assert block.stats.rejected is not None
+
+    p = argparse.ArgumentParser()
+    add_parser(p.add_subparsers())
+    cfg = resolve_config(p.parse_args(["train", "--task", "pointcloud", "--model", "hbnode",
+                                       "--adjoint", "checkpointed:8", "--set", "controller=hairer"]))
+    assert (cfg.adjoint, cfg.controller) == ("checkpointed:8", "hairer")
+    args = build_parser().parse_args(["compare", "pointcloud", "--adjoint", "backsolve", "--controller", "hairer"])
+    assert (args.adjoint, args.controller) == ("backsolve", "hairer")

@@ -18,7 +18,8 @@ ADJOINTS: dict[str, type[Adjoint]] = {
 
 def parse_adjoint(value) -> Adjoint:
     """An :class:`Adjoint` from an instance, a name, or ``"checkpointed:<max_checkpoints>"``;
-    ``None`` gives the default, ``Checkpointed()``."""
+    ``None`` gives the default, ``Checkpointed()``; any other string raises ``ValueError``
+    naming the modes there are (which of them a backend offers, it checks itself)."""
     if value is None:
         return Checkpointed()
     if isinstance(value, Adjoint):
@@ -28,13 +29,13 @@ def parse_adjoint(value) -> Adjoint:
     if not isinstance(value, str):
         raise TypeError(f"adjoint must be an Adjoint or one of {sorted(ADJOINTS)}, got {type(value).__name__}")
     name, sep, arg = value.strip().lower().partition(":")
-    if name not in ADJOINTS:
-        raise ValueError(f"unknown adjoint {value!r}; choose one of {sorted(ADJOINTS)} "
-                         "(or 'checkpointed:<max_checkpoints>')")
+    if not name:
+        raise ValueError(f"adjoint {value!r} is empty; choose one of {sorted(ADJOINTS)}")
+    if name not in ADJOINTS or (sep and name != "checkpointed"):
+        raise ValueError(f"unknown gradient mode {value!r}; choose one of {sorted(ADJOINTS)} "
+                         "or 'checkpointed:<max_checkpoints>'")
     if not sep:
         return ADJOINTS[name]()
-    if name != "checkpointed":
-        raise ValueError(f"adjoint {value!r}: only 'checkpointed' takes a parameter ('checkpointed:8')")
     try:
         n = int(arg)
     except ValueError:

@@ -13,9 +13,8 @@ class Interpolating(Adjoint):
 
     The native ``torch`` backend does not offer it: its backward steps cannot be longer
     than the forward's (the interpolant has a kink at every forward step boundary), so it
-    never needs fewer backward evaluations than ``Backsolve`` and never as few as
-    ``Checkpointed``, which is exact and keeps one state per step instead of three
-    (see the README, "Gradient modes").
+    needs at least the backward evaluations of ``Checkpointed``, which is exact and keeps
+    one state per step instead of three (see the README, "Gradient modes").
     """
 
     name = "interpolating"

@@ -50,11 +50,10 @@ def backsolve_backward(prob: Problem, ys: torch.Tensor, g: torch.Tensor, counter
         h = first_step(method, controller, rhs, sigma, -times[0], z, k, counter)
         for j in range(len(times) - 2, -1, -1):
             budget = counter.attempts + prob.max_steps  # max_steps per output interval
-            last, h = run_to(integrate(method, rhs, sigma, -times[j], z, k, h, controller=controller,
-                                       counter=counter, max_steps=budget, q=q, Q=Q,
-                                       quad_norm=not prob.seminorm))
+            z, k, q, h = run_to(integrate(method, rhs, sigma, -times[j], z, k, h, controller=controller,
+                                          counter=counter, max_steps=budget, q=q, Q=Q,
+                                          quad_norm=not prob.seminorm))
             sigma = -times[j]
-            z, k, q = last.step.z, last.step.k, last.step.qs[5]
             if j > 0:  # restart y from the forward solution, add the output's gradient
                 a = z[:, n:].add(g[j].reshape(1, -1))
                 z = cat((ys[j].reshape(1, -1), a), dim=1)

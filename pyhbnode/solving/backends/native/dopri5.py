@@ -166,11 +166,12 @@ class Dopri5:
                 if ci != 0.0:
                     err.add_(kk, alpha=h * ci * inv_rtol)
         err.div_(torch.maximum(z.abs(), z7.abs()).add_(self.atol * inv_rtol))
+        # the norm in the state's dtype, scaled in float64 (a float32 norm widens exactly)
         groups = self.groups
         if groups == 1:
-            return torch.linalg.vector_norm(err).mul_(1.0 / math.sqrt(err.numel()))
+            return torch.linalg.vector_norm(err).double().mul_(1.0 / math.sqrt(err.numel()))
         n = err.numel() // groups
-        return torch.linalg.vector_norm(err.view(groups, n), dim=1).max().mul_(1.0 / math.sqrt(n))
+        return torch.linalg.vector_norm(err.view(groups, n), dim=1).max().double().mul_(1.0 / math.sqrt(n))
 
     def r5(self, h: float, step: StepResult) -> torch.Tensor:
         """Hairer's dense-output correction ``r5 = h Σ d_i k_i`` of an accepted step, a row."""

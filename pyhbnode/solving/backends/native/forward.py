@@ -101,10 +101,8 @@ def solve_forward(
     ys: list = [None] * n_out
     ys[0] = y0
     j = 1  # the next interior output
-    last = None
     for acc in integrate(method, rhs, t0, t_end, z, k, h, controller=controller, counter=counter,
                          max_steps=max_steps):
-        last = acc
         if trajectory is not None:
             trajectory.checkpoints.add(len(trajectory.starts), acc.z0)
             trajectory.starts.append(acc.s)
@@ -119,5 +117,7 @@ def solve_forward(
                     r5 = method.r5(acc.h, acc.step)
                 ys[j] = method.interpolate((times[j] - acc.s) / acc.h, acc.h, acc.z0, acc.step, r5)
             j += 1
-    ys[-1] = last.step.z
+        z = acc.step.z
+        del acc, r5  # not alive through the next step
+    ys[-1] = z
     return ys

@@ -14,11 +14,16 @@ __all__ = ["initial_step"]
 
 
 def _rms(x: torch.Tensor, groups: int) -> float:
-    """The mixed RMS norm (computed in float64, so a float32 state cannot overflow it)."""
+    """The mixed RMS norm; recomputed in float64 where the state's dtype overflows."""
+    r = _rms_in(x, groups, None)
+    return r if math.isfinite(r) or not bool(torch.isfinite(x).all()) else _rms_in(x, groups, torch.float64)
+
+
+def _rms_in(x: torch.Tensor, groups: int, dtype) -> float:
     if groups == 1:
-        return torch.linalg.vector_norm(x, dtype=torch.float64).item() / math.sqrt(x.numel())
+        return torch.linalg.vector_norm(x, dtype=dtype).item() / math.sqrt(x.numel())
     n = x.numel() // groups
-    return torch.linalg.vector_norm(x.reshape(groups, n), dim=1, dtype=torch.float64).max().item() / math.sqrt(n)
+    return torch.linalg.vector_norm(x.reshape(groups, n), dim=1, dtype=dtype).max().item() / math.sqrt(n)
 
 
 def initial_step(rhs: RHS, s0: float, z0: torch.Tensor, k0: torch.Tensor, *, order: int, rtol: float,

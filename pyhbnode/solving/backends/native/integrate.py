@@ -76,8 +76,8 @@ def integrate(
     Yields:
         :class:`Accepted` for every accepted step, in order; the last one ends at ``s_end``.
         Its ``step.z``/``step.k`` are the state and derivative there.  The generator's
-        return value (``StopIteration.value``, see :func:`run_to`) is the step size the
-        controller proposes after the last step.
+        return value (``StopIteration.value``, see :func:`run_to`) is ``(z, k, q, h_next)``:
+        the end state, its derivative and integrand, and the step size proposed next.
     """
     floor = floor_step(s, s_end, z.dtype)
     landing = 1.0 + controller.landing
@@ -138,17 +138,17 @@ def integrate(
                 nonfinite = "overflow" if finite_step and bool(torch.isfinite(k).all()) else True
             h_next = next_step(ht, r, False)
         h = h_next
-    return h
+        res = None  # the stages are not kept alive through the next step
+    return z, k, q, h
 
 
-def run_to(steps: Iterator[Accepted]) -> tuple[Accepted | None, float]:
-    """Drain :func:`integrate`: the last accepted step (``None`` if none) and the next step size."""
-    last = None
+def run_to(steps: Iterator[Accepted]) -> tuple:
+    """Drain :func:`integrate` without keeping its records: ``(z, k, q, h_next)`` at the end."""
     while True:
         try:
-            last = next(steps)
+            next(steps)
         except StopIteration as stop:
-            return last, stop.value
+            return stop.value
 
 
 def _foreach_combo(Q: list, qs, coeffs, h: float) -> None:

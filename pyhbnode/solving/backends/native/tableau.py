@@ -8,7 +8,7 @@ and creates no coefficient tensors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction as Fr
 
 __all__ = ["Tableau", "DOPRI5", "DOPRI5_SHAMPINE"]
@@ -20,7 +20,8 @@ class Tableau:
 
     Attributes:
         name: the method name (``"dopri5"``).
-        order: order of the propagated (higher-order) solution.
+        order: order of the propagated (higher-order) solution; the embedded one is
+            ``order - 1``, so the step-size exponents are ``1/order`` (written here only).
         c: nodes ``c_i`` (``len == stages``).
         a: the strictly lower-triangular rows ``a[i] = (a_i1, ..., a_i,i-1)``.
         b: weights of the propagated solution (``b[-1] == 0`` for FSAL: the last stage is
@@ -78,12 +79,4 @@ DOPRI5 = Tableau(
 # and torchdiffeq's ``dopri5`` use); only the error weights differ.
 _B_HAT_SHAMPINE = [Fr(1951, 21600), Fr(0), Fr(22642, 50085), Fr(451, 720), Fr(-12231, 42400), Fr(649, 6300), Fr(1, 60)]
 
-DOPRI5_SHAMPINE = Tableau(
-    name="dopri5",
-    order=5,
-    c=DOPRI5.c,
-    a=DOPRI5.a,
-    b=DOPRI5.b,
-    e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE)),
-    d=DOPRI5.d,
-)
+DOPRI5_SHAMPINE = replace(DOPRI5, e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE)))
