@@ -38,6 +38,7 @@ from torch.autograd.function import once_differentiable
 from ...errors import NonFiniteState
 from ...solution import SolverStats
 from .controller import Controller, initial_step
+from .compiled import CompiledDopri5
 from .dopri5 import Tally, dense_eval, dense_weights, march, solve_forward, step_again
 from .tableau import DOPRI5, Tableau
 
@@ -56,12 +57,14 @@ class Problem:
     __slots__ = (
         "field", "params", "times", "rtol", "atol", "max_steps", "seminorm", "strategy",
         "stats", "ctrl", "bctrl", "dense", "dtype", "device", "tableau", "align", "max_checkpoints",
+        "compiled",
     )
 
     def __init__(self, field: nn.Module, params: Sequence[torch.Tensor], times: list[float], *,
                  rtol: float, atol: float, max_steps: int, seminorm: bool, strategy: str,
                  stats: SolverStats, ctrl: Controller, bctrl: Controller, dtype, device,
-                 tableau: Tableau = DOPRI5, max_checkpoints: int | None = None) -> None:
+                 tableau: Tableau = DOPRI5, max_checkpoints: int | None = None,
+                 compiled: CompiledDopri5 | None = None) -> None:
         self.field, self.params, self.times = field, tuple(params), times
         self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
         self.seminorm, self.strategy, self.stats = seminorm, strategy, stats
@@ -71,6 +74,7 @@ class Problem:
         self.align = True  # interpolating: backward steps end on forward step boundaries
         self.max_checkpoints = max_checkpoints  # checkpointed: None keeps every step's state
         self.dense = None
+        self.compiled = compiled  # the compiled attempt and step VJP, or None: eager
 
     # -- failures -------------------------------------------------------------------------
     def fail_forward(self, cls, what, s, h):
@@ -134,12 +138,17 @@ class Problem:
         """Solve forward; returns ``(ys, tally)`` with ``ys`` a list of states shaped like ``y0``."""
         tally = Tally()
         shape = y0.shape
+        C, field = self.compiled, self.field
+        fast = None
+        if C is not None and not torch.is_grad_enabled():
+            def fast(s, h, z, k):
+                return C.attempt(field, s, h, z, k)
         try:
             first, rhs = self.forward_rhs(shape)
             ys, _, dense = solve_forward(
                 rhs, y0, self.times, ctrl=self.ctrl, rtol=self.rtol, atol=self.atol,
                 max_steps=self.max_steps, tally=tally, fail=self._fail_forward_tally(tally), record=record,
-                tableau=self.tableau, first=first, max_states=self.max_checkpoints,
+                tableau=self.tableau, first=first, max_states=self.max_checkpoints, compiled=fast,
             )
         finally:
             self._store_forward(tally)
@@ -357,6 +366,10 @@ class Problem:
         Q = [torch.zeros_like(p) for p in params] if params else None
         inputs_tail = tuple(params)
         grad = torch.autograd.grad
+        C = self.compiled
+        if C is not None:
+            by_id = {id(p): name for name, p in field.named_parameters()}
+            names = tuple(by_id[id(p)] for p in params)
 
         def s_after(n: int) -> float:
             return times[-1] if n == n_steps - 1 else starts[n + 1]
@@ -367,8 +380,17 @@ class Problem:
             for j in at_end.get(n, ()):
                 a = a + g[j].reshape(1, -1)
             s, h = starts[n], steps[n]
-            z = z_n.detach().requires_grad_(True)
             outs_j = inside.get(n, ())
+            if C is not None and not outs_j:
+                got = C.step_vjp(field, names, params, s, h, z_n, a)
+                if got is not None:
+                    tally.nfe += 6
+                    tally.attempts += 1
+                    state["a"] = got[0]
+                    if Q is not None:
+                        torch._foreach_add_(Q, list(got[1]))
+                    return
+            z = z_n.detach().requires_grad_(True)
             z1, ks, K6, r5 = step_again(rhs, s, h, s_after(n), z, with_last=bool(outs_j))
             tally.nfe += len(ks)
             tally.attempts += 1

@@ -8,6 +8,7 @@ from ...options import SolverOptions
 from ...solution import SolverStats, Status
 from ..base import Backend
 from .adjoint import AdjointSolve, Problem
+from .compiled import compiled_for
 from .controller import Controller, IController, PIController
 from .tableau import DOPRI5, DOPRI5_SHAMPINE
 
@@ -57,6 +58,11 @@ class TorchBackend(Backend):
         max_checkpoints: ``adjoint="checkpointed"`` keeps every step's state when ``None``
             (fastest); an int caps the kept states, and the backward replays the steps
             between them by recursive bisection (flat memory, more forward evaluations).
+        compile: ``True`` runs the forward step attempts and the checkpointed backward's
+            per-step VJP as ``torch.compile``d programs (:mod:`.compiled`), compiled once per
+            field class, state shape, dtype and device (seconds to minutes, see
+            :func:`~.compiled.compile_times`) and falling back to the eager step with one
+            warning where compiling fails; ``False`` always steps eagerly.
     """
 
     name = "torch"
@@ -65,7 +71,8 @@ class TorchBackend(Backend):
     methods = ("dopri5",)
 
     def __init__(
-        self, controller: str | type = "i", error_weights: str = "shampine", max_checkpoints: int | None = None
+        self, controller: str | type = "i", error_weights: str = "shampine", max_checkpoints: int | None = None,
+        compile: bool = False,
     ) -> None:
         if isinstance(controller, str):
             if controller not in _CONTROLLERS:
@@ -78,6 +85,9 @@ class TorchBackend(Backend):
         if max_checkpoints is not None and not (isinstance(max_checkpoints, int) and max_checkpoints >= 1):
             raise ValueError(f"max_checkpoints must be a positive int or None, got {max_checkpoints!r}")
         self._max_checkpoints = max_checkpoints
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
+        self._compile = compile
 
     def _ctrl(self) -> Controller:
         return self._controller()
@@ -99,6 +109,9 @@ class TorchBackend(Backend):
             ctrl=self._ctrl(), bctrl=self._ctrl(), dtype=y0.dtype, device=y0.device,
             tableau=self._tableau, max_checkpoints=self._max_checkpoints,
         )
+        if self._compile:
+            prob.compiled = compiled_for(field, self._tableau, y0.shape, y0.dtype, y0.device,
+                                         prob.rtol, prob.atol)
         needs_grad = torch.is_grad_enabled() and (y0.requires_grad or bool(params))
         if not needs_grad:
             with torch.no_grad():

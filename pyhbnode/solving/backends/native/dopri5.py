@@ -132,6 +132,7 @@ def march(
     on_accept: Callable | None = None,
     prepare: Callable | None = None,
     tableau: Tableau = DOPRI5,
+    compiled: Callable | None = None,
 ):
     """Integrate ``dz/ds = rhs(s, z)`` from ``s`` to ``s_end`` (``s_end > s``) with DP5.
 
@@ -152,6 +153,9 @@ def march(
             stages at ``s + c_i h`` will need).
         tableau: the DP5 pair's error weights (:data:`DOPRI5` or :data:`DOPRI5_SHAMPINE`);
             the propagated solution is the same.
+        compiled: ``compiled(s, h, z, k) -> (z1, k7, r, K6) or None``, a compiled attempt
+            (:mod:`.compiled`) used instead of the eager one when there is no quadrature;
+            ``None`` from it means it failed, and the loop goes on eagerly.
 
     Returns:
         ``(z, k, q, h_next)`` at ``s_end``.
@@ -198,12 +202,22 @@ def march(
         if prepare is not None:
             prepare(s, ht, s_new)
 
-        (k2, k3, k4, k5, k6), (q2, q3, q4, q5, q6), K6, z7 = _stages(rhs, s, ht, z, k, rows, small)
-        k7, q7 = rhs(s_new, z7)
         tally.nfe += 6
-
         Q1 = None
-        if adaptive:
+        got = compiled(s, ht, z, k) if (compiled is not None and adaptive and not has_q) else None
+        if got is not None:
+            z7, k7, r_t, K6 = got
+            k2, k3, k4, k5, k6 = K6[1:2], K6[2:3], K6[3:4], K6[4:5], K6[5:6]
+            q7 = abs_z7 = None
+            r = r_t.item()
+            accepted = accepts(r)
+        else:
+            compiled = None  # failed: eager from here on
+            (k2, k3, k4, k5, k6), (q2, q3, q4, q5, q6), K6, z7 = _stages(rhs, s, ht, z, k, rows, small)
+            k7, q7 = rhs(s_new, z7)
+        if got is not None:
+            pass
+        elif adaptive:
             with no_grad_if_needed():
                 # the error estimate, pre-divided by rtol: (h Σ e_i k_i) / rtol
                 if small:
@@ -330,6 +344,7 @@ def solve_forward(
     tableau: Tableau = DOPRI5,
     first: RHS | None = None,
     max_states: int | None = None,
+    compiled: Callable | None = None,
 ):
     """Solve ``dy/dt = f(t, y)`` from ``y0`` at ``times[0]``; return the states at ``times``.
 
@@ -405,7 +420,7 @@ def solve_forward(
     z, k, _, h = march(
         rhs, t0, t_end, z0, k0, None, None, h, ctrl=ctrl, rtol=rtol, atol=atol, groups=1,
         quad_norm=False, max_steps=max_steps, tally=tally, fail=fail,
-        on_accept=on_accept if (n_out > 2 or record) else None, tableau=tableau,
+        on_accept=on_accept if (n_out > 2 or record) else None, tableau=tableau, compiled=compiled,
     )
     ys[-1] = z
     if record:
