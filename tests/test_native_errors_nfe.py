@@ -9,7 +9,7 @@ from pyhbnode import HBNODE, odeint
 from pyhbnode.fields import mlp
 from pyhbnode.solving import MaxStepsExceeded, NonFiniteState, SolverError, Status, StepSizeUnderflow
 
-ALL = ("backsolve", "interpolating", "checkpointed", "direct")
+ALL = ("backsolve", "checkpointed", "direct")
 
 
 class Counted(nn.Module):
@@ -54,9 +54,8 @@ def test_nfe_counts_every_evaluation(adjoint):
 def test_backward_nfe_counts_restarts_at_outputs():
     field = Counted(hb_field())
     y0 = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
-    # start-up: f and Hairer's initial-step probe for backsolve; the interpolating adjoint
-    # starts from the forward's last step (no probe)
-    for adjoint, start in (("backsolve", 2), ("interpolating", 1)):
+    # start-up: f and Hairer's initial-step probe
+    for adjoint, start in (("backsolve", 2),):
         field.calls = 0
         sol = odeint(field, y0, torch.linspace(0, 1, 5, dtype=torch.float64), backend="torch", adjoint=adjoint)
         sol.ys.pow(2).sum().backward()
@@ -70,7 +69,7 @@ def test_no_grad_solve_records_nothing():
     field = hb_field()
     y0 = torch.randn(4, 2, 3, dtype=torch.float64)
     with torch.no_grad():
-        sol = odeint(field, y0, [0.0, 1.0], backend="torch", adjoint="interpolating")
+        sol = odeint(field, y0, [0.0, 1.0], backend="torch", adjoint="backsolve")
     assert not sol.ys.requires_grad and sol.stats.nfe_forward > 0
 
 
@@ -114,7 +113,7 @@ class NaNWhenDifferentiating(nn.Module):
         return -y * float("nan") if torch.is_grad_enabled() else -y
 
 
-@pytest.mark.parametrize("adjoint", ("backsolve", "interpolating", "checkpointed"))
+@pytest.mark.parametrize("adjoint", ("backsolve", "checkpointed"))
 def test_error_inside_backward_propagates_typed(adjoint):
     y0 = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
     sol = odeint(NaNWhenDifferentiating(), y0, [0.0, 1.0], backend="torch", adjoint=adjoint)
@@ -137,7 +136,7 @@ class Stiffening(nn.Module):
         return -y
 
 
-@pytest.mark.parametrize("adjoint", ("backsolve", "interpolating"))
+@pytest.mark.parametrize("adjoint", ("backsolve",))
 def test_max_steps_inside_backward_propagates_typed(adjoint):
     y0 = torch.ones(1, 2, dtype=torch.float64)
     field = Stiffening()
@@ -159,7 +158,7 @@ class RaisesWhenDifferentiating(nn.Module):
         return -y
 
 
-@pytest.mark.parametrize("adjoint", ("backsolve", "interpolating", "checkpointed"))
+@pytest.mark.parametrize("adjoint", ("backsolve", "checkpointed"))
 def test_user_exception_inside_backward_propagates(adjoint):
     y0 = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
     sol = odeint(RaisesWhenDifferentiating(), y0, [0.0, 1.0], backend="torch", adjoint=adjoint)

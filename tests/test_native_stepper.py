@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from pyhbnode import odeint
-from pyhbnode.solving import SolverOptions, SolverStats
-from pyhbnode.solving.backends.native import DOPRI5, DOPRI5_SHAMPINE, FixedStep, IController, TorchBackend
-from pyhbnode.solving.backends.native.controller import Controller
+
+from pyhbnode.solving import Controller, FixedStep, IController, PIController
+from pyhbnode.solving.backends.native import DOPRI5, DOPRI5_SHAMPINE, TorchBackend
 from pyhbnode.solving.backends.native.dopri5 import dense_weights
 
 
@@ -31,10 +31,8 @@ class Linear(nn.Module):
 
 
 def fixed_solve(field, y0, t, h):
-    backend = TorchBackend(controller=lambda: FixedStep(h))
-    stats = SolverStats()
-    ys = backend.solve(field, y0, torch.as_tensor(t, dtype=y0.dtype), SolverOptions(backend="torch"), stats)
-    return ys, stats
+    sol = odeint(field, y0, torch.as_tensor(t, dtype=y0.dtype), backend="torch", controller=FixedStep(h))
+    return sol.ys, sol.stats
 
 
 def slope(hs, errs):
@@ -146,10 +144,10 @@ class Alternating(Controller):
 
 
 def test_exact_step_counts_with_stub_controller():
-    backend = TorchBackend(controller=lambda: Alternating(0.25))
-    stats = SolverStats()
     y0 = torch.ones(2, 3, dtype=torch.float64)
-    backend.solve(Decay(1.0), y0, torch.tensor([0.0, 1.0], dtype=torch.float64), SolverOptions(), stats)
+    stub = Alternating(0.25)
+    stats = odeint(Decay(1.0), y0, torch.tensor([0.0, 1.0], dtype=torch.float64), controller=stub).stats
+    assert stub.calls == 0  # each solve steps with its own copy of the controller
     assert (stats.steps, stats.accepted, stats.rejected) == (8, 4, 4)
     assert stats.nfe_forward == 1 + 6 * 8  # f(y0) plus 6 per attempt; no initial-step probe
 
@@ -217,15 +215,24 @@ def test_float32_smoke():
         y0.grad = None
 
 
-def test_pi_controller_and_dp_weights_solve_too():
+@pytest.mark.parametrize("controller", ["pi", PIController(embedded="dp"), "hairer", IController(embedded="dp")])
+def test_other_controllers_and_dp_weights_solve_too(controller):
     y0 = torch.rand(3, 2, dtype=torch.float64)
-    backend = TorchBackend(controller="pi", error_weights="dp")
-    stats = SolverStats()
-    ys = backend.solve(Decay(2.0), y0, torch.tensor([0.0, 1.0], dtype=torch.float64),
-                       SolverOptions(rtol=1e-9, atol=1e-9), stats)
-    assert torch.allclose(ys[-1], y0 * math.exp(-2.0), atol=1e-8)
-    with pytest.raises(ValueError, match="controller"):
-        TorchBackend(controller="pid")
+    sol = odeint(Decay(2.0), y0, torch.tensor([0.0, 1.0], dtype=torch.float64), rtol=1e-9, atol=1e-9,
+                 controller=controller)
+    assert torch.allclose(sol.ys[-1], y0 * math.exp(-2.0), atol=1e-8)
+
+
+def test_bad_controllers_are_refused_by_name():
+    y0 = torch.rand(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="controller 'pid'"):
+        odeint(Decay(2.0), y0, [0.0, 1.0], controller="pid")
+    with pytest.raises(TypeError, match="controller must be"):
+        odeint(Decay(2.0), y0, [0.0, 1.0], controller=3)
+    with pytest.raises(ValueError, match="embedded"):
+        IController(embedded="bogacki")
+    with pytest.raises(ValueError, match="takes no step-size controller"):
+        odeint(Decay(2.0), y0, [0.0, 1.0], backend="torchdiffeq", adjoint="backsolve", controller="hairer")
 
 
 def test_no_gradient_for_time_grid():
@@ -235,7 +242,7 @@ def test_no_gradient_for_time_grid():
 
 
 def test_icontroller_factors():
-    c = IController()
+    c = IController().start(5)
     assert c.next_step(1.0, 0.0, True) == 10.0
     assert c.next_step(1.0, 2.0 ** 5, False) == pytest.approx(0.45)
     assert c.next_step(1.0, 1e9, False) == 0.2

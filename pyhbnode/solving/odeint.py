@@ -1,14 +1,16 @@
 """``odeint``: the one solve path of the package."""
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from .adjoints import Adjoint
 from .backends import get_backend
+from .controllers import Controller
 from .options import SolverOptions
+from .recording import register
 from .solution import Solution, SolverStats
 from .validation import check_problem
 
@@ -24,9 +26,10 @@ def odeint(
     method: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
-    adjoint: str | None = None,
+    adjoint: Adjoint | str | None = None,
     seminorm: bool | None = None,
     max_steps: int | None = None,
+    controller: Controller | str | None = None,
     options: SolverOptions | None = None,
 ) -> Solution:
     """Solve ``dy/dt = field(t, y)``, ``y(t[0]) = y0``, and return the states at ``t``.
@@ -34,9 +37,13 @@ def odeint(
     Args:
         field: ``nn.Module`` with ``forward(t, y) -> dy/dt`` (``t`` a 0-d tensor).
         y0: initial state ``(batch, *state)``; for the heavy-ball fields ``(batch, 2, *features)``.
-        t: strictly increasing output times ``(T,)``, same dtype and device as ``y0``.
-        backend, method, rtol, atol, adjoint, seminorm, max_steps: override the fields of
-            ``options`` (see :class:`SolverOptions`).
+        t: strictly monotonic output times ``(T,)`` (increasing, or decreasing to integrate
+            backward in time), same dtype and device as ``y0``.
+        backend, method, rtol, atol, adjoint, seminorm, max_steps, controller: override the
+            fields of ``options`` (see :class:`SolverOptions`); ``adjoint`` is an
+            :class:`~pyhbnode.solving.adjoints.Adjoint` or its alias (default
+            ``Checkpointed()``), ``controller`` a
+            :class:`~pyhbnode.solving.controllers.Controller` or its alias (native backend).
         options: base options; defaults to ``SolverOptions()``.
 
     Returns:
@@ -50,13 +57,12 @@ def odeint(
     """
     opts = SolverOptions.from_kwargs(
         options, backend=backend, method=method, rtol=rtol, atol=atol, adjoint=adjoint,
-        seminorm=seminorm, max_steps=max_steps,
+        seminorm=seminorm, max_steps=max_steps, controller=controller,
     )
     t = check_problem(field, y0, t)
     solver = get_backend(opts.backend)
-    if opts.adjoint is None:
-        opts = replace(opts, adjoint=solver.default_adjoint)
     solver.check_options(opts)
     stats = SolverStats()
+    register(stats)
     ys = solver.solve(field, y0, t, opts, stats)
     return Solution(ts=t, ys=ys, stats=stats)

@@ -37,8 +37,9 @@ def check_problem(
         raise ValueError(f"t must be a 1-D time grid with at least 2 points, got shape {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
         raise ValueError("t contains NaN or Inf")
-    if not bool((t[1:] > t[:-1]).all()):
-        raise ValueError(f"t must be strictly increasing, got {t.tolist()[:8]}{'...' if t.numel() > 8 else ''}")
+    if not (bool((t[1:] > t[:-1]).all()) or bool((t[1:] < t[:-1]).all())):
+        raise ValueError(f"t must be strictly increasing or strictly decreasing, got "
+                         f"{t.tolist()[:8]}{'...' if t.numel() > 8 else ''}")
 
     if isinstance(field, nn.Module):
         for name, p in field.named_parameters():

@@ -22,13 +22,20 @@ class Backend(abc.ABC):
 
     name: str
     adjoints: tuple[str, ...]
-    default_adjoint: str = "backsolve"
     methods: tuple[str, ...]
+    # whether ``options.controller`` is honoured (the native backend); the others refuse one
+    takes_controllers: bool = False
 
     def check_options(self, options: SolverOptions) -> None:
-        if options.adjoint not in self.adjoints:
+        adjoint = getattr(options.adjoint, "name", options.adjoint)
+        if adjoint not in self.adjoints:
             raise ValueError(
-                f"backend {self.name!r} has no adjoint {options.adjoint!r}; choose one of {list(self.adjoints)}"
+                f"backend {self.name!r} has no adjoint {adjoint!r}; choose one of {list(self.adjoints)}"
+            )
+        if options.controller is not None and not self.takes_controllers:
+            raise ValueError(
+                f"backend {self.name!r} takes no step-size controller (got {options.controller!r}); "
+                "controllers are for backend='torch'"
             )
         if options.method not in self.methods:
             raise ValueError(

@@ -1,15 +1,20 @@
 """The native PyTorch solver backend (``backend="torch"``).
 
-Pieces, each usable alone: :mod:`.tableau` (Dormand–Prince 5(4) coefficients and dense
-output), :mod:`.controller` (step-size controllers, initial step), :mod:`.dopri5` (the
-stepping loop and forward solve), :mod:`.adjoint` (the gradient strategies as one
-``torch.autograd.Function``) and :mod:`.backend` (the :class:`TorchBackend`).
+Pieces, each usable alone: :mod:`.tableau` (Dormand–Prince 5(4) coefficients),
+:mod:`.dopri5` (the step method ``Dopri5(tableau).step(rhs, s, h, z, k) -> StepResult`` and
+its dense output), :mod:`.integrate` (the adaptive loop), :mod:`.initial_step`,
+:mod:`.forward` (the solve over an output grid and its typed step record),
+:mod:`.checkpointed` and :mod:`.backsolve` (the gradient modes' backward passes) and
+:mod:`.backend` (the :class:`TorchBackend`).  The controllers live in
+:mod:`pyhbnode.solving.controllers`.
 """
+from ...controllers import Controller, FixedStep, HairerController, IController, PIController
 from .backend import TorchBackend
-from .controller import Controller, FixedStep, IController, PIController, initial_step
+from .dopri5 import Dopri5, StepResult
+from .initial_step import initial_step
 from .tableau import DOPRI5, DOPRI5_SHAMPINE, Tableau
 
 __all__ = [
-    "TorchBackend", "Controller", "IController", "PIController", "FixedStep", "initial_step",
-    "DOPRI5", "DOPRI5_SHAMPINE", "Tableau",
+    "TorchBackend", "Dopri5", "StepResult", "Controller", "IController", "PIController", "HairerController",
+    "FixedStep", "initial_step", "DOPRI5", "DOPRI5_SHAMPINE", "Tableau",
 ]

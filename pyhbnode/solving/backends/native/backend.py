@@ -3,94 +3,56 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from ...adjoints import Adjoint, Backsolve, Checkpointed, Direct
+from ...controllers import IController
 from ...options import SolverOptions
 from ...solution import SolverStats, Status
 from ..base import Backend
-from .adjoint import AdjointSolve, Problem
-from .compiled import compiled_for
-from .controller import Controller, IController, PIController
+from .backsolve import backsolve_backward
+from .checkpointed import checkpointed_backward
+from .dopri5 import Dopri5
+from .forward import Checkpoints, Trajectory
+from .integrate import Counter
+from .problem import Problem
 from .tableau import DOPRI5, DOPRI5_SHAMPINE
 
 __all__ = ["TorchBackend"]
 
-_CONTROLLERS = {"i": IController, "pi": PIController}
-_TABLEAUS = {"dp": DOPRI5, "shampine": DOPRI5_SHAMPINE}
+_TABLEAUS = {"shampine": DOPRI5_SHAMPINE, "dp": DOPRI5}
 
 
 class TorchBackend(Backend):
-    """Dormand–Prince 5(4) in plain PyTorch, with four gradient modes.
+    """Dormand–Prince 5(4) in plain PyTorch, with three gradient modes.
 
-    ``adjoint``:
+    ``adjoint`` (see :mod:`pyhbnode.solving.adjoints`): ``Checkpointed()`` (default: the
+    exact gradient of the discrete solve, one state per step), ``Backsolve()``,
+    ``Direct()``.  ``Interpolating()`` is not offered (README, "Gradient modes").
 
-    * ``"backsolve"`` — continuous adjoint, state re-integrated backward (torchdiffeq's
-      ``odeint_adjoint``); O(1) memory in the number of steps.
-    * ``"interpolating"`` — continuous adjoint reading ``y(t)`` from the forward dense
-      output; no backward re-integration of the state (accurate for damped fields such
-      as HBNODE/GHBNODE), memory three states per forward step.
-    * ``"checkpointed"`` — keeps the state at the start of every accepted step and
-      backpropagates through one recomputed step at a time: the exact gradient of the
-      discrete solution (like ``direct``) with one state per step and one step's graph in
-      memory; no backward error control is needed.
-    * ``"direct"`` — backpropagation through the solver's operations (exact gradient of
-      the discrete solution; memory grows with the steps and the field's activations).
+    ``seminorm=True`` (``None`` means True) leaves the parameters' adjoint out of the
+    backward step control of ``Backsolve`` (Kidger et al. 2021).  It is safe whenever the
+    loss reaches the parameters through the state: the parameters' adjoint is a quadrature
+    of ``a ∂f/∂θ`` that never feeds back into the solve, so controlling ``a`` (and ``y``)
+    controls its integrand.  It stops being safe when ``a`` is far below ``atol``, e.g. a
+    loss scaled down by many orders of magnitude.
 
-    ``seminorm=True`` leaves the parameters' adjoint out of the backward step control
-    (Kidger et al. 2021); ``None`` means True.  It matters for ``backsolve`` and
-    ``interpolating`` only (``checkpointed`` and ``direct`` have no backward step control).
-    It is safe whenever the loss reaches the parameters through the state: the parameters'
-    adjoint is a quadrature of ``a ∂f/∂θ`` that never feeds back into the solve, so
-    controlling ``a`` (and ``y``) controls its integrand.  It stops being safe when ``a``
-    is far below ``atol``, e.g. a loss scaled down by many orders of magnitude: the steps are
-    then loose for ``a``, and nothing else controls the quadrature.  Statistics: ``nfe_forward`` counts every
-    field evaluation of the forward solve including the 2 start-up ones (the initial
-    derivative and Hairer's initial-step probe), ``steps/accepted/rejected`` the forward
-    step attempts, ``nfe_backward`` one per vector–Jacobian product of the field (for
-    ``direct``: equal to ``nfe_forward``, the package's convention for backprop through
-    the solver), ``steps_backward`` the backward step attempts (0 for ``direct``).
+    ``controller`` (:mod:`pyhbnode.solving.controllers`): ``IController()`` by default
+    (torchdiffeq's rule and error weights, so both backends take the same steps); the
+    controller's ``embedded`` picks the DP5 pair's error estimator.
 
-    Args:
-        controller: ``"i"`` (torchdiffeq's integral controller, default) or ``"pi"``, or a
-            :class:`~.controller.Controller` factory (a class or zero-argument callable).
-        error_weights: ``"shampine"`` (default: Shampine's embedded 4th-order solution, as
-            in torchdiffeq and ode45, so both backends take the same steps) or ``"dp"``
-            (Dormand & Prince's, as in Hairer's DOPRI5).
-        max_checkpoints: ``adjoint="checkpointed"`` keeps every step's state when ``None``
-            (fastest); an int caps the kept states, and the backward replays the steps
-            between them by recursive bisection (flat memory, more forward evaluations).
-        compile: ``True`` runs the forward step attempts and the checkpointed backward's
-            per-step VJP as ``torch.compile``d programs (:mod:`.compiled`), compiled once per
-            field class, state shape, dtype and device (seconds to minutes, see
-            :func:`~.compiled.compile_times`) and falling back to the eager step with one
-            warning where compiling fails; ``False`` always steps eagerly.
+    Statistics: ``nfe_forward`` counts every field evaluation of the forward solve
+    including the 2 start-up ones (the initial derivative and Hairer's initial-step probe),
+    ``steps/accepted/rejected`` the forward step attempts, ``nfe_backward`` one per
+    vector–Jacobian product of the field (for ``Direct``: equal to ``nfe_forward``, the
+    package's convention for backprop through the solver), ``steps_backward`` the backward
+    step attempts (replayed steps for ``Checkpointed``, 0 for ``Direct``).
     """
 
     name = "torch"
-    adjoints = ("backsolve", "interpolating", "checkpointed", "direct")
-    default_adjoint = "checkpointed"  # exact gradient of the discrete solve, fewest backward NFE
+    adjoints = ("checkpointed", "backsolve", "direct")
     methods = ("dopri5",)
-
-    def __init__(
-        self, controller: str | type = "i", error_weights: str = "shampine", max_checkpoints: int | None = None,
-        compile: bool = False,
-    ) -> None:
-        if isinstance(controller, str):
-            if controller not in _CONTROLLERS:
-                raise ValueError(f"unknown controller {controller!r}; choose one of {sorted(_CONTROLLERS)}")
-            controller = _CONTROLLERS[controller]
-        self._controller = controller
-        if error_weights not in _TABLEAUS:
-            raise ValueError(f"unknown error_weights {error_weights!r}; choose one of {sorted(_TABLEAUS)}")
-        self._tableau = _TABLEAUS[error_weights]
-        if max_checkpoints is not None and not (isinstance(max_checkpoints, int) and max_checkpoints >= 1):
-            raise ValueError(f"max_checkpoints must be a positive int or None, got {max_checkpoints!r}")
-        self._max_checkpoints = max_checkpoints
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile must be True or False, got {compile!r}")
-        self._compile = compile
-
-    def _ctrl(self) -> Controller:
-        return self._controller()
+    takes_controllers = True
 
     def solve(
         self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
@@ -101,30 +63,27 @@ class TorchBackend(Backend):
                 "pass t.detach() (or use backend='torchdiffeq')"
             )
         times = t.tolist()
+        direction = 1.0 if times[-1] > times[0] else -1.0
         params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
-        seminorm = True if options.seminorm is None else bool(options.seminorm)
+        controller = options.controller or IController()
+        method = Dopri5(_TABLEAUS[controller.embedded], rtol=float(options.rtol), atol=float(options.atol),
+                        estimate_error=controller.adaptive)
         prob = Problem(
-            field, params, times, rtol=float(options.rtol), atol=float(options.atol),
-            max_steps=options.max_steps, seminorm=seminorm, strategy=options.adjoint, stats=stats,
-            ctrl=self._ctrl(), bctrl=self._ctrl(), dtype=y0.dtype, device=y0.device,
-            tableau=self._tableau, max_checkpoints=self._max_checkpoints,
+            field=field, params=params, times=[direction * x for x in times], direction=direction,
+            shape=y0.shape, dtype=y0.dtype, device=y0.device, method=method, controller=controller,
+            max_steps=options.max_steps, seminorm=True if options.seminorm is None else bool(options.seminorm),
+            stats=stats,
         )
-        if self._compile:
-            prob.compiled = compiled_for(field, self._tableau, y0.shape, y0.dtype, y0.device,
-                                         prob.rtol, prob.atol)
+        adjoint = options.adjoint
         needs_grad = torch.is_grad_enabled() and (y0.requires_grad or bool(params))
         if not needs_grad:
             with torch.no_grad():
-                ys, _ = prob.solve(y0, record=None)
-                out = torch.stack(ys)
-        elif options.adjoint == "direct":
-            ys, tally = prob.solve(y0, record=None)
-            out = torch.stack(ys)
+                out = torch.stack(prob.solve(y0, record=None))
+        elif isinstance(adjoint, Direct):
+            out = torch.stack(prob.solve(y0, record=None))
             # The package's convention (shared with the torchdiffeq backend): backprop counts
-            # one evaluation per forward evaluation.  The evaluations actually differentiated
-            # through are fewer: f(y0) and the 6 new ones of each accepted step (the last
-            # step's FSAL one only when an output needs it); ``stats.steps_backward`` stays 0.
-            recorded = tally.nfe
+            # one evaluation per forward evaluation.
+            recorded = stats.nfe_forward
 
             def _count(grad: torch.Tensor) -> None:
                 stats.nfe_backward += recorded
@@ -132,6 +91,40 @@ class TorchBackend(Backend):
 
             out.register_hook(_count)
         else:
-            out = AdjointSolve.apply(prob, y0, *params)
+            out = _NativeSolve.apply(prob, adjoint, y0, *params)
         stats.status = Status.SUCCESS
         return out
+
+
+class _NativeSolve(torch.autograd.Function):
+    """``apply(problem, adjoint, y0, *params) -> ys`` ``(T, *y0.shape)``: the forward solve
+    without a graph; ``backward`` runs the gradient mode.  Errors of the backward pass are
+    :class:`~pyhbnode.solving.errors.SolverError` with ``phase="backward"``."""
+
+    @staticmethod
+    def forward(ctx, prob: Problem, adjoint: Adjoint, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        record = Trajectory(checkpoints=Checkpoints(adjoint.max_checkpoints)) \
+            if isinstance(adjoint, Checkpointed) else None
+        out = torch.stack(prob.solve(y0.detach(), record=record))
+        ctx.prob, ctx.adjoint = prob, adjoint
+        if isinstance(adjoint, Backsolve):
+            ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: torch.Tensor):
+        prob: Problem = ctx.prob
+        counter = Counter()
+        try:
+            with torch.enable_grad():
+                if isinstance(ctx.adjoint, Backsolve):
+                    gy0, gparams = backsolve_backward(prob, ctx.saved_tensors[0].detach(), g, counter)
+                else:
+                    gy0, gparams = checkpointed_backward(prob, g, counter)
+        finally:
+            stats = prob.stats
+            stats.nfe_backward += counter.nfe
+            stats.steps_backward = (stats.steps_backward or 0) + counter.attempts
+        gparams = tuple(x.detach() for x in gparams) if gparams else (None,) * len(prob.params)
+        return (None, None, gy0.detach(), *gparams)

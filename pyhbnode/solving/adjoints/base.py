@@ -1,0 +1,31 @@
+"""The gradient-mode interface: what every ``adjoint=`` value is after option parsing."""
+from __future__ import annotations
+
+__all__ = ["Adjoint"]
+
+
+class Adjoint:
+    """A gradient mode: how ``odeint`` differentiates a solve.
+
+    Subclasses are small values (compared and hashed by their parameters) with a class
+    attribute ``name``, the string alias they are spelled as in options, configs and the
+    CLI.  A backend lists the names it supports in ``Backend.adjoints``.
+    """
+
+    name: str = ""
+
+    def _params(self) -> tuple:
+        return ()
+
+    def spec(self) -> str:
+        """The string that parses back to this value (``"checkpointed:8"``)."""
+        return ":".join([self.name, *(str(p) for p in self._params() if p is not None)])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(repr(p) for p in self._params() if p is not None)})"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self._params() == other._params()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._params()))

@@ -1,0 +1,79 @@
+"""The vector field as the native solver calls it: on rows ``(1, N)``, in the integration
+variable ``s = direction · t`` (``direction = -1`` integrates a decreasing grid forward in
+``s``), and its vector–Jacobian product for the adjoints."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .dopri5 import RHS
+
+__all__ = ["row_field", "row_vjp"]
+
+
+def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: torch.device,
+              direction: float) -> tuple[RHS, RHS]:
+    """``(first, rhs)``: ``rhs(s, z_row) -> (dz/ds row, None)``; ``first`` is the same and
+    checks, on the first evaluation, that the field returns a tensor like the state."""
+    scalar = torch.scalar_tensor
+
+    if direction > 0:
+        def rhs(s: float, z: torch.Tensor):
+            return field(scalar(s, dtype=dtype, device=device), z.view(shape)).reshape(1, -1), None
+    else:
+        def rhs(s: float, z: torch.Tensor):
+            return field(scalar(-s, dtype=dtype, device=device), z.view(shape)).reshape(1, -1).neg(), None
+
+    def first(s: float, z: torch.Tensor):
+        f = field(scalar(direction * s, dtype=dtype, device=device), z.view(shape))
+        check_output(f, shape, dtype, device)
+        f = f.reshape(1, -1)
+        return (f if direction > 0 else f.neg()), None
+
+    return first, rhs
+
+
+def check_output(f, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
+    """Raise ``ValueError``/``TypeError`` naming what the field returned for a state."""
+    if not isinstance(f, torch.Tensor):
+        raise TypeError(f"the vector field returned {type(f).__name__} for a state of shape {tuple(shape)}; "
+                        "forward(t, y) must return dy/dt, a tensor with the shape of y")
+    if f.shape != shape:
+        raise ValueError(f"the vector field returned shape {tuple(f.shape)} for a state of shape {tuple(shape)}; "
+                         "forward(t, y) must return dy/dt with the shape of y")
+    if f.dtype != dtype:
+        raise TypeError(f"the vector field returned dtype {f.dtype} for a state of dtype {dtype}; "
+                        "forward(t, y) must return dy/dt with the dtype of y")
+    if f.device != device:
+        raise ValueError(f"the vector field returned a tensor on {f.device} for a state on {device}; "
+                         "forward(t, y) must return dy/dt on the state's device")
+
+
+def row_vjp(field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device,
+            direction: float):
+    """``vjp(s, y, a) -> (F, a ∂F/∂y, (a ∂F/∂θ_i)_i or None)`` for ``F(s, y) = direction ·
+    field(direction · s, y)`` (``y``, ``a`` shaped like the state; ``y`` becomes a leaf)."""
+    scalar = torch.scalar_tensor
+    grad = torch.autograd.grad
+    params = tuple(params)
+    sign = float(direction)
+
+    def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
+        y.requires_grad_(True)
+        f = field(scalar(sign * s, dtype=dtype, device=device), y)
+        if sign < 0:
+            f = f.neg()
+        if not f.requires_grad:  # f depends on neither y nor θ
+            return f, torch.zeros_like(y), (tuple(torch.zeros_like(p) for p in params) or None)
+        gs = grad(f, (y, *params), a, allow_unused=True)
+        vy = gs[0] if gs[0] is not None else torch.zeros_like(y)
+        if not params:
+            return f, vy, None
+        vq = gs[1:]
+        if any(x is None for x in vq):
+            vq = tuple(g if g is not None else torch.zeros_like(p) for g, p in zip(vq, params))
+        return f, vy, vq
+
+    return vjp
