@@ -19,12 +19,8 @@ from torch import nn
 from pyhbnode import odeint, zoo
 from pyhbnode.fields import HBNODE, mlp
 from pyhbnode.layers import set_solver_options
-from pyhbnode.solving.backends import register_backend
 from pyhbnode.solving.backends.native import TorchBackend
 from pyhbnode.solving.backends.native import compiled
-
-register_backend("torch-compiled-test", lambda: TorchBackend(compile=True))
-register_backend("torch-eager-test", lambda: TorchBackend(compile=False))
 
 TOL = 1e-12
 
@@ -36,9 +32,9 @@ def aot_eager(monkeypatch):
     compiled.clear_cache()
 
 
-def _loss_and_grads(model: nn.Module, backend: str, inputs: tuple) -> tuple:
+def _loss_and_grads(model: nn.Module, compile: bool, inputs: tuple) -> tuple:
     m = copy.deepcopy(model)
-    set_solver_options(m, backend=backend)
+    set_solver_options(m, backend="torch", compile=compile)
     out = m(*inputs)
     loss = out.pow(2).sum()
     grads = torch.autograd.grad(loss, [p for p in m.parameters() if p.requires_grad], allow_unused=True)
@@ -46,8 +42,8 @@ def _loss_and_grads(model: nn.Module, backend: str, inputs: tuple) -> tuple:
 
 
 def _assert_same(model: nn.Module, inputs: tuple) -> None:
-    out_e, g_e, st_e = _loss_and_grads(model, "torch-eager-test", inputs)
-    out_c, g_c, st_c = _loss_and_grads(model, "torch-compiled-test", inputs)
+    out_e, g_e, st_e = _loss_and_grads(model, False, inputs)
+    out_c, g_c, st_c = _loss_and_grads(model, True, inputs)
     assert (out_c - out_e).abs().max().item() <= TOL
     for a, b in zip(g_c, g_e):
         if a is None or b is None:
@@ -87,12 +83,12 @@ def test_interior_outputs_and_inference(aot_eager):
     y0 = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     t = torch.tensor([0.0, 0.3, 1.1, 2.0], dtype=torch.float64)
     res = {}
-    for be in ("torch-eager-test", "torch-compiled-test"):
-        sol = odeint(field, y0, t, backend=be, rtol=1e-8, atol=1e-8)
+    for on in (False, True):
+        sol = odeint(field, y0, t, compile=on, rtol=1e-8, atol=1e-8)
         g = torch.autograd.grad(sol.ys.pow(2).sum(), (y0, *field.parameters()))
         with torch.no_grad():
-            ys_ng = odeint(field, y0, t, backend=be, rtol=1e-8, atol=1e-8).ys
-        res[be] = (sol.ys.detach(), g, ys_ng)
+            ys_ng = odeint(field, y0, t, compile=on, rtol=1e-8, atol=1e-8).ys
+        res[on] = (sol.ys.detach(), g, ys_ng)
     (ye, ge, ne), (yc, gc, nc) = res.values()
     assert (ye - yc).abs().max() <= TOL and (ne - nc).abs().max() <= TOL
     assert max((a - b).abs().max().item() for a, b in zip(ge, gc)) <= TOL
@@ -115,11 +111,11 @@ def test_untraceable_field_falls_back_with_one_warning(aot_eager):
     field = _Untraceable().double()
     y0 = torch.randn(4, 3, dtype=torch.float64)
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    ref = odeint(field, y0, t, backend="torch-eager-test").ys
+    ref = odeint(field, y0, t, compile=False).ys
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        a = odeint(field, y0, t, backend="torch-compiled-test").ys
-        b = odeint(field, y0, t, backend="torch-compiled-test").ys
+        a = odeint(field, y0, t, compile=True).ys
+        b = odeint(field, y0, t, compile=True).ys
     ours = [w for w in caught if "compiling the DP5 step failed" in str(w.message)]
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert "_Untraceable" in str(ours[0].message)
@@ -127,8 +123,30 @@ def test_untraceable_field_falls_back_with_one_warning(aot_eager):
 
 
 def test_compile_option_is_checked():
-    with pytest.raises(ValueError, match="compile must be True or False"):
+    with pytest.raises(ValueError, match="compile must be True, False or None"):
         TorchBackend(compile="yes")
+    with pytest.raises(TypeError, match="compile must be True, False or None"):
+        odeint(HBNODE(mlp([2, 2], "tanh")), torch.zeros(1, 2, 2), [0.0, 1.0], compile="yes")
+    with pytest.raises(ValueError, match="backend 'torchdiffeq' has no compiled steps"):
+        odeint(HBNODE(mlp([2, 2], "tanh")), torch.zeros(1, 2, 2), [0.0, 1.0], backend="torchdiffeq", compile=True)
+
+
+def test_auto_compiles_after_the_eager_budget(aot_eager, monkeypatch):
+    """compile=None steps eagerly (and counts the time) until AUTO_AFTER_S is spent."""
+    monkeypatch.setattr("pyhbnode.solving.backends.native.backend.AUTO_AFTER_S", 0.05)
+    field = HBNODE(mlp([3, 3], "tanh")).double()
+    y0 = torch.randn(2, 2, 3, dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    ref = odeint(field, y0, t, compile=False).ys
+    spent = 0.0
+    while not compiled.compile_times():
+        ys = odeint(field, y0, t).ys
+        assert (ys - ref).abs().max() <= TOL
+        spent += 1
+        assert spent < 1000
+    (program,) = compiled._CACHE.values()
+    assert program.eager_seconds >= 0.05
+    assert (odeint(field, y0, t).ys - ref).abs().max() <= TOL
 
 
 # -- inductor, every zoo model (slow) -----------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import platform
@@ -38,15 +37,12 @@ TARGETS = {
 
 def pyhbnode_runners(task) -> list:
     """pyhbnode eager, and compiled where this checkout has the compiled step."""
-    from pyhbnode.solving.backends import register_backend
-    from pyhbnode.solving.backends.native import TorchBackend
+    from pyhbnode.solving import SolverOptions
 
-    if "compile" not in inspect.signature(TorchBackend).parameters:  # no compiled step in this checkout
+    if "compile" not in SolverOptions.__dataclass_fields__:  # no compiled step in this checkout
         return [PyHBNODE(task, "pyhbnode eager", backend="torch")]
-    register_backend("torch-eager", lambda: TorchBackend(compile=False))
-    register_backend("torch-compiled", lambda: TorchBackend(compile=True))
-    return [PyHBNODE(task, "pyhbnode compiled", backend="torch-compiled"),
-            PyHBNODE(task, "pyhbnode eager", backend="torch-eager")]
+    return [PyHBNODE(task, "pyhbnode compiled", backend="torch", compile=True),
+            PyHBNODE(task, "pyhbnode eager", backend="torch", compile=False)]
 
 
 def peer_runners(task, notes: list) -> list:
