@@ -27,6 +27,12 @@ import torch  # noqa: E402
 from . import tasks as task_defs  # noqa: E402
 from .torch_runners import PyHBNODE, TorchDiffEq, TorchODE  # noqa: E402
 
+try:
+    from pyhbnode.solving.backends.native.compiled import compile_times
+except ImportError:  # a checkout without the compiled step
+    def compile_times() -> list:
+        return []
+
 # issue 11's targets: (task, peer label, max of pyhbnode time / peer time)
 TARGETS = {
     "pointcloud": [("diffrax (jax.jit)", 1.0), ("torchdiffeq odeint_adjoint", 0.2)],
@@ -73,6 +79,7 @@ def run_task(task, iters: int, only: set | None) -> dict:
     if only:
         runners = [r for r in runners if any(o in r.label for o in only)]
     per_iter = {r.label: [] for r in runners}
+    n_compiled = len(compile_times())
     first = {}
     for i in range(iters + 1):
         order = runners if i % 2 == 0 else runners[::-1]
@@ -84,6 +91,8 @@ def run_task(task, iters: int, only: set | None) -> dict:
                 first[r.label] = dt
             else:
                 per_iter[r.label].append((dt, rec))
+    for what, program, seconds in compile_times()[n_compiled:]:
+        notes.append(f"compiled {program} for {what} in {seconds:.1f} s (in 'first s')")
     ref = runners[0].label
     ref_times = [dt for dt, _ in per_iter[ref]]
     rows = []
