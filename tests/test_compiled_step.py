@@ -1,7 +1,7 @@
 """The compiled DP5 step (issue 11): same solution, gradient and counts as the eager step.
 
-The default tests compile with dynamo's ``aot_eager`` backend (the same traced programs as
-inductor's, run by eager kernels; seconds to compile): they prove the wiring — the compiled
+The default tests compile with dynamo's ``eager`` backend (the same full graphs dynamo
+traces for inductor, run by eager kernels; seconds to compile): they prove the wiring — the compiled
 attempt in the forward loop, the ``torch.func.vjp`` of the checkpointed replay, the cache,
 the fallback.  The ``slow`` tests compile every zoo model with inductor, as the backend does
 by default (about a minute per program on a loaded 2-core machine, seconds from inductor's
@@ -26,11 +26,11 @@ TOL = 1e-12
 
 
 @pytest.fixture(scope="module")
-def aot_eager():
-    """aot_eager programs for the whole module: the tests share one field class and state
-    shape (the point-cloud HBNODE on 6 points), so its two programs are compiled once."""
+def traced():
+    """dynamo-eager programs for the whole module: the tests share one field class and state
+    shape (the point-cloud HBNODE on 6 points), so its two programs are traced once."""
     saved = compiled.BACKEND
-    compiled.BACKEND = "aot_eager"
+    compiled.BACKEND = "eager"
     compiled.clear_cache()
     yield
     compiled.BACKEND = saved
@@ -66,20 +66,20 @@ def _pointcloud(name: str, seed: int = 0) -> tuple[nn.Module, tuple]:
     return model, (torch.randn(6, 2, dtype=torch.float64),)
 
 
-def test_compiled_matches_eager_on_pointcloud_hbnode(aot_eager):
+def test_compiled_matches_eager_on_pointcloud_hbnode(traced):
     model, inputs = _pointcloud("hbnode")
     _assert_same(model, inputs)
     assert sorted(p for _, p, _ in compiled.compile_times()) == ["attempt", "step_vjp"]
 
 
-def test_new_instance_of_the_same_field_reuses_the_programs(aot_eager):
+def test_new_instance_of_the_same_field_reuses_the_programs(traced):
     n = len(compiled.compile_times())
     other, inputs = _pointcloud("hbnode", seed=3)  # new weights, same classes and shape
     _assert_same(other, inputs)
     assert len(compiled.compile_times()) == n
 
 
-def test_interior_outputs_and_inference(aot_eager):
+def test_interior_outputs_and_inference(traced):
     """Steps holding interior output times are differentiated eagerly, the others compiled;
     a solve without gradients runs the compiled attempt alone."""
     model, (x,) = _pointcloud("hbnode", seed=1)
@@ -111,7 +111,7 @@ class _Untraceable(nn.Module):
         return torch.tanh(self.lin(y))
 
 
-def test_untraceable_field_falls_back_with_one_warning(aot_eager):
+def test_untraceable_field_falls_back_with_one_warning(traced):
     field = _Untraceable().double()
     y0 = torch.randn(4, 3, dtype=torch.float64)
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
@@ -135,7 +135,7 @@ def test_compile_option_is_checked():
         odeint(HBNODE(mlp([2, 2], "tanh")), torch.zeros(1, 2, 2), [0.0, 1.0], backend="torchdiffeq", compile=True)
 
 
-def test_auto_compiles_after_the_eager_budget(aot_eager, monkeypatch):
+def test_auto_compiles_after_the_eager_budget(traced, monkeypatch):
     """compile=None steps eagerly, counting the time (forward and backward) on the key,
     until AUTO_AFTER_S is spent; then it steps compiled and stops counting."""
     monkeypatch.setattr("pyhbnode.solving.backends.native.backend.AUTO_AFTER_S", 0.2)
@@ -150,7 +150,7 @@ def test_auto_compiles_after_the_eager_budget(aot_eager, monkeypatch):
         return ys.detach()
 
     ref = solve()
-    (programs,) = compiled._CACHE.values()
+    (programs,) = [p for p in compiled._CACHE.values() if p.what.startswith("HBNODE on (6, 2, 2) torch.float64")]
     spent = [programs.eager_seconds]
     while spent[-1] < 0.2:
         assert (solve() - ref).abs().max() <= TOL

@@ -56,8 +56,8 @@ from .dopri5 import SMALL, RHS, Dopri5, StepResult
 __all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache", "AUTO_AFTER_S"]
 
 # torch.compile's backend: "inductor" (generated C++/Triton kernels) for speed; the tests of
-# this path's wiring set "aot_eager" (the same traced programs run by eager kernels,
-# compiled in seconds instead of a minute).
+# this path's wiring set "eager" (dynamo's full graphs run by eager kernels, traced in
+# seconds instead of compiled in a minute).
 BACKEND = "inductor"
 # inductor options on the CPU: the C++ wrapper calls the kernels and the extern matmuls
 # without a Python frame per kernel (measured 2.4x faster attempts, 1.7x faster VJPs on the
@@ -191,6 +191,9 @@ class Programs:
                 _small_mm_thresholds()
         self._attempt = torch.compile(_fresh(attempt, tag), **opts)
         self._step_vjp = torch.compile(_fresh(step_vjp, tag), **opts)
+        # CUDA graphs reuse their output memory at the next replay, and the solver keeps
+        # outputs across steps (the state, FSAL stage, checkpoints): copy them out
+        self._copy_out = opts.get("mode") == "reduce-overhead"
 
     def times(self, s: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` and ``h`` as the float64 0-d tensors the programs take."""
@@ -231,6 +234,8 @@ class Programs:
         if first:
             self._ran.add(name)
             _COMPILE_TIMES.append((self.what, name, time.perf_counter() - t0))
+        if self._copy_out:
+            out = torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
         return out
 
 
