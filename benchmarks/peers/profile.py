@@ -71,7 +71,8 @@ def main(argv=None) -> int:
         rows[label] = breakdown(runner, args.iters)
     print(f"{args.task}: CPU ms per training iteration (mean over {args.iters}), 1 thread")
     print(f"{'part':26s} {'eager':>8s} {'compiled':>9s}")
-    for part in rows["eager"]:
+    parts = ["iteration"] + [label for label, _, _ in _PARTS] + ["rest"]
+    for part in parts:
         print(f"{part:26s} {rows['eager'].get(part, 0.0):8.2f} {rows['compiled'].get(part, 0.0):9.2f}")
     from torch.profiler import ProfilerActivity, profile
 
