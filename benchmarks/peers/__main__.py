@@ -5,7 +5,9 @@ batches; iterations are interleaved (one iteration of each runner in turn, the o
 reversed every iteration) so that the shared machine's load falls on all alike.  Times are
 CPU times of this process (``time.process_time``) per training iteration, one thread for
 torch and for XLA.  Iteration 0 is a warm-up for all runners and is reported separately
-(``first s``: it holds ``jax.jit``'s and ``torch.compile``'s compile time); the table's
+(``first s``: the CPU time of this process in it, which holds ``jax.jit``'s and
+``torch.compile``'s tracing but not inductor's C++ compiler subprocesses; the notes give
+each compiled program's wall-clock compile time); the table's
 ``ms/iter`` is the median over iterations ``1..N``, ``ms first10`` over ``1..10``, and
 ``x ref`` the median over iterations of (runner's time / the reference pyhbnode runner's
 time in the same iteration).
