@@ -40,8 +40,8 @@ class SolverOptions:
             takes the backend's default.
         compile: run the solver's steps as compiled programs (native ``torch`` backend
             only, :mod:`~pyhbnode.solving.backends.native.compiled`): ``True``, ``False``,
-            or ``None`` for the backend's default (``torch``: compile on the CPU once a
-            field and state shape has been solved eagerly for a minute).
+            or ``None`` for the backend's default (``torch``: compile small states on the
+            CPU once a field and state shape has been solved eagerly for a minute).
     """
 
     backend: str = DEFAULT_BACKEND

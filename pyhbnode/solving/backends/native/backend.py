@@ -15,7 +15,7 @@ from ..base import Backend
 from .backsolve import backsolve_backward
 from .checkpointed import checkpointed_backward
 from .compiled import AUTO_AFTER_S, Programs, programs_for
-from .dopri5 import Dopri5
+from .dopri5 import SMALL, Dopri5
 from .forward import Checkpoints, Trajectory
 from .integrate import Counter
 from .problem import Problem
@@ -55,8 +55,9 @@ class TorchBackend(Backend):
     the forward step attempts and the ``Checkpointed`` backward's per-step VJP as compiled
     programs (:mod:`.compiled`: compiled once per field classes, state shape, dtype and
     device, see :func:`~.compiled.compile_times`; one warning and eager steps where
-    compiling fails); ``False`` steps eagerly; ``None`` (default) compiles on the CPU once
-    eager solving has spent :data:`~.compiled.AUTO_AFTER_S` seconds on that key.
+    compiling fails); ``False`` steps eagerly; ``None`` (default) compiles small states
+    (at most :data:`~.dopri5.SMALL` elements) on the CPU once eager solving has spent
+    :data:`~.compiled.AUTO_AFTER_S` seconds on that key — where it was measured faster.
     """
 
     name = "torch"
@@ -95,7 +96,7 @@ class TorchBackend(Backend):
         compile = self.compile if options.compile is None else options.compile
         account = None  # the auto policy's Programs, while it still steps eagerly
         if isinstance(field, nn.Module) and not isinstance(adjoint, Direct) and \
-                (compile or (compile is None and y0.device.type == "cpu")):
+                (compile or (compile is None and y0.device.type == "cpu" and y0.numel() <= SMALL)):
             programs = programs_for(field, method, y0.shape, y0.dtype, y0.device, direction)
             if compile or programs.eager_seconds >= AUTO_AFTER_S:
                 prob.programs = programs

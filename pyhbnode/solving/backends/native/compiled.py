@@ -36,9 +36,11 @@ steps eagerly for that key from then on.  On CUDA the programs use
 step's only host synchronisation.
 
 ``compile=None`` (the backend's default, "auto") compiles a key only once eager solving
-has spent :data:`AUTO_AFTER_S` seconds on it, and only on the CPU (where it was measured
-faster, see ``benchmarks/peers``): a short run never pays the compile time (tens of seconds
-to minutes here), a long training run pays it once it is worth it.
+has spent :data:`AUTO_AFTER_S` seconds on it, and only for small states (at most
+:data:`~.dopri5.SMALL` elements) on the CPU, where it was measured faster (2.7x on the
+point-cloud HBNODE, 3.8x on the plane-vibration ODE-RNN, ``benchmarks/peers``): a short
+run never pays the compile time (tens of seconds to minutes here), a long training run pays
+it once it is worth it.
 """
 from __future__ import annotations
 
