@@ -16,6 +16,7 @@ import torch
 
 from pyhbnode import zoo
 from pyhbnode.data.pointcloud import make_pointcloud
+from pyhbnode import record
 from pyhbnode.layers import set_solver_options
 
 from .common import CANDIDATE, Variant
@@ -24,8 +25,6 @@ VARIANTS = [
     Variant("torchdiffeq backsolve", "torchdiffeq", "backsolve", False),
     Variant("torch backsolve", "torch", "backsolve", False),
     Variant("torch backsolve+seminorm", "torch", "backsolve", True),
-    Variant("torch interpolating", "torch", "interpolating", False),
-    Variant("torch interpolating+seminorm", "torch", "interpolating", True),
     Variant("torch checkpointed", "torch", "checkpointed", True),
 ]
 
@@ -54,9 +53,10 @@ def _grad(m, x, y, variant: Variant | None, tol: float):
     else:
         set_solver_options(m, **variant.options(), rtol=tol, atol=tol)
     params = [p for p in m.parameters() if p.requires_grad]
-    loss = (m(x).view(-1) - y).pow(2).mean()
-    g = torch.autograd.grad(loss, params)
-    return torch.cat([t.reshape(-1) for t in g]), m.stats
+    with record() as solves:
+        loss = (m(x).view(-1) - y).pow(2).mean()
+        g = torch.autograd.grad(loss, params)
+    return torch.cat([t.reshape(-1) for t in g]), solves.stats
 
 
 def run(quick: bool, models=("hbnode", "ghbnode")) -> list[dict]:

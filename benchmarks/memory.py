@@ -16,13 +16,6 @@ from torch.profiler import ProfilerActivity, profile
 
 from pyhbnode import HBNODE, odeint
 from pyhbnode.fields import mlp
-from pyhbnode.solving.backends import available_backends, register_backend
-from pyhbnode.solving.backends.native import TorchBackend
-
-# adjoint="checkpointed" keeping at most 8 states (recursive replay in between)
-CAPPED = "torch-max8"
-if CAPPED not in available_backends():
-    register_backend(CAPPED, lambda: TorchBackend(max_checkpoints=8))
 
 
 class Spring(nn.Module):
@@ -49,10 +42,8 @@ def peak_bytes(fn) -> int:
 
 
 def measure(adjoint: str, T: float, seed: int = 0) -> dict:
-    backend = "torch"
-    label = adjoint
-    if adjoint == "checkpointed-max8":
-        backend, adjoint = CAPPED, "checkpointed"
+    """``adjoint`` as ``odeint`` takes it ("checkpointed:8": at most 8 states kept, the steps
+    between them replayed by recursive bisection)."""
     torch.manual_seed(seed)
     field = HBNODE(Spring(), gamma=0.05)
     y0 = torch.randn(64, 2, 32, requires_grad=True)
@@ -60,13 +51,13 @@ def measure(adjoint: str, T: float, seed: int = 0) -> dict:
     stats = {}
 
     def run():
-        sol = odeint(field, y0, t, backend=backend, adjoint=adjoint, seminorm=True, rtol=1e-6, atol=1e-6)
+        sol = odeint(field, y0, t, backend="torch", adjoint=adjoint, seminorm=True, rtol=1e-6, atol=1e-6)
         sol.ys[-1].pow(2).sum().backward()
         stats.update(sol.stats.as_dict())
 
     run()  # warm up
     peak = peak_bytes(run)
-    return dict(adjoint=label, T=T, steps=stats["steps"], nfe_f=stats["nfe_forward"],
+    return dict(adjoint=adjoint, T=T, steps=stats["steps"], nfe_f=stats["nfe_forward"],
                 nfe_b=stats["nfe_backward"], peak_mb=peak / 2 ** 20)
 
 
@@ -75,7 +66,7 @@ def run(quick: bool) -> list[dict]:
     adjoint_T = [0.4, 4.0, 12.0] if quick else [0.4, 4.0, 40.0]
     direct_T = [0.4, 1.2, 4.0] if quick else [0.4, 1.2, 4.0, 12.0]
     rows = []
-    for adjoint in ("backsolve", "checkpointed", "checkpointed-max8", "interpolating"):
+    for adjoint in ("backsolve", "checkpointed", "checkpointed:8"):
         for T in adjoint_T:
             rows.append(measure(adjoint, T))
     for T in direct_T:

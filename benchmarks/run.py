@@ -24,7 +24,7 @@ import time
 import torch
 
 from . import accuracy, memory, speed
-from .common import CANDIDATE, INTERPOLATING, REFERENCE
+from .common import CANDIDATE, NATIVE_BACKSOLVE_SEMINORM, REFERENCE
 
 PARTS = ("pointcloud", "plane", "mnist", "memory", "accuracy")
 
@@ -65,10 +65,10 @@ def main(argv=None) -> int:
         hb = ["hbnode", "ghbnode"]
         others = ["node", "anode", "sonode"]
         if q:
-            rows = speed.pointcloud(hb, iters=12, pretrain=150, variants=[REFERENCE, INTERPOLATING, CANDIDATE])
+            rows = speed.pointcloud(hb, iters=12, pretrain=150, variants=[REFERENCE, NATIVE_BACKSOLVE_SEMINORM, CANDIDATE])
             rows += speed.pointcloud(others, iters=6, pretrain=150)
         else:
-            rows = speed.pointcloud(hb, iters=300, pretrain=0, variants=[REFERENCE, INTERPOLATING, CANDIDATE])
+            rows = speed.pointcloud(hb, iters=300, pretrain=0, variants=[REFERENCE, NATIVE_BACKSOLVE_SEMINORM, CANDIDATE])
             rows += speed.pointcloud(others, iters=100, pretrain=0)
         _speed_table(rows)
         out["pointcloud"] = rows
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"{r['adjoint']:17s} {r['T']:6.1f} {r['steps']:6d} {r['nfe_f']:5d}/{r['nfe_b']:<6d} {r['peak_mb']:9.2f}")
         out["memory"] = rows
-        for mode in ("backsolve", "checkpointed", "checkpointed-max8", "interpolating", "direct"):
+        for mode in ("backsolve", "checkpointed", "checkpointed:8", "direct"):
             mine = [r for r in rows if r["adjoint"] == mode]
             growth = mine[-1]["peak_mb"] / mine[0]["peak_mb"]
             steps = f"{mine[0]['steps']}->{mine[-1]['steps']} steps"
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
             for tol in (1e-5, 1e-7):
                 sel = {r["variant"]: r for r in rows if r["model"] == name and r["tol"] == tol}
                 bs = sel["torch backsolve"]
-                for label in ("torch checkpointed", "torch interpolating+seminorm"):
+                for label in ("torch checkpointed",):
                     mine = sel[label]
                     ok = mine["rel_err"] <= bs["rel_err"] and mine["nfe_b"] <= bs["nfe_b"]
                     verdicts.append((f"5 {name} tol {tol:.0e} {label.split()[1]}: err {mine['rel_err']:.1e} vs "

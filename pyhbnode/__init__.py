@@ -15,9 +15,10 @@ from .fields import (
 )
 from .layers import ODEBlock, ODERNN
 from .solving import (
-    AdjointFailure, JuliaBackendError, JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState,
-    NotTranslatableError, Solution, SolverError, SolverFailure, SolverOptions, SolverStats, Status,
-    StepSizeUnderflow, available_backends, odeint, register_backend,
+    AdjointFailure, Backsolve, Checkpointed, Direct, FixedStep, HairerController, IController, Interpolating,
+    JuliaBackendError, JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState, NotTranslatableError,
+    PIController, Solution, SolverError, SolverFailure, SolverOptions, SolverStats, Status, StepSizeUnderflow,
+    available_backends, odeint, record, register_backend,
 )
 
 __version__ = "0.1.0"
@@ -33,6 +34,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "odeint", "Solution", "SolverStats", "SolverOptions", "Status", "available_backends", "register_backend",
+    "record", "Checkpointed", "Backsolve", "Interpolating", "Direct",
+    "IController", "PIController", "HairerController", "FixedStep",
     "VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE",
     "InitialState", "TimeModule", "TimeSequential", "TPad",
     "ODEBlock", "ODERNN", "zoo", "fit", "History",

@@ -42,7 +42,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"pyhbnode compare pointcloud: {', '.join(models)}; {args.iters} iterations, tol {args.tol:g}, "
           f"seed {args.seed} -> {args.out}")
     rows = pointcloud.run(models, args.out, iters=args.iters, tol=args.tol, seed=args.seed,
-                          backend=args.backend, progress=not args.quiet)
+                          backend=args.backend, progress=not args.quiet,
+                          solver_options=dict(adjoint=args.adjoint, controller=args.controller))
     print()
     _print_table(rows, RESULT_COLUMNS)
     print(f"\nwrote {args.out}/results.csv, history.jsonl, nfe.png, loss.png, separation.png")
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", choices=list(zoo.MODELS), help="models to compare (default: all five)")
     p.add_argument("--tol", type=float, default=1e-7, help="solver rtol = atol (paper: 1e-7)")
     p.add_argument("--backend", default=None, help="solver backend (default: the package default)")
+    p.add_argument("--adjoint", default=None,
+                   help="gradient mode: checkpointed (default), checkpointed:<max_checkpoints>, backsolve, direct")
+    p.add_argument("--controller", default=None, help="step-size controller (torch backend): i (default), pi, hairer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/compare-pointcloud", help="output directory")
     p.add_argument("--threads", type=int, default=1,

@@ -123,3 +123,43 @@ def test_odernn_cell_first_reads_then_evolves(backend):
     for i in range(3):
         h = (h + x[i]) * torch.exp(-dt[i])[:, None]
         assert torch.allclose(out[i], h, atol=1e-8)
+
+
+def test_recorder_sums_a_block_called_twice(backend):
+    import pyhbnode
+
+    field = small_field("hbnode")
+    block = ODEBlock(field, 0.0, 1.0, backend=backend, tol=1e-8)
+    y0 = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
+    # the same two solves one by one, as the reference totals
+    singles = [odeint(field, y, [0.0, 1.0], backend=backend, rtol=1e-8, atol=1e-8) for y in (y0, 0.5 * y0)]
+    for s in singles:
+        s.ys[-1].pow(2).sum().backward()
+    with pyhbnode.record() as rec:
+        out = block(y0) + block(0.5 * y0)
+        before = rec.stats
+        out.pow(2).sum().backward()
+    after = rec.stats
+    assert before.solves == after.solves == 2
+    assert before.nfe_forward == after.nfe_forward == sum(s.stats.nfe_forward for s in singles)
+    assert before.nfe_backward == 0
+    assert after.nfe_backward == sum(s.stats.nfe_backward for s in singles) > 0
+    # the layer's own statistics count both calls too
+    assert block.stats.solves == 2 and block.stats.nfe_forward == after.nfe_forward
+    assert block.stats.nfe_backward == after.nfe_backward
+    block.reset_stats()
+    assert block.stats.solves == 0
+
+
+def test_recorders_nest_and_see_only_their_own_solves():
+    import pyhbnode
+
+    field = small_field("node")
+    y0 = torch.randn(3, 3, dtype=torch.float64)
+    with pyhbnode.record() as outer:
+        odeint(field, y0, [0.0, 1.0])
+        with pyhbnode.record() as inner:
+            odeint(field, y0, [0.0, 2.0])
+    odeint(field, y0, [0.0, 1.0])  # outside both
+    assert inner.stats.solves == 1 and outer.stats.solves == 2
+    assert outer.stats.nfe_forward > inner.stats.nfe_forward > 0

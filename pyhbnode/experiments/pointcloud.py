@@ -63,7 +63,7 @@ def redraw_separation(run_dir: str | Path) -> Path | None:
 
 def run(models: Sequence[str], out_dir: str | Path, *, iters: int = DEFAULT_ITERS, tol: float = 1e-7,
         seed: int = 0, backend: str | None = None, progress: bool = True,
-        field_kwargs: dict[str, dict] | None = None) -> list[dict]:
+        field_kwargs: dict[str, dict] | None = None, solver_options: dict | None = None) -> list[dict]:
     """Train ``models`` on the point cloud; ``field_kwargs`` per model, e.g.
     ``{"ghbnode": {"xi": 2.0, "sigma": "identity"}}`` for the authors' reference variant."""
     spec = comparison(iters, tol=tol, seed=seed, field_kwargs=field_kwargs)
@@ -73,7 +73,7 @@ def run(models: Sequence[str], out_dir: str | Path, *, iters: int = DEFAULT_ITER
     rows = run_comparison(
         spec, models, out, seed=seed, backend=backend, progress=progress,
         after_model=lambda name, model, o: _save_features(name, model, o, spec.train),
-        extra_config={"iterations": iters},
+        extra_config={"iterations": iters}, solver_options=solver_options,
     )
     redraw_separation(out)
     return rows

@@ -68,6 +68,7 @@ def run_comparison(
     resume: bool = True,
     after_model: Callable[[str, nn.Module, Path], None] | None = None,
     extra_config: dict | None = None,
+    solver_options: dict | None = None,
 ) -> list[dict]:
     """Train each of ``models`` on ``spec`` and write the run to ``out_dir``.
 
@@ -75,7 +76,8 @@ def run_comparison(
     the model's name), ``epochs.jsonl``, ``config.json`` (settings, seed, versions, machine,
     wall time), ``nfe.png`` and ``loss.png``; checkpoints under ``checkpoints/<model>/`` so an
     interrupted run resumes.  ``after_model(name, trained_model, out_dir)`` may add
-    experiment-specific artefacts.  Returns the results rows.
+    experiment-specific artefacts.  ``solver_options`` (``adjoint``, ``controller``, ...) go to
+    ``zoo.build`` for every model.  Returns the results rows.
     """
     from ..solving import SolverError
     from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
@@ -89,7 +91,7 @@ def run_comparison(
     for name in models:
         torch.manual_seed(seed)
         model = zoo.build(spec.task, name, tol=spec.tol, backend=backend,
-                          field_kwargs=spec.field_kwargs.get(name))
+                          field_kwargs=spec.field_kwargs.get(name), **(solver_options or {}))
         try:
             history = fit(
                 model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),
@@ -112,7 +114,9 @@ def run_comparison(
     write_jsonl(epoch_lines, out / "epochs.jsonl")
     config = run_metadata(settings=spec.settings(), models=list(models), seed=seed,
                           backend=backend or zoo.tasks.TASK_DEFAULTS[spec.task].backend,
-                          device=str(spec.fit_kwargs.get("device", "cpu")), wall_seconds=round(time.time() - started, 2), **(extra_config or {}))
+                          device=str(spec.fit_kwargs.get("device", "cpu")), wall_seconds=round(time.time() - started, 2),
+                          solver_options={k: str(v) for k, v in (solver_options or {}).items() if v is not None},
+                          **(extra_config or {}))
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     redraw_training(out)
     return rows

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import zoo
-from ..solving import SolverError
+from ..solving import SolverError, record
 from .common import (
     HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, Assessment, RunContext, existing, fmt, read_json, write_json,
 )
@@ -57,15 +57,16 @@ def run(ctx: RunContext) -> None:
             torch.manual_seed(ctx.seed * 1000 + s)
             model = zoo.build("silverbox", name, tol=ctx["tol"], backend=ctx.backend,
                               max_steps=ctx.get("max_steps", 20_000))
-            try:
-                h, state = trajectory_norms(model, v1, v2_0, ts)
-                status = "ok"
-            except SolverError as err:  # a blow-up the solver could not follow: record, keep going
-                h = state = np.full(stamps, np.nan)
-                status = f"failed: {type(err).__name__}"
+            with record() as solves:
+                try:
+                    h, state = trajectory_norms(model, v1, v2_0, ts)
+                    status = "ok"
+                except SolverError as err:  # a blow-up the solver could not follow: record, keep going
+                    h = state = np.full(stamps, np.nan)
+                    status = f"failed: {type(err).__name__}"
             rec["h_norm"].append(np.asarray(h, dtype=float).tolist())
             rec["state_norm"].append(np.asarray(state, dtype=float).tolist())
-            rec["nfe"].append(model.stats.nfe_forward)
+            rec["nfe"].append(solves.stats.nfe_forward)
             rec["status"].append(status)
         saved["models"][name] = rec
     write_json(out / "norms.json", saved)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..solving import Solution, SolverOptions, SolverStats, odeint
+from .stats_log import StatsLog
 
 __all__ = ["ODEBlock"]
 
@@ -16,11 +17,15 @@ class ODEBlock(nn.Module):
         field: a vector field (``forward(t, y)``), e.g. :class:`~pyhbnode.HBNODE`.
         t0, t1: integration interval (``t0 < t1``), in the field's time units.
         options: solver options; keywords (``backend``, ``rtol``, ``atol``, ``tol``,
-            ``adjoint``, ``method``, ``seminorm``, ``max_steps``) override them.
+            ``adjoint``, ``method``, ``seminorm``, ``max_steps``, ``controller``) override them;
+            ``adjoint`` and ``controller`` take objects (``Checkpointed(8)``,
+            ``HairerController()``) or their aliases.
 
     ``forward(y0)``: ``y0`` ``(batch, *state)`` -> ``y(t1)`` of the same shape.
-    ``stats``: the :class:`SolverStats` of the last call (backward NFE filled in after
-    ``backward()``).
+    ``stats``: the summed :class:`SolverStats` of every call since :meth:`reset_stats`
+    (backward NFE filled in as ``backward()`` runs), so a block called twice in one forward
+    reports both solves.  For the statistics of one piece of code, wrap it in
+    ``with pyhbnode.record() as rec:`` and read ``rec.stats``.
     """
 
     def __init__(
@@ -33,7 +38,7 @@ class ODEBlock(nn.Module):
         self.field = field
         self.t0, self.t1 = float(t0), float(t1)
         self.options = SolverOptions.from_kwargs(options, **solver_kwargs)
-        self._stats = SolverStats()
+        self._log = StatsLog()
 
     @property
     def order(self) -> int:
@@ -41,14 +46,18 @@ class ODEBlock(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return self._stats
+        return self._log.total
+
+    def reset_stats(self) -> None:
+        """Forget the statistics of the calls so far."""
+        self._log.reset()
 
     def solve(self, y0: torch.Tensor, t: torch.Tensor | None = None) -> Solution:
         """The full :class:`Solution` at ``t`` (default ``[t0, t1]``)."""
         if t is None:
             t = torch.tensor([self.t0, self.t1], dtype=y0.dtype, device=y0.device)
         sol = odeint(self.field, y0, t, options=self.options)
-        self._stats = sol.stats
+        self._log.add(sol.stats)
         return sol
 
     def forward(self, y0: torch.Tensor) -> torch.Tensor:
@@ -56,4 +65,4 @@ class ODEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         o = self.options
-        return f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, adjoint={o.adjoint}"
+        return f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, adjoint={o.adjoint.spec()}"

@@ -6,6 +6,7 @@ from torch import nn
 
 from ..fields import hidden
 from ..solving import SolverOptions, SolverStats, odeint
+from .stats_log import StatsLog
 
 __all__ = ["ODERNN", "ElapsedTime"]
 
@@ -51,7 +52,8 @@ class ODERNN(nn.Module):
         x: ``(T, batch, k)`` observations; dt: ``(T, batch)`` or ``(T,)`` time elapsed since
         the previous observation (``dt[0]`` before the first one; 0 skips the solve);
         y0: initial state (zeros by default).  Returns ``(T, batch, out)``, the readout after
-        each observation.  ``stats`` sums the ``T`` solves of the last call; ``last_state``
+        each observation.  ``stats`` sums the solves of every call since :meth:`reset_stats`
+        (``T`` per call, fewer where ``dt`` is 0; see also ``pyhbnode.record()``); ``last_state``
         holds the final state.  With ``keep_states = True``, ``states`` lists the state after
         each observation, still attached to the graph (for ``∂L/∂h_t``, Fig. 4).
     """
@@ -66,14 +68,18 @@ class ODERNN(nn.Module):
         self.order = getattr(field, "order", 1)
         self.width = int(width)
         self.options = SolverOptions.from_kwargs(options, **solver_kwargs)
-        self._parts: list[SolverStats] = []
+        self._log = StatsLog()
         self.last_state: torch.Tensor | None = None
         self.keep_states = False
         self.states: list[torch.Tensor] = []
 
     @property
     def stats(self) -> SolverStats:
-        return SolverStats.combine(self._parts)
+        return self._log.total
+
+    def reset_stats(self) -> None:
+        """Forget the statistics of the calls so far."""
+        self._log.reset()
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.width) if self.order == 1 else (batch, 2, self.width)
@@ -84,7 +90,7 @@ class ODERNN(nn.Module):
             return y
         s = torch.tensor([0.0, 1.0], dtype=y.dtype, device=y.device)
         sol = odeint(ElapsedTime(self.field, dt), y, s, options=self.options)
-        self._parts.append(sol.stats)
+        self._log.add(sol.stats)
         return sol.y1
 
     def forward(
@@ -101,7 +107,6 @@ class ODERNN(nn.Module):
             raise ValueError("dt (elapsed times) must be finite and >= 0")
         dt = dt.to(x.dtype)
         y = x.new_zeros(self.state_shape(batch)) if y0 is None else y0
-        self._parts = []
         self.states = []
         outputs = []
         for i in range(steps):

@@ -1,14 +1,14 @@
-"""Find the solving layers inside any model: to read their statistics or change their options."""
+"""Find the solving layers inside any model, to change their options."""
 from __future__ import annotations
 
 
 from torch import nn
 
-from ..solving import SolverOptions, SolverStats
+from ..solving import SolverOptions
 from .odeblock import ODEBlock
 from .odernn import ODERNN
 
-__all__ = ["solver_layers", "collect_stats", "set_solver_options"]
+__all__ = ["solver_layers", "set_solver_options"]
 
 
 def solver_layers(model: nn.Module) -> list[ODEBlock | ODERNN]:
@@ -16,13 +16,8 @@ def solver_layers(model: nn.Module) -> list[ODEBlock | ODERNN]:
     return [m for m in model.modules() if isinstance(m, (ODEBlock, ODERNN))]
 
 
-def collect_stats(model: nn.Module) -> SolverStats:
-    """The summed statistics of the last forward/backward of every solving layer in ``model``."""
-    return SolverStats.combine(layer.stats for layer in solver_layers(model))
-
-
 def set_solver_options(model: nn.Module, **changes) -> list[SolverOptions]:
-    """Change solver options (``backend``, ``rtol``, ``atol``, ``tol``, ``adjoint``, ...) of
+    """Change solver options (``backend``, ``rtol``, ``atol``, ``tol``, ``adjoint``, ``controller``, ...) of
     every solving layer in ``model``; ``None`` values are left as they are.  Returns the new
     options.  Raises ``TypeError`` on an unknown option and ``ValueError`` if ``model`` has
     no solving layer but changes were asked for."""

@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..layers import collect_stats, set_solver_options
+from ..layers import set_solver_options
 from ..solving import SolverError
+from ..solving import record as record_solves
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
@@ -52,7 +53,8 @@ def fit(
     rtol: float | None = None,
     atol: float | None = None,
     tol: float | None = None,
-    adjoint: str | None = None,
+    adjoint: Any = None,
+    controller: Any = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
     collate_fn: Callable[[list], Any] | None = None,
@@ -95,7 +97,7 @@ def fit(
         lr_schedule: ``None``, ``"cosine"``, ``"step:<every>:<gamma>"`` or a callable
             ``(optimizer) -> scheduler``; stepped once per completed epoch.
         grad_clip: clip the global gradient norm to this value.
-        backend, method, rtol, atol, tol, adjoint: solver options set on every solving layer
+        backend, method, rtol, atol, tol, adjoint, controller: solver options set on every solving layer
             of ``model`` before training (``tol`` sets rtol and atol); ``None`` keeps the
             model's.  ``ValueError`` if given for a model without solving layers.
         device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:1"``); under DDP on CUDA each rank
@@ -157,7 +159,8 @@ def fit(
         if val_data is not None:
             val_loader, _ = make_loader(val_data, batch_size=batch_size, shuffle=False, where="validation",
                                         **loader_args)
-        solver = dict(backend=backend, method=method, rtol=rtol, atol=atol, tol=tol, adjoint=adjoint)
+        solver = dict(backend=backend, method=method, rtol=rtol, atol=atol, tol=tol, adjoint=adjoint,
+                      controller=controller)
         solver = {k: v for k, v in solver.items() if v is not None}  # rtol=None would mask tol
         if solver:
             set_solver_options(model, **solver)
@@ -420,12 +423,14 @@ class _Run:
         inputs, target = to_device(split_batch(batch, "training"), self.device)
         n = size if size else (len(target) if isinstance(target, torch.Tensor) and target.dim() else 1)
         failure: SolverError | None = None
-        try:
-            out = self.train_model(*inputs)
-            loss = self.loss_fn(out, target)
-            local_loss = float(loss.detach())
-        except SolverError as err:
-            failure, local_loss = err, math.nan
+        # the recorder keeps this step's solves; their backward NFE is filled in by backward()
+        with record_solves() as solves:
+            try:
+                out = self.train_model(*inputs)
+                loss = self.loss_fn(out, target)
+                local_loss = float(loss.detach())
+            except SolverError as err:
+                failure, local_loss = err, math.nan
         # Every rank learns of a failure on any rank before backward, so none waits forever.
         loss_sum, count, failed = self.ctx.sum([local_loss * n, n, failure is not None])
         where = dict(epoch=epoch, batch=batch_index, iteration=iteration)
@@ -448,7 +453,7 @@ class _Run:
         if not math.isfinite(grad_norm):
             raise self._diverged(f"the gradient norm is {grad_norm}", **where)
         self.opt.step()
-        stats = collect_stats(self.model)  # after backward: forward and backward NFE of this step
+        stats = solves.stats  # after backward: forward and backward NFE of this step
         with torch.no_grad():
             values = [float(fn(out.detach(), target)) * n for fn in self.metric_fns.values()]
         nfe_f, nfe_b, *metric_sums = self.ctx.sum([stats.nfe_forward, stats.nfe_backward, *values])
@@ -496,10 +501,11 @@ class _Run:
                 for batch, size in zip(loader, _batch_sizes(loader)):
                     inputs, target = to_device(split_batch(batch, "validation"), self.device)
                     n = size if size else (len(target) if target.dim() else 1)
-                    out = self.model(*inputs)
+                    with record_solves() as solves:
+                        out = self.model(*inputs)
                     sums[0] += float(self.loss_fn(out, target)) * n
                     sums[1] += n
-                    sums[2] += collect_stats(self.model).nfe_forward
+                    sums[2] += solves.stats.nfe_forward
                     for i, fn in enumerate(self.metric_fns.values()):
                         sums[3 + i] += float(fn(out, target)) * n
                     batches += 1

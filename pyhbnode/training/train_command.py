@@ -48,6 +48,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="the global batch (split across ranks under DDP)")
     p.add_argument("--tol", type=float, help="solver rtol = atol")
     p.add_argument("--backend", help="solver backend (torchdiffeq, torch, julia, auto)")
+    p.add_argument("--adjoint", help="gradient mode: checkpointed (default), checkpointed:<max_checkpoints>, "
+                                     "backsolve, direct")
+    p.add_argument("--controller", help="step-size controller (torch backend): i (default), pi, hairer")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default runs/train-<task>-<model>)")
     p.add_argument("--data-dir", help="folder holding the data sets (default ./data)")
@@ -63,7 +66,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-_FLAG_KEYS = ("task", "model", "epochs", "lr", "batch_size", "tol", "backend", "seed", "out", "data_dir",
+_FLAG_KEYS = ("task", "model", "epochs", "lr", "batch_size", "tol", "backend", "adjoint", "controller", "seed",
+              "out", "data_dir",
               "max_batches", "device", "strategy", "resume")
 
 
@@ -121,7 +125,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         optimizer=config.optimizer, lr_schedule=config.lr_schedule, grad_clip=config.grad_clip,
         weight_decay=config.weight_decay, backend=config.backend, method=config.method, rtol=config.rtol,
-        atol=config.atol, tol=config.tol, adjoint=config.adjoint, device=config.device, seed=config.seed,
+        atol=config.atol, tol=config.tol, adjoint=config.adjoint, controller=config.controller,
+        device=config.device, seed=config.seed,
         collate_fn=setup.collate_fn, checkpoint_dir=out / "checkpoints", checkpoint_every=config.checkpoint_every,
         resume=config.resume, progress=config.progress, strategy=config.strategy, max_batches=config.max_batches,
     )

@@ -19,7 +19,9 @@ class TrainConfig:
     Attributes:
         task, model: a zoo task and model name.
         epochs, lr, batch_size: training length and the paper's settings (task defaults).
-        tol / rtol / atol / backend / method / adjoint: solver options (zoo defaults).
+        tol / rtol / atol / backend / method / adjoint / controller: solver options (zoo
+            defaults); ``adjoint`` as ``"checkpointed"``, ``"checkpointed:8"``, ``"backsolve"``,
+            ``"direct"``; ``controller`` as ``"i"``, ``"pi"``, ``"hairer"`` (torch backend).
         seed: seeds the model's initial weights and training.
         out: the run directory (``runs/train-<task>-<model>`` by default).
         data_dir: the folder holding the downloaded data sets.
@@ -41,6 +43,7 @@ class TrainConfig:
     backend: str | None = None
     method: str | None = None
     adjoint: str | None = None
+    controller: str | None = None
     seed: int = 0
     out: str | None = None
     data_dir: str = "data"
@@ -64,7 +67,7 @@ class TrainConfig:
 # The type each key takes; ints are accepted for floats, and ``None`` wherever the default is.
 _TYPES: dict[str, type] = {
     "task": str, "model": str, "epochs": int, "lr": float, "batch_size": int, "tol": float, "rtol": float,
-    "atol": float, "backend": str, "method": str, "adjoint": str, "seed": int, "out": str, "data_dir": str,
+    "atol": float, "backend": str, "method": str, "adjoint": str, "controller": str, "seed": int, "out": str, "data_dir": str,
     "resume": bool, "optimizer": str, "lr_schedule": str, "grad_clip": float, "weight_decay": float,
     "device": str, "checkpoint_every": int, "max_batches": int, "strategy": str, "progress": bool,
     "limit": int, "field_kwargs": dict,

@@ -23,11 +23,12 @@ def build(task: str, model: str, *, field_kwargs: dict | None = None, **solver_o
         field_kwargs: overrides for the heavy-ball field (``gamma``, ``omega``, ``eps``, ``xi``,
             ``chi``, ``sigma``), e.g. to mimic the authors' reference code (spec §5).
         solver_options: ``backend``, ``method``, ``rtol``, ``atol``, ``tol``, ``adjoint``,
-            ``seminorm``, ``max_steps``; defaults are the task's tolerance from the spec.
+            ``seminorm``, ``max_steps``, ``controller``; defaults are the task's tolerance from
+            the spec.
 
     Returns:
-        An ``nn.Module`` whose ``stats`` holds the :class:`~pyhbnode.SolverStats` of its last
-        forward (and backward) pass.  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
+        An ``nn.Module`` whose ``stats`` sums its solving layers' ``.stats`` (their calls
+        since ``reset_stats()``; ``pyhbnode.record()`` measures one pass).  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
         cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))``;
         silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """

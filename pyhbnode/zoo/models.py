@@ -6,10 +6,16 @@ import torch
 from torch import nn
 
 from ..fields import InitialState, TimeModule, hidden
-from ..layers import ODERNN, ODEBlock, collect_stats
+from ..layers import ODERNN, ODEBlock, solver_layers
 from ..solving import SolverStats
 
 __all__ = ["ContinuousModel", "SequenceModel", "DrivenLinear", "DrivenModel"]
+
+
+def _layer_stats(model: nn.Module) -> SolverStats:
+    """The sum of the model's solving layers' ``.stats`` (their calls since their last
+    ``reset_stats()``); ``pyhbnode.record()`` measures one piece of code instead."""
+    return SolverStats.combine(layer.stats for layer in solver_layers(model))
 
 
 class ContinuousModel(nn.Module):
@@ -23,7 +29,7 @@ class ContinuousModel(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return collect_stats(self)
+        return _layer_stats(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``h(t1)``: the learned representation before the head."""
@@ -42,7 +48,7 @@ class SequenceModel(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return collect_stats(self)
+        return _layer_stats(self)
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         return self.rnn(x, dt)
@@ -88,7 +94,7 @@ class DrivenModel(nn.Module):
 
     @property
     def stats(self) -> SolverStats:
-        return collect_stats(self)
+        return _layer_stats(self)
 
     def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         self.drive.drive(ts, v1)
