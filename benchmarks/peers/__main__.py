@@ -94,7 +94,7 @@ def run_task(task, iters: int, only: set | None) -> dict:
             else:
                 per_iter[r.label].append((dt, rec))
     for what, program, seconds in compile_times()[n_compiled:]:
-        notes.append(f"compiled {program} for {what} in {seconds:.1f} s (in 'first s')")
+        notes.append(f"compiled {program} for {what} in {seconds:.1f} s (wall clock)")
     ref = runners[0].label
     ref_times = [dt for dt, _ in per_iter[ref]]
     rows = []

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pyhbnode import record
 from pyhbnode.layers import set_solver_options
 from pyhbnode.layers.odernn import ElapsedTime
 
@@ -59,24 +60,22 @@ class TorchRunner(abc.ABC):
         self.model = copy.deepcopy(task.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=task.lr)
 
+    @abc.abstractmethod
     def step(self, i: int) -> Record:
+        """One training iteration on batch ``i`` and its statistics."""
+
+    def train(self, i: int) -> float:
+        """Forward, loss, backward and the optimiser step on batch ``i``; the loss."""
         inputs, target = self.task.batch(i)
-        self.begin()
         self.opt.zero_grad()
         loss = self.task.loss(self.model(*inputs), target)
         self.forward_done()
         loss.backward()
         self.opt.step()
-        return self.record(loss.item())
+        return loss.item()
 
-    # hooks for the statistics
-    def begin(self) -> None: ...
-
-    def forward_done(self) -> None: ...
-
-    @abc.abstractmethod
-    def record(self, loss: float) -> Record:
-        """The iteration's :class:`Record` (called after the optimiser step)."""
+    def forward_done(self) -> None:
+        """Called between the loss and ``loss.backward()``."""
 
     def replace_solve(self, solve: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
         """Route the model's ODE solves through ``solve(field, y0) -> y(1)`` (t in [0, 1])."""
@@ -107,8 +106,10 @@ class PyHBNODE(TorchRunner):
         self.label = label
         set_solver_options(self.model, **options)
 
-    def record(self, loss: float) -> Record:
-        st = self.model.stats
+    def step(self, i: int) -> Record:
+        with record() as rec:  # every solve of the iteration, backward NFE included
+            loss = self.train(i)
+        st = rec.stats
         return Record(loss, st.nfe_forward, st.nfe_backward, st.steps)
 
 
@@ -125,9 +126,10 @@ class _CountingRunner(TorchRunner):
         self.counters.append(c)
         return c
 
-    def begin(self) -> None:
+    def step(self, i: int) -> Record:
         self.counters.clear()
         self.steps = 0
+        return self.record(self.train(i))
 
     def forward_done(self) -> None:
         self._at_forward = sum(c.calls for c in self.counters)
