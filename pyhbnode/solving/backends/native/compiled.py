@@ -92,7 +92,7 @@ def clear_cache() -> None:
 def _small_mm_thresholds() -> None:
     """Inductor reads the CPU size limits of its ``decompose_mm_pass`` from module globals
     set at import; they matter only to compiles that enable the pass (ours, through
-    ``options``), so raising them leaves other compiles in the process as they were."""
+    ``options``), so setting them leaves other compiles in the process as they were."""
     try:
         from torch._inductor.fx_passes import decompose_mem_bound_mm as pass_module
     except ImportError:  # another torch: the pass keeps its defaults
