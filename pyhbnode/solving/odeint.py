@@ -30,6 +30,7 @@ def odeint(
     seminorm: bool | None = None,
     max_steps: int | None = None,
     controller: Controller | str | None = None,
+    compile: bool | None = None,
     options: SolverOptions | None = None,
 ) -> Solution:
     """Solve ``dy/dt = field(t, y)``, ``y(t[0]) = y0``, and return the states at ``t``.
@@ -39,11 +40,12 @@ def odeint(
         y0: initial state ``(batch, *state)``; for the heavy-ball fields ``(batch, 2, *features)``.
         t: strictly monotonic output times ``(T,)`` (increasing, or decreasing to integrate
             backward in time), same dtype and device as ``y0``.
-        backend, method, rtol, atol, adjoint, seminorm, max_steps, controller: override the
+        backend, method, rtol, atol, adjoint, seminorm, max_steps, controller, compile: override the
             fields of ``options`` (see :class:`SolverOptions`); ``adjoint`` is an
             :class:`~pyhbnode.solving.adjoints.Adjoint` or its alias (default
             ``Checkpointed()``), ``controller`` a
-            :class:`~pyhbnode.solving.controllers.Controller` or its alias (native backend).
+            :class:`~pyhbnode.solving.controllers.Controller` or its alias (native backend),
+            ``compile`` whether the native backend runs compiled steps.
         options: base options; defaults to ``SolverOptions()``.
 
     Returns:
@@ -57,7 +59,7 @@ def odeint(
     """
     opts = SolverOptions.from_kwargs(
         options, backend=backend, method=method, rtol=rtol, atol=atol, adjoint=adjoint,
-        seminorm=seminorm, max_steps=max_steps, controller=controller,
+        seminorm=seminorm, max_steps=max_steps, controller=controller, compile=compile,
     )
     t = check_problem(field, y0, t)
     solver = get_backend(opts.backend, adjoint=opts.adjoint.name)

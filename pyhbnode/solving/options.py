@@ -38,6 +38,10 @@ class SolverOptions:
             :class:`~pyhbnode.solving.controllers.Controller` or ``"i"`` (torchdiffeq's
             rule, the default), ``"pi"``, ``"hairer"`` (scipy RK45's rules); ``None``
             takes the backend's default.
+        compile: run the solver's steps as compiled programs (native ``torch`` backend
+            only, :mod:`~pyhbnode.solving.backends.native.compiled`): ``True``, ``False``,
+            or ``None`` for the backend's default (``torch``: compile small states on the
+            CPU once a field and state shape has been solved eagerly for a minute).
     """
 
     backend: str = DEFAULT_BACKEND
@@ -48,6 +52,7 @@ class SolverOptions:
     seminorm: bool | None = None
     max_steps: int = 10_000
     controller: Controller | str | None = None
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
@@ -65,6 +70,8 @@ class SolverOptions:
             raise TypeError(f"method must be a string, got {type(self.method).__name__}")
         if self.seminorm is not None and not isinstance(self.seminorm, bool):
             raise TypeError(f"seminorm must be True, False or None, got {self.seminorm!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be True, False or None, got {self.compile!r}")
         object.__setattr__(self, "adjoint", parse_adjoint(self.adjoint))
         object.__setattr__(self, "controller", parse_controller(self.controller))
 

@@ -25,6 +25,8 @@ class Backend(abc.ABC):
     methods: tuple[str, ...]
     # whether ``options.controller`` is honoured (the native backend); the others refuse one
     takes_controllers: bool = False
+    # whether ``options.compile`` is honoured (the native backend); the others refuse True
+    takes_compile: bool = False
 
     def check_options(self, options: SolverOptions) -> None:
         adjoint = getattr(options.adjoint, "name", options.adjoint)
@@ -37,6 +39,9 @@ class Backend(abc.ABC):
                 f"backend {self.name!r} takes no step-size controller (got {options.controller!r}); "
                 "controllers are for backend='torch'"
             )
+        if options.compile and not self.takes_compile:
+            raise ValueError(f"backend {self.name!r} has no compiled steps (got compile=True); "
+                             "compile is for backend='torch'")
         if options.method not in self.methods:
             raise ValueError(
                 f"backend {self.name!r} has no method {options.method!r}; choose one of {list(self.methods)}"

@@ -1,6 +1,8 @@
 """The native PyTorch backend, registered as ``backend="torch"``."""
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -12,7 +14,8 @@ from ...solution import SolverStats, Status
 from ..base import Backend
 from .backsolve import backsolve_backward
 from .checkpointed import checkpointed_backward
-from .dopri5 import Dopri5
+from .compiled import AUTO_AFTER_S, Programs, programs_for
+from .dopri5 import SMALL, Dopri5
 from .forward import Checkpoints, Trajectory
 from .integrate import Counter
 from .problem import Problem
@@ -47,12 +50,26 @@ class TorchBackend(Backend):
     vector–Jacobian product of the field (for ``Direct``: equal to ``nfe_forward``, the
     package's convention for backprop through the solver), ``steps_backward`` the backward
     step attempts (replayed steps for ``Checkpointed``, 0 for ``Direct``).
+
+    ``compile`` (``SolverOptions.compile``, else this backend's ``compile``): ``True`` runs
+    the forward step attempts and the ``Checkpointed`` backward's per-step VJP as compiled
+    programs (:mod:`.compiled`: compiled once per field classes, state shape, dtype and
+    device, see :func:`~.compiled.compile_times`; one warning and eager steps where
+    compiling fails); ``False`` steps eagerly; ``None`` (default) compiles small states
+    (at most :data:`~.dopri5.SMALL` elements) on the CPU once eager solving has spent
+    :data:`~.compiled.AUTO_AFTER_S` seconds on that key — where it was measured faster.
     """
 
     name = "torch"
     adjoints = ("checkpointed", "backsolve", "direct")
     methods = ("dopri5",)
     takes_controllers = True
+    takes_compile = True
+
+    def __init__(self, compile: bool | None = None) -> None:
+        if compile is not None and not isinstance(compile, bool):
+            raise ValueError(f"compile must be True, False or None, got {compile!r}")
+        self.compile = compile
 
     def solve(
         self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
@@ -76,6 +93,16 @@ class TorchBackend(Backend):
         )
         adjoint = options.adjoint
         needs_grad = torch.is_grad_enabled() and (y0.requires_grad or bool(params))
+        compile = self.compile if options.compile is None else options.compile
+        account = None  # the auto policy's Programs, while it still steps eagerly
+        if isinstance(field, nn.Module) and not isinstance(adjoint, Direct) and \
+                (compile or (compile is None and y0.device.type == "cpu" and y0.numel() <= SMALL)):
+            programs = programs_for(field, method, y0.shape, y0.dtype, y0.device, direction)
+            if compile or programs.eager_seconds >= AUTO_AFTER_S:
+                prob.programs = programs
+            else:
+                account = programs
+        t_start = time.perf_counter()
         if not needs_grad:
             with torch.no_grad():
                 out = torch.stack(prob.solve(y0, record=None))
@@ -91,22 +118,26 @@ class TorchBackend(Backend):
 
             out.register_hook(_count)
         else:
-            out = _NativeSolve.apply(prob, adjoint, y0, *params)
+            out = _NativeSolve.apply(prob, adjoint, account, y0, *params)
+        if account is not None:
+            account.eager_seconds += time.perf_counter() - t_start
         stats.status = Status.SUCCESS
         return out
 
 
 class _NativeSolve(torch.autograd.Function):
-    """``apply(problem, adjoint, y0, *params) -> ys`` ``(T, *y0.shape)``: the forward solve
-    without a graph; ``backward`` runs the gradient mode.  Errors of the backward pass are
+    """``apply(problem, adjoint, account, y0, *params) -> ys`` ``(T, *y0.shape)``: the
+    forward solve without a graph; ``backward`` runs the gradient mode (and adds its time to
+    ``account``, the auto compile policy's :class:`~.compiled.Programs`, unless ``None``).  Errors of the backward pass are
     :class:`~pyhbnode.solving.errors.SolverError` with ``phase="backward"``."""
 
     @staticmethod
-    def forward(ctx, prob: Problem, adjoint: Adjoint, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, prob: Problem, adjoint: Adjoint, account: Programs | None, y0: torch.Tensor,
+                *params: torch.Tensor) -> torch.Tensor:
         record = Trajectory(checkpoints=Checkpoints(adjoint.max_checkpoints)) \
             if isinstance(adjoint, Checkpointed) else None
         out = torch.stack(prob.solve(y0.detach(), record=record))
-        ctx.prob, ctx.adjoint = prob, adjoint
+        ctx.prob, ctx.adjoint, ctx.account = prob, adjoint, account
         if isinstance(adjoint, Backsolve):
             ctx.save_for_backward(out)
         return out
@@ -116,6 +147,7 @@ class _NativeSolve(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         prob: Problem = ctx.prob
         counter = Counter()
+        t_start = time.perf_counter()
         try:
             with torch.enable_grad():
                 if isinstance(ctx.adjoint, Backsolve):
@@ -126,5 +158,7 @@ class _NativeSolve(torch.autograd.Function):
             stats = prob.stats
             stats.nfe_backward += counter.nfe
             stats.steps_backward = (stats.steps_backward or 0) + counter.attempts
+            if ctx.account is not None:
+                ctx.account.eager_seconds += time.perf_counter() - t_start
         gparams = tuple(x.detach() for x in gparams) if gparams else (None,) * len(prob.params)
-        return (None, None, gy0.detach(), *gparams)
+        return (None, None, None, gy0.detach(), *gparams)

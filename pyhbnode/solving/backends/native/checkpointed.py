@@ -4,7 +4,8 @@ replayed step at a time, last step first.
 The forward kept the state at the start of accepted steps (:class:`~.forward.Checkpoints`);
 each step is recomputed under autograd from its start with the very step function of the
 forward solve (:meth:`~.dopri5.Dopri5.step`: 6 evaluations, 7 when an output is read off
-its dense output) and differentiated with one ``autograd.grad`` call.  The result is the
+its dense output) and differentiated with one ``autograd.grad`` call — or, with compiled
+programs (:mod:`.compiled`) and no output inside the step, by the compiled step VJP.  The result is the
 exact gradient of the discrete forward solution, as with ``Direct``, while only one step's
 graph is alive.
 
@@ -51,6 +52,10 @@ def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
 
     a = g[-1].reshape(1, -1)
     Q = [torch.zeros_like(p) for p in params]
+    programs = prob.programs
+    if programs is not None:
+        by_id = {id(p): name for name, p in prob.field.named_parameters()}
+        names = tuple(by_id[id(p)] for p in params)
 
     def back_step(n: int, z_n: torch.Tensor) -> None:
         """Backprop through step ``n`` from its start ``z_n``: ``a`` and ``Q`` updated."""
@@ -58,8 +63,17 @@ def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
         for j in at_end.get(n, ()):
             a = a + g[j].reshape(1, -1)
         s, h = starts[n], steps[n]
-        z = z_n.detach().requires_grad_(True)
         outs = inside.get(n, ())
+        if programs is not None and not outs:  # the compiled VJP of the whole step
+            got = programs.step_vjp(prob.field, names, params, s, h, z_n, a)
+            if got is not None:
+                counter.nfe += 6
+                counter.attempts += 1
+                a = got[0]
+                if Q:
+                    torch._foreach_add_(Q, list(got[1]))
+                return
+        z = z_n.detach().requires_grad_(True)
         k, _ = rhs(s, z)
         step = method.step(rhs, s, h, z, k, last_stage=bool(outs))
         counter.nfe += 7 if outs else 6

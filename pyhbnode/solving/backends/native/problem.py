@@ -9,6 +9,7 @@ from torch import nn
 from ...controllers import Controller
 from ...errors import SolverError
 from ...solution import SolverStats
+from .compiled import CompiledDopri5, Programs
 from .dopri5 import Dopri5
 from .field import row_field
 from .forward import Trajectory, solve_forward
@@ -26,6 +27,8 @@ class Problem:
         controller: the controller template (each solve, forward or backward, starts a copy).
         seminorm: leave the parameters' adjoint out of the backward step control.
         trajectory: the forward's accepted steps, when the gradient mode needs them.
+        programs: the compiled attempt and step VJP (:mod:`.compiled`) to use, or ``None``
+            (eager steps).
     """
 
     field: nn.Module
@@ -41,6 +44,7 @@ class Problem:
     seminorm: bool
     stats: SolverStats
     trajectory: Trajectory | None = dc_field(default=None)
+    programs: Programs | None = dc_field(default=None)
 
     def rhs(self):
         """``(first, rhs)`` of the field on rows, in ``s`` (see :func:`~.field.row_field`)."""
@@ -67,8 +71,11 @@ class Problem:
         ``record``, the accepted steps are kept there (and in ``self.trajectory``)."""
         counter = Counter()
         first, rhs = self.rhs()
+        method = self.method
+        if self.programs is not None and not torch.is_grad_enabled():
+            method = CompiledDopri5(method, self.programs, self.field)
         try:
-            ys = solve_forward(self.method, rhs, y0, self.times, controller=self.controller.start(self.method.tableau.order),
+            ys = solve_forward(method, rhs, y0, self.times, controller=self.controller.start(self.method.tableau.order),
                                counter=counter, max_steps=self.max_steps, trajectory=record, first=first)
         except StepFailure as f:
             self._store(counter)
