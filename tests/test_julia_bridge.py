@@ -669,3 +669,13 @@ def test_transfer_errors_are_mapped_too():
         rt.to_julia(torch.zeros(3))
     with pytest.raises(TypeError, match="Julia MethodError in the transfer call"):
         rt.to_torch(object(), (3,))
+
+
+@pytest.mark.parametrize("kwargs,match", [({"controller": "hairer"}, "controller"), ({"compile": True}, "compile")])
+def test_torch_only_options_are_refused(fake, kwargs, match):
+    """Controllers and compiled steps belong to the torch backend; julia must not ignore them."""
+    runtime = fake()
+    case = _mlp_case("node")
+    with pytest.raises(ValueError, match=match):
+        odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve", **kwargs)
+    assert runtime.calls == []

@@ -176,12 +176,13 @@ class JuliaBackend(Backend):
         return self._runtime
 
     def check_options(self, options: SolverOptions) -> None:
-        _maps.adjoint_name(options.adjoint)
+        _maps.adjoint_name(options.adjoint)  # its own message: which modes julia has and why
         if options.method not in self.methods:
             raise ValueError(
                 f"backend 'julia' has no method {options.method!r}; it solves with DP5 "
                 f"(method='dopri5')"
             )
+        super().check_options(options)  # controllers and compile are the torch backend's
 
     def solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
               stats: SolverStats) -> torch.Tensor:
