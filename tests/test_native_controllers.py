@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
+from benchmarks.problems import PROBLEMS, VanDerPol
 from pyhbnode import HairerController, IController, odeint
 
 scipy_integrate = pytest.importorskip("scipy.integrate", reason="scipy is needed to compare with RK45")
 
 
-class VanDerPol(nn.Module):
-    def __init__(self, mu: float) -> None:
-        super().__init__()
-        self.mu = mu
-
-    def forward(self, t, y):
-        x, v = y[..., 0], y[..., 1]
-        return torch.stack([v, self.mu * (1 - x * x) * v - x], -1)
-
-
-class Arenstorf(nn.Module):
-    mu = 0.012277471
-
-    def forward(self, t, y):
-        x, yy, vx, vy = y[..., 0], y[..., 1], y[..., 2], y[..., 3]
-        m, M = self.mu, 1 - self.mu
-        d1 = ((x + m) ** 2 + yy ** 2) ** 1.5
-        d2 = ((x - M) ** 2 + yy ** 2) ** 1.5
-        return torch.stack([vx, vy, x + 2 * vy - M * (x + m) / d1 - m * (x - M) / d2,
-                            yy - 2 * vx - M * yy / d1 - m * yy / d2], -1)
-
-
-ARENSTORF = (Arenstorf(), [0.994, 0.0, 0.0, -2.00158510637908252240537862224], 17.0652165601579625588917206249)
-VDP10 = (VanDerPol(10.0), [2.0, 0.0], 20.0)
+ARENSTORF = PROBLEMS["arenstorf"]
+VDP10 = PROBLEMS["vdp mu=10"]
 
 
 @pytest.mark.parametrize("problem,tol", [(ARENSTORF, 1e-10), (ARENSTORF, 1e-6), (VDP10, 1e-8), (VDP10, 1e-4)],

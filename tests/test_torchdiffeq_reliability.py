@@ -237,13 +237,13 @@ def test_state_at_rest_in_float32_is_solved():
 
 @pytest.mark.parametrize("other", [torch.float64, torch.complex64, torch.long])
 def test_field_output_dtype_is_checked(other):
-    with pytest.raises(TypeError, match=f"field returned dtype {other}.*state y of dtype torch.float32"):
+    with pytest.raises(TypeError, match=f"field returned (a complex |an integer |another )dtype {other}.*state of dtype torch.float32"):
         odeint(Fn(lambda t, y: (-y).to(other)), torch.randn(3, 2), [0.0, 1.0], backend="torchdiffeq")
 
 
 @pytest.mark.parametrize("bad, exc, words", [
-    (lambda t, y: None, TypeError, "field returned NoneType"),
-    (lambda t, y: y[..., :1], ValueError, r"field returned shape \(8, 1\) for a state y of shape \(8, 2\)"),
+    (lambda t, y: None, TypeError, "field returned None"),
+    (lambda t, y: y[..., :1], ValueError, r"field returned shape \(8, 1\) at t = .* for a state of shape \(8, 2\)"),
     (lambda t, y: torch.cat([y, y], -1), ValueError, r"field returned shape \(8, 4\)"),
 ])
 def test_field_output_is_checked_on_every_evaluation(bad, exc, words):

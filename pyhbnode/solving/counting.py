@@ -41,6 +41,7 @@ from torch import nn
 
 from .errors import MaxStepsExceeded, NonFiniteState, SolverError, StepSizeUnderflow
 from .solution import SolverStats
+from .validation import field_output_error
 
 __all__ = ["CountingField"]
 
@@ -174,16 +175,8 @@ class CountingField(nn.Module):
         return err
 
     def _bad_output(self, dy: object, y: torch.Tensor) -> Exception:
-        where = self._where()
-        allowed = "field(t, y) must return dy/dt with the shape, dtype and device of y"
-        if not isinstance(dy, torch.Tensor):
-            return TypeError(f"{where}field returned {type(dy).__name__}, not a tensor; {allowed}")
-        if dy.shape != y.shape:
-            return ValueError(f"{where}field returned shape {tuple(dy.shape)} for a state y of shape "
-                              f"{tuple(y.shape)}; {allowed}")
-        if dy.dtype != y.dtype:
-            return TypeError(f"{where}field returned dtype {dy.dtype} for a state y of dtype {y.dtype}; {allowed}")
-        return ValueError(f"{where}field returned a tensor on {dy.device} for a state y on {y.device}; {allowed}")
+        at = f" at t = {self.time_reached:.6g} (evaluation {self.evaluations}, {self.phase} pass)"
+        return field_output_error(dy, y.shape, y.dtype, y.device, at)
 
     # -- every step attempt -------------------------------------------------------------
     def callback_step(self, t0: torch.Tensor, y0, dt: torch.Tensor) -> None:

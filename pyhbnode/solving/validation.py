@@ -26,7 +26,7 @@ from torch import nn
 __all__ = [
     "describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "regular_file",
     "check_problem", "check_options_argument", "check_solver_kwargs", "SOLVER_KEYWORDS",
-    "check_field_output", "explain_field_failure", "reraise_field_failure",
+    "check_field_output", "field_output_error", "explain_field_failure", "reraise_field_failure",
 ]
 
 # The keywords every solving entry point takes (``tol`` sets rtol and atol together).
@@ -255,29 +255,37 @@ def _where(t: Any) -> str:
         return ""
 
 
+def field_output_error(dy: Any, shape: torch.Size, dtype: torch.dtype, device: torch.device,
+                       at: str = "") -> Exception | None:
+    """The error for a field output that cannot be ``dy/dt`` of a state of this shape, dtype
+    and device (``None`` if it can).  The one check every backend's field wrapper uses; ``at``
+    says where (e.g. ``" at t = 0.5"``), placed after what the field returned."""
+    expected = f"a tensor of the state's shape {tuple(shape)}, dtype {dtype}, on {device}"
+    if not isinstance(dy, torch.Tensor):
+        return TypeError(f"the vector field returned {describe(dy)}{at}; forward(t, y) must return dy/dt, {expected}")
+    if dy.shape != shape:
+        return ValueError(f"the vector field returned shape {tuple(dy.shape)}{at} for a state of shape "
+                          f"{tuple(shape)}; forward(t, y) must return dy/dt with the shape of y")
+    if dy.dtype != dtype:
+        kind = ("a complex" if dy.is_complex() else "an integer" if not dy.is_floating_point() else "another")
+        return TypeError(f"the vector field returned {kind} dtype {dy.dtype}{at} for a state of dtype {dtype}; "
+                         f"forward(t, y) must return dy/dt in the state's dtype (cast inside the field, or "
+                         f"convert the model with .to({dtype}))")
+    if dy.device != device:
+        return ValueError(f"the vector field returned a tensor on {dy.device}{at} for a state on {device}; "
+                          "keep the field and the state on one device")
+    return None
+
+
 def check_field_output(dy: Any, y: torch.Tensor, t: Any = None) -> None:
     """Refuse a field output that cannot be ``dy/dt`` for the state ``y``.
 
     Checks (in this order): a tensor, the shape, the dtype (a complex, integer or other
-    floating dtype is refused: the solver would silently cast or fail deep inside), the device,
-    finite values (:class:`~pyhbnode.solving.errors.NonFiniteState`).  For a backend's first
-    evaluation; later evaluations go through :func:`explain_field_failure` only when the
-    stepper fails."""
-    at = _where(t)
-    expected = f"a tensor of the state's shape {tuple(y.shape)}, dtype {y.dtype}, on {y.device}"
-    if not isinstance(dy, torch.Tensor):
-        raise TypeError(f"the vector field returned {describe(dy)}{at}; forward(t, y) must return dy/dt, {expected}")
-    if dy.shape != y.shape:
-        raise ValueError(f"the vector field returned shape {tuple(dy.shape)}{at} for a state of shape "
-                         f"{tuple(y.shape)}; forward(t, y) must return dy/dt with the shape of y")
-    if dy.dtype != y.dtype:
-        kind = ("a complex" if dy.is_complex() else "an integer" if not dy.is_floating_point() else "another")
-        raise TypeError(f"the vector field returned {kind} dtype {dy.dtype}{at} for a state of dtype {y.dtype}; "
-                        f"forward(t, y) must return dy/dt in the state's dtype (cast inside the field, or "
-                        f"convert the model with .to({y.dtype}))")
-    if dy.device != y.device:
-        raise ValueError(f"the vector field returned a tensor on {dy.device}{at} for a state on {y.device}; "
-                         "keep the field and the state on one device")
+    floating dtype is refused: the solver would silently cast or fail deep inside), the device
+    (:func:`field_output_error`), finite values (:class:`~pyhbnode.solving.errors.NonFiniteState`)."""
+    err = field_output_error(dy, y.shape, y.dtype, y.device, _where(t))
+    if err is not None:
+        raise err
     if not bool(torch.isfinite(dy).all()):
         from .errors import NonFiniteState
 

@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...validation import field_output_error
 from .dopri5 import RHS
 
 __all__ = ["row_field", "row_vjp"]
@@ -46,18 +47,9 @@ def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: t
 
 def check_output(f, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> None:
     """Raise ``ValueError``/``TypeError`` naming what the field returned for a state."""
-    if not isinstance(f, torch.Tensor):
-        raise TypeError(f"the vector field returned {type(f).__name__} for a state of shape {tuple(shape)}; "
-                        "forward(t, y) must return dy/dt, a tensor with the shape of y")
-    if f.shape != shape:
-        raise ValueError(f"the vector field returned shape {tuple(f.shape)} for a state of shape {tuple(shape)}; "
-                         "forward(t, y) must return dy/dt with the shape of y")
-    if f.dtype != dtype:
-        raise TypeError(f"the vector field returned dtype {f.dtype} for a state of dtype {dtype}; "
-                        "forward(t, y) must return dy/dt with the dtype of y")
-    if f.device != device:
-        raise ValueError(f"the vector field returned a tensor on {f.device} for a state on {device}; "
-                         "forward(t, y) must return dy/dt on the state's device")
+    err = field_output_error(f, shape, dtype, device)
+    if err is not None:
+        raise err
 
 
 def row_vjp(field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device,
