@@ -97,7 +97,7 @@ def _odeint_cases(rng: random.Random, backend: str, n: int):
     def base():
         dt = rng.choice(dtypes)
         b, k = rng.choice([1, 3, 8]), rng.choice([1, 2, 5])
-        grid = rng.choice(["[0.0, 1.0]", "[0.0, 0.5, 1.0]", "[-1.0, 0.0]", "[0.3, 0.31, 2.0]"])
+        grid = rng.choice(["[0.0, 1.0]", "[0.0, 0.5, 1.0]", "[-1.0, 0.0]", "[0.3, 0.31, 2.0]", "[1.0, 0.0]"])
         opts = rng.choice(["", ", rtol=1e-3, atol=1e-3", ", rtol=1e-5, atol=1e-5"])
         adj = rng.choice(["", ", adjoint='direct'", ", adjoint='backsolve'"])
         return dt, b, k, grid, opts, adj
@@ -137,7 +137,6 @@ def _odeint_cases(rng: random.Random, backend: str, n: int):
         elif kind == 3:  # bad t
             bad, must = rng.choice([
                 ("None", ["t"]), ("'abc'", ["t"]), ("(x for x in [0.0, 1.0])", ["t"]), ("[0.0]", ["t"]),
-                (f"torch.tensor([1.0, 0.0], dtype={dt})", ["t", "increasing"]),
                 (f"torch.tensor([0.0, 0.0, 1.0], dtype={dt})", ["t", "increasing"]),
                 (f"torch.tensor([[0.0, 1.0]], dtype={dt})", ["t"]),
                 (f"torch.tensor([0.0, nan], dtype={dt})", ["t", "nan"]),

@@ -32,7 +32,7 @@ def parse_adjoint(value) -> Adjoint:
     if not name:
         raise ValueError(f"adjoint {value!r} is empty; choose one of {sorted(ADJOINTS)}")
     if name not in ADJOINTS or (sep and name != "checkpointed"):
-        raise ValueError(f"unknown gradient mode {value!r}; choose one of {sorted(ADJOINTS)} "
+        raise ValueError(f"adjoint: unknown gradient mode {value!r}; choose one of {sorted(ADJOINTS)} "
                          "or 'checkpointed:<max_checkpoints>'")
     if not sep:
         return ADJOINTS[name]()

@@ -11,6 +11,7 @@ from ...adjoints import Adjoint, Backsolve, Checkpointed, Direct
 from ...controllers import IController
 from ...options import SolverOptions
 from ...solution import SolverStats, Status
+from ...validation import reraise_field_failure
 from ..base import Backend
 from .backsolve import backsolve_backward
 from .checkpointed import checkpointed_backward
@@ -103,22 +104,27 @@ class TorchBackend(Backend):
             else:
                 account = programs
         t_start = time.perf_counter()
-        if not needs_grad:
-            with torch.no_grad():
+        try:
+            if not needs_grad:
+                with torch.no_grad():
+                    out = torch.stack(prob.solve(y0, record=None))
+            elif isinstance(adjoint, Direct):
                 out = torch.stack(prob.solve(y0, record=None))
-        elif isinstance(adjoint, Direct):
-            out = torch.stack(prob.solve(y0, record=None))
-            # The package's convention (shared with the torchdiffeq backend): backprop counts
-            # one evaluation per forward evaluation.
-            recorded = stats.nfe_forward
+                # The package's convention (shared with the torchdiffeq backend): backprop counts
+                # one evaluation per forward evaluation.
+                recorded = stats.nfe_forward
 
-            def _count(grad: torch.Tensor) -> None:
-                stats.nfe_backward += recorded
-                stats.steps_backward = 0
+                def _count(grad: torch.Tensor) -> None:
+                    stats.nfe_backward += recorded
+                    stats.steps_backward = 0
 
-            out.register_hook(_count)
-        else:
-            out = _NativeSolve.apply(prob, adjoint, account, y0, *params)
+                out.register_hook(_count)
+            else:
+                out = _NativeSolve.apply(prob, adjoint, account, y0, *params)
+        except (RuntimeError, TypeError, AttributeError) as err:
+            # a later evaluation returned something the stepper cannot use (the first one is
+            # checked up front): evaluate once more, on the failure path only, and name it
+            reraise_field_failure(field, t[0], y0.detach(), err)
         if account is not None:
             account.eager_seconds += time.perf_counter() - t_start
         stats.status = Status.SUCCESS
