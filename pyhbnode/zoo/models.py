@@ -34,18 +34,21 @@ class ContinuousModel(nn.Module):
 
 
 class SequenceModel(nn.Module):
-    """An ODE-RNN hybrid: ``forward(x (T, B, k), dt (T, B)) -> (T, B, out)``."""
+    """An ODE-RNN hybrid: ``forward(x (T, B, k), dt (T, B)) -> (T, B, out)``.
 
-    def __init__(self, rnn: ODERNN) -> None:
+    ``initial`` maps the whole input ``x`` to the initial state (e.g.
+    :class:`~pyhbnode.zoo.cells.WindowInitial`); without it the state starts at zero."""
+
+    def __init__(self, rnn: ODERNN, initial: nn.Module | None = None) -> None:
         super().__init__()
-        self.rnn = rnn
+        self.rnn, self.initial = rnn, initial
 
     @property
     def stats(self) -> SolverStats:
         return collect_stats(self)
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x, dt)
+        return self.rnn(x, dt, None if self.initial is None else self.initial(x))
 
 
 class DrivenLinear(TimeModule):
