@@ -135,6 +135,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
               "epochs": 50, "lr": 0.003, "tol": 1e-7},
         standard={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 256, "batch_size": 256,
                   "epochs": 1, "max_batches": 20, "lr": 0.003, "tol": 1e-7},
+        notes="standard: 20 batches of 256 windows from all 400 rollouts (about half an epoch).",
     ),
     Experiment(
         name="pointcloud", figure="Fig. 5", title="point-cloud separation (built-in data)",
@@ -148,6 +149,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         quick={"seeds": 3, "iters": 300, "tol": 1e-7},
         full={"seeds": 5, "iters": 300, "tol": 1e-7},
         standard={"seeds": 20, "iters": 300, "tol": 1e-7},
+        notes="standard: 20 seeds x 300 iterations (mean and spread of NFE, share of seeds separated).",
     ),
     Experiment(
         name="mnist", figure="Fig. 6", title="MNIST classification",
@@ -159,6 +161,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
         standard={"train_limit": None, "test_limit": 2000, "batch_size": 64, "epochs": 1, "max_batches": 60,
                   "lr": 0.001, "tol": 1e-5},
+        notes=("standard: 60 iterations of batch 64 on the full training set (NFE per iteration over training), "
+               "test accuracy on the first 2,000 test images."),
     ),
     Experiment(
         name="cifar10", figure="Fig. 1", title="CIFAR-10 classification",
@@ -171,7 +175,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
         standard={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 1, "max_batches": 30,
                   "lr": 0.001, "tol": 1e-5},
-        notes="The local copy holds only 4,000 training and 1,000 test images; the paper used 50,000/10,000.",
+        notes=("standard: 30 iterations of batch 64, test accuracy on all 1,000 local test images. The local "
+               "copy holds only 4,000 training and 1,000 test images; the paper used 50,000/10,000."),
     ),
     Experiment(
         name="nfe-vs-tol", figure="Fig. 7", title="forward vs backward NFE across tolerances",
@@ -188,6 +193,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
               "train_limit": None, "batch_size": 64, "lr": 0.001},
         standard={"dataset": "mnist", "train_tol": 1e-5, "train_iters": 40, "tols": [1e-3, 1e-4, 1e-5, 1e-6],
                   "measure_batches": 2, "train_limit": None, "batch_size": 64, "lr": 0.001},
+        notes=("standard: each model trained 40 iterations on MNIST at 1e-5, then its trained field measured "
+               "(forward and backward, 2 batches) at each tolerance."),
     ),
     Experiment(
         name="plane-vibration", figure="Fig. 8", title="plane vibration (F-16 GVT) forecasting",
@@ -202,6 +209,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
               "epochs": 500, "lr": 0.0001, "tol": 1e-7},
         standard={"seq_len": 64, "train_limit": None, "test_limit": None, "curve_windows": 4, "batch_size": 64,
                   "epochs": 3, "lr": 0.0001, "tol": 1e-7},
+        notes="standard: 3 epochs on the full training split (509 windows) and the full test split.",
     ),
     Experiment(
         name="walker2d", figure="Fig. 9", title="Walker2D kinematic simulation",
@@ -218,6 +226,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
               "epochs": 500, "lr": 0.003, "tol": 1e-7},
         standard={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 512, "batch_size": 256,
                   "epochs": 1, "max_batches": 20, "lr": 0.003, "tol": 1e-7},
+        notes=("standard: 20 batches of 256 windows from all 400 rollouts (about half an epoch), test MSE on "
+               "512 test windows."),
     ),
 )
 

@@ -26,8 +26,8 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
         model: one of ``MODELS`` (``"node"``, ``"anode"``, ``"sonode"``, ``"hbnode"``, ``"ghbnode"``).
         preset: ``"paper"`` (Appendix E and Sec. 1 as written; the default) or ``"authors"``
             (the settings of the authors' code: heavy-ball coefficients, the point-cloud readout,
-            Walker2D's residual update, plane vibration's 0.01 initial scaling; see
-            :mod:`pyhbnode.zoo.presets`).  Both build the same layers.
+            Walker2D's residual update; see :mod:`pyhbnode.zoo.presets`).  Both build the same
+            layers, and both start the plane-vibration models at the authors' 0.01 scale.
         field_kwargs: overrides for the heavy-ball field (``gamma``, ``omega``, ``eps``, ``xi``,
             ``chi``, ``sigma``), applied over the preset's.
         window: plane vibration: the number of input stamps its initial state reads (the
