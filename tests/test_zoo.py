@@ -145,8 +145,9 @@ def test_authors_preset_sets_the_coefficients_of_their_code():
     assert float(zoo.build("cifar10", "ghbnode", preset="authors").block.field.xi) == 1.5
     walker = zoo.build("walker2d", "hbnode", preset="authors")
     assert abs(float(walker.rnn.field.xi.detach()) - math.log(2.0)) < 1e-7 and isinstance(walker.rnn.field.sigma, torch.nn.Identity)
-    assert type(walker.rnn.cell).__name__ == "Residual"
-    assert type(zoo.build("walker2d", "hbnode").rnn.cell).__name__ == "Sequential"
+    assert type(walker.rnn.cell).__name__ == "Residual" and walker.time_scale == 1 / 64
+    paper = zoo.build("walker2d", "hbnode")
+    assert type(paper.rnn.cell).__name__ == "Sequential" and paper.time_scale == 1.0
 
 
 @pytest.mark.parametrize("preset", zoo.PRESETS)
@@ -187,3 +188,11 @@ def test_bad_preset_and_window_fail_clearly():
         zoo.build("mnist", "node", preset="author")
     with pytest.raises(ValueError, match="window must be a positive int"):
         zoo.build("plane_vibration", "node", window=0)
+
+
+def test_authors_walker_measures_elapsed_time_in_units_of_64_steps():
+    torch.manual_seed(0)
+    net = zoo.build("walker2d", "ghbnode", preset="authors", tol=1e-5)
+    x, dt = torch.randn(3, 2, 17), torch.tensor([[1.0, 2.0], [1.0, 1.0], [3.0, 1.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, dt), net.rnn(x, dt / 64))

@@ -3,7 +3,7 @@
 
 Both presets build the same layers (the authors' layer structure, which the paper's parameter
 counts require).  They differ in the heavy-ball coefficients, the point-cloud readout and
-Walker2D's recurrent update, all listed in :data:`AUTHORS`.
+Walker2D's recurrent update and time unit, all listed in :data:`AUTHORS`.
 
 One initialisation belongs to the layers rather than to a preset: the plane-vibration models
 start with every parameter scaled by 0.01, as the authors' training does
@@ -37,6 +37,8 @@ class Variant:
         field_kwargs: heavy-ball coefficients (``xi``, ``chi``, ``sigma``, ...).
         head: the point-cloud readout's squashing (``"hardtanh"``: clipped to [-1, 1]).
         residual_cell: Walker2D: the recurrent update adds to the state (``y + cell([y, x])``).
+        time_scale: ODE-RNNs: the elapsed times are multiplied by this before the solves
+            (the authors' Walker2D scripts divide them by 64).
         init_scale: every parameter multiplied by this after initialisation (the task's
             :data:`INIT_SCALE`, the same in both presets).
         source: where in the authors' code this comes from.
@@ -46,6 +48,7 @@ class Variant:
     field_kwargs: dict[str, Any] = field(default_factory=dict)
     head: str | None = None
     residual_cell: bool = False
+    time_scale: float = 1.0
     init_scale: float | None = None
     source: str = ""
 
@@ -68,11 +71,16 @@ AUTHORS: dict[tuple[str, str], Variant] = {
                                            source=_PV.format("hbnode") + " (corr=0, corrf=False)"),
     ("plane_vibration", "ghbnode"): Variant(field_kwargs={"xi": None, "chi": 0.0},
                                             source=_PV.format("ghbnode") + " (corr=0, corrf=False, actv_h=Tanh)"),
-    ("walker2d", "sonode"): Variant(residual_cell=True, source=_WALKER.format("sonode")),
+    ("walker2d", "node"): Variant(time_scale=1 / 64, source=_WALKER.format("node") + " (train_times / 64.0)"),
+    ("walker2d", "anode"): Variant(time_scale=1 / 64, source=_WALKER.format("anode") + " (train_times / 64.0)"),
+    ("walker2d", "sonode"): Variant(residual_cell=True, time_scale=1 / 64,
+                                    source=_WALKER.format("sonode") + " (out + h, train_times / 64.0)"),
     ("walker2d", "hbnode"): Variant(field_model="ghbnode", field_kwargs={"xi": math.log(2.0), "sigma": "identity"},
-                                    residual_cell=True, source=_WALKER.format("hbnode") + " (corr=0, corrf=True)"),
-    ("walker2d", "ghbnode"): Variant(field_kwargs={"xi": None, "chi": 1.0}, residual_cell=True,
-                                     source=_WALKER.format("ghbnode") + " (corr=1, corrf=False, actv_h=Tanh)"),
+                                    residual_cell=True, time_scale=1 / 64,
+                                    source=_WALKER.format("hbnode") + " (corr=0, corrf=True, out + h, times / 64)"),
+    ("walker2d", "ghbnode"): Variant(field_kwargs={"xi": None, "chi": 1.0}, residual_cell=True, time_scale=1 / 64,
+                                     source=_WALKER.format("ghbnode") + " (corr=1, corrf=False, actv_h=Tanh, "
+                                                                        "out + h, times / 64)"),
 }
 
 

@@ -108,9 +108,10 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v:
 ANODE_DATA_CHANNELS = 5
 
 
-def _sequence(model: str, n: int, field, cell: nn.Module, out: int, options: SolverOptions,
-              cell_first: bool, initial: nn.Module | None) -> SequenceModel:
-    return SequenceModel(ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, options=options), initial)
+def _sequence(n: int, field, cell: nn.Module, out: int, options: SolverOptions, cell_first: bool,
+              initial: nn.Module | None, v: Variant) -> SequenceModel:
+    rnn = ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, options=options)
+    return SequenceModel(rnn, initial, time_scale=v.time_scale)
 
 
 def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
@@ -127,12 +128,13 @@ def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict, v: V
                    n - (data_channels or n), v, field_kwargs)
     cell = Residual(PartwiseLinear(d, n, k), d * n)
     initial = WindowInitial(window, k, d, n, out=data_channels)
-    return _sequence(model, n, field, cell, k, options, True, initial)
+    return _sequence(n, field, cell, k, options, True, initial, v)
 
 
 def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant, window: int = 64) -> SequenceModel:
     """17 features in, 17 out.  Field n* → fc_n; RNN cell dn+k → fc_h1 → tanh → fc_h2 →
     tanh → fc_dn (the authors' second-order models: added to the state); readout n → fc_17.
+    The authors measure the elapsed times in units of 64 steps (the preset's ``time_scale``).
     The ANODE-RNN's first 5 channels start from a dense layer over the first stamp, the
     others at zero; every other model starts at zero.  (``window`` is unused: the Walker2D
     models read no more than one stamp up front.)"""
@@ -145,7 +147,7 @@ def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
     if v.residual_cell:
         cell = Residual(cell, d * n)
     initial = WindowInitial(1, k, d, n, out=ANODE_DATA_CHANNELS) if anode else None
-    return _sequence(model, n, field, cell, k, options, False, initial)
+    return _sequence(n, field, cell, k, options, False, initial, v)
 
 
 def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> DrivenModel:
