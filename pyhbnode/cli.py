@@ -41,9 +41,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     models = args.models or list(zoo.MODELS)
     print(f"pyhbnode compare pointcloud: {', '.join(models)}; {args.iters} iterations, tol {args.tol:g}, "
-          f"seed {args.seed} -> {args.out}")
+          f"preset {args.preset}, seed {args.seed} -> {args.out}")
     rows = pointcloud.run(models, args.out, iters=args.iters, tol=args.tol, seed=args.seed,
-                          backend=args.backend, progress=not args.quiet,
+                          backend=args.backend, progress=not args.quiet, preset=args.preset,
                           solver_options=dict(adjoint=args.adjoint, controller=args.controller))
     print()
     _print_table(rows, RESULT_COLUMNS)
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gradient mode: checkpointed (default), checkpointed:<max_checkpoints>, backsolve, direct")
     p.add_argument("--controller", default=None, help="step-size controller (torch backend): i (default), pi, hairer")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=list(zoo.PRESETS), default="paper",
+                   help="zoo preset: 'paper' (Appendix E, the default) or 'authors' (the authors' code)")
     p.add_argument("--out", default="runs/compare-pointcloud", help="output directory")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1: these small solves run fastest on one)")

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from pyhbnode.fields import ANODE, GHBNODE, HBNODE, NODE, SONODE, TimeSequential, TPad, VectorField
-from pyhbnode.solving import SolverOptions
+from pyhbnode.zoo import tasks
 from pyhbnode.solving.backends.julia import BRIDGE_DIR
 from pyhbnode.solving.backends.julia._spec import describe, pack_parameters, unpack_parameters
-from pyhbnode.zoo import tasks
+from pyhbnode import zoo
 
 __all__ = ["MODELS", "KINDS", "TS", "BATCH", "REFERENCE_TOL", "Case", "build_case", "reference",
            "fixture_cases", "zoo_fields", "zoo_cases", "formula", "FIXTURE_PATH", "write_fixtures",
@@ -198,10 +198,7 @@ def _variants(model: str) -> list[tuple[str, dict]]:
 
 
 def _zoo_model(task: str, model: str, kwargs: dict) -> nn.Module:
-    options = SolverOptions()
-    if task in ("mnist", "cifar10"):
-        return tasks.images(task, model, options, kwargs)
-    return getattr(tasks, task)(model, options, kwargs)
+    return zoo.build(task, model, field_kwargs=kwargs)
 
 
 def zoo_fields() -> list[tuple[str, VectorField, tuple[int, ...]]]:

@@ -2,7 +2,8 @@
 :mod:`pyhbnode.cli` through ``add_reproduce_parser``/``add_report_parser``.
 
     pyhbnode reproduce --list
-    pyhbnode reproduce EXPERIMENT [--quick | --tiny] [--out DIR] [--data-dir DIR] [--seed S]
+    pyhbnode reproduce EXPERIMENT [--quick | --standard | --tiny] [--preset paper|authors] [--out DIR]
+                       [--data-dir DIR] [--seed S]
                        [--backend B] [--models M ...] [--set KEY=VALUE ...] [--threads N] [--redraw]
     pyhbnode report RUN_DIR... [--out report.md] [--html]
 """
@@ -46,6 +47,9 @@ def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", dest="scale", action="store_const", const="quick",
                        help="a few minutes on two CPU cores: real data, subsampled, few epochs")
+    scale.add_argument("--standard", dest="scale", action="store_const", const="standard",
+                       help="real data at the paper's batch size and tolerance, long enough to test the claim "
+                            "(at most about an hour per experiment on two CPU cores)")
     scale.add_argument("--full", dest="scale", action="store_const", const="full",
                        help="the paper's settings (the default; hours on CPU)")
     scale.add_argument("--tiny", dest="scale", action="store_const", const="tiny",
@@ -55,6 +59,9 @@ def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--data-dir", default=None,
                    help="folder holding mnist/, cifar10/, pv.csv, sb.csv, walker/ (default: $PYHBNODE_DATA or ./data)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, subsampling and batching (default 0)")
+    p.add_argument("--preset", choices=list(zoo.PRESETS), default="paper",
+                   help="zoo preset: 'paper' (Appendix E as written, the default) or 'authors' (the settings "
+                        "of the authors' code, spec §5)")
     p.add_argument("--backend", default=None, help="solver backend (default: the package default)")
     p.add_argument("--device", default=None, help="torch device for training (default cpu)")
     p.add_argument("--models", nargs="+", choices=list(zoo.MODELS), help="models to run (default: the experiment's)")
@@ -145,7 +152,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return 2
     if args.device:
         settings["device"] = args.device
-    suffix = "" if args.scale == "full" else f"-{args.scale}"
+    suffix = ("" if args.scale == "full" else f"-{args.scale}") + ("" if args.preset == "paper" else f"-{args.preset}")
     out = Path(args.out or f"runs/{exp.name}{suffix}")
     if args.redraw:
         if not (out / "config.json").exists():
@@ -162,9 +169,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
     ctx = RunContext(
         experiment=exp.name, out=out, settings=settings, scale=args.scale, seed=args.seed, backend=args.backend,
         models=tuple(args.models or exp.models), data_dir=data_dir, progress=not args.quiet,
-        command=_command(args, out, data_dir),
+        command=_command(args, out, data_dir), preset=args.preset,
     )
-    print(f"pyhbnode reproduce {exp.name} ({exp.figure}, {args.scale}): models {', '.join(ctx.models)}; "
+    print(f"pyhbnode reproduce {exp.name} ({exp.figure}, {args.scale}, preset {args.preset}): models {', '.join(ctx.models)}; "
           f"seed {args.seed}; data {data_dir} -> {out}")
     started = time.time()
     try:
@@ -184,7 +191,7 @@ def _command(args: argparse.Namespace, out: Path, data_dir: Path) -> str:
     parts = ["pyhbnode", "reproduce", args.experiment]
     if args.scale != "full":
         parts.append(f"--{args.scale}")
-    parts += ["--out", str(out), "--data-dir", str(data_dir), "--seed", str(args.seed)]
+    parts += ["--preset", args.preset, "--out", str(out), "--data-dir", str(data_dir), "--seed", str(args.seed)]
     for flag, value in (("--backend", args.backend), ("--device", args.device), ("--threads", args.threads)):
         if value:
             parts += [flag, str(value)]

@@ -52,6 +52,8 @@ class RunContext:
         data_dir: the data root holding ``mnist/``, ``cifar10/``, ``pv.csv``, ``sb.csv``, ``walker/``.
         progress: show progress bars.
         command: the command line that started the run (recorded in ``config.json``).
+        preset: the zoo preset, ``"paper"`` (Appendix E as written) or ``"authors"`` (the
+            settings of the authors' code); see :func:`pyhbnode.zoo.build`.
     """
 
     experiment: str
@@ -64,6 +66,7 @@ class RunContext:
     data_dir: Path = Path("data")
     progress: bool = True
     command: str = ""
+    preset: str = "paper"
 
     def __getitem__(self, key: str) -> Any:
         try:
@@ -81,7 +84,8 @@ class RunContext:
     def identity(self) -> dict:
         """What identifies the run in ``config.json`` (besides the runner's own keys)."""
         return {
-            "experiment": self.experiment, "scale": self.scale, "experiment_settings": dict(self.settings),
+            "experiment": self.experiment, "scale": self.scale, "preset": self.preset,
+            "experiment_settings": dict(self.settings),
             "data_dir": str(self.data_dir), "command": self.command or " ".join(sys.argv),
         }
 
@@ -322,8 +326,9 @@ def image_comparison(ctx: RunContext, task: str, *, tol: float | None = None, ma
     return Comparison(
         task=task, train=train, val=test, loss="cross_entropy", metrics=("accuracy",), lr=float(ctx["lr"]),
         batch_size=int(ctx["batch_size"]), tol=float(tol if tol is not None else ctx["tol"]),
-        epochs=int(epochs if epochs is not None else ctx.get("epochs", 1)), max_batches=max_batches,
-        fit_kwargs=_fit_extras(ctx),
+        epochs=int(epochs if epochs is not None else ctx.get("epochs", 1)),
+        max_batches=max_batches if max_batches is not None else ctx.get("max_batches"),
+        fit_kwargs=_fit_extras(ctx), preset=ctx.preset,
     )
 
 
@@ -366,5 +371,6 @@ def sequence_comparison(ctx: RunContext, task: str, train, test):
         task=task, train=sequence_data(train), val=sequence_data(test) if test is not None and test.n_windows else None,
         loss="mse", metrics=(), lr=float(ctx["lr"]), batch_size=int(ctx["batch_size"]), tol=float(ctx["tol"]),
         epochs=int(ctx.get("epochs", 1)), max_batches=ctx.get("max_batches"),
-        fit_kwargs={"collate_fn": collate_time_first, **_fit_extras(ctx)},
+        fit_kwargs={"collate_fn": collate_time_first, **_fit_extras(ctx)}, preset=ctx.preset,
+        build_kwargs={"window": int(ctx.get("seq_len", 64))},
     )

@@ -1,12 +1,19 @@
 """Fig. 7: forward and backward NFE across solver tolerances (CIFAR-10 by default, MNIST with
 ``--set dataset=mnist``).
 
-For every tolerance in ``tols`` each model trains ``iters`` iterations from the same
-initialisation (one run of :func:`~pyhbnode.experiments.runner.run_comparison` per tolerance,
-in ``tol-<tol>/``); the mean NFEs per iteration are then gathered.
+Two modes:
 
-Files: ``tol-<tol>/`` (complete training runs), ``results.csv`` (one row per tolerance and
-model), ``nfe_vs_tol.png``, ``config.json``.
+* from initialisation (``iters``): for every tolerance in ``tols`` each model trains ``iters``
+  iterations from the same initialisation (one run of
+  :func:`~pyhbnode.experiments.runner.run_comparison` per tolerance, in ``tol-<tol>/``); the
+  mean NFEs per iteration are then gathered;
+* on trained fields (``train_iters``, the ``--standard`` scale): each model trains once,
+  ``train_iters`` iterations at ``train_tol`` (in ``trained/``); then, with its weights fixed,
+  one forward and backward pass on each of the first ``measure_batches`` training batches at
+  every tolerance gives the NFEs of the trained field (``measured.json``).
+
+Files: ``tol-<tol>/`` or ``trained/`` + ``measured.json``, ``results.csv`` (one row per
+tolerance and model), ``nfe_vs_tol.png``, ``config.json``.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import numpy as np
 
 from .common import (
     BASELINES, HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, combine_verdicts,
-    existing, image_comparison, load_config, nfe_verdict, train_comparison,
+    existing, image_comparison, load_config, nfe_verdict, train_comparison, write_json,
 )
 from .records import read_csv, write_csv
 
@@ -40,6 +47,11 @@ def run(ctx: RunContext) -> None:
     dataset = ctx["dataset"]
     if dataset not in ("cifar10", "mnist"):
         raise ValueError(f"nfe-vs-tol runs on 'cifar10' or 'mnist', got dataset={dataset!r}")
+    if ctx.get("train_iters"):
+        _run_trained(ctx, out, dataset)
+        ctx.record(started, dataset=dataset, mode="trained fields")
+        redraw(out)
+        return
     iters, batch = int(ctx["iters"]), int(ctx["batch_size"])
     for tol in ctx["tols"]:
         spec = image_comparison(ctx, dataset, tol=float(tol), max_batches=iters, epochs=1)
@@ -49,6 +61,41 @@ def run(ctx: RunContext) -> None:
     write_csv(_aggregate(out, [float(t) for t in ctx["tols"]]), out / "results.csv")
     ctx.record(started, dataset=dataset)
     redraw(out)
+
+
+def _run_trained(ctx: RunContext, out: Path, dataset: str) -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from ..layers import set_solver_options
+
+    iters, batch, n_batches = int(ctx["train_iters"]), int(ctx["batch_size"]), int(ctx.get("measure_batches", 2))
+    spec = image_comparison(ctx, dataset, tol=float(ctx["train_tol"]), max_batches=iters, epochs=1)
+    spec = replace(spec, val=None, metrics=())
+    xs, ys = zip(*(spec.train[i] for i in range(n_batches * batch)))
+    batches = [(torch.stack(xs[i:i + batch]), torch.as_tensor(ys[i:i + batch])) for i in range(0, len(xs), batch)]
+    rows: list[dict] = []
+
+    def measure(name: str, model, run_dir: Path) -> None:
+        model.eval()  # the weights stay as trained: no optimiser step, no dropout
+        for tol in ctx["tols"]:
+            set_solver_options(model, tol=float(tol))
+            fwd, bwd = [], []
+            for x, y in batches:
+                model.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                fwd.append(model.stats.nfe_forward)
+                loss.backward()
+                bwd.append(model.stats.nfe_backward)
+            rows.append({"tol": float(tol), "model": name, "nfe_forward_mean": float(np.mean(fwd)),
+                         "nfe_backward_mean": float(np.mean(bwd)),
+                         "backward_per_forward": round(float(np.mean(bwd)) / float(np.mean(fwd)), 3),
+                         "iterations": iters, "measured_batches": len(batches)})
+        write_json(out / "measured.json", rows)
+
+    train_comparison(ctx, spec, out=out / "trained", after_model=measure,
+                     extra={"train_tol": float(ctx["train_tol"])})
+    write_csv(rows, out / "results.csv")
 
 
 def _aggregate(run: Path, tols: list[float]) -> list[dict]:

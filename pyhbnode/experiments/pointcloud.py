@@ -29,14 +29,14 @@ def sign_accuracy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def comparison(iters: int = DEFAULT_ITERS, *, tol: float = 1e-7, seed: int = 0,
-               field_kwargs: dict[str, dict] | None = None) -> Comparison:
+               field_kwargs: dict[str, dict] | None = None, preset: str = "paper") -> Comparison:
     x, y = make_pointcloud(seed=seed)
     data = (torch.from_numpy(x), torch.from_numpy(y))
     batches_per_epoch = math.ceil(len(x) / 50)
     return Comparison(
         task="pointcloud", train=data, loss="mse", metrics=(sign_accuracy,), lr=0.01, batch_size=50,
         tol=tol, epochs=math.ceil(iters / batches_per_epoch), max_batches=iters,
-        field_kwargs=dict(field_kwargs or {}),
+        field_kwargs=dict(field_kwargs or {}), preset=preset,
     )
 
 
@@ -63,17 +63,19 @@ def redraw_separation(run_dir: str | Path) -> Path | None:
 
 def run(models: Sequence[str], out_dir: str | Path, *, iters: int = DEFAULT_ITERS, tol: float = 1e-7,
         seed: int = 0, backend: str | None = None, progress: bool = True,
-        field_kwargs: dict[str, dict] | None = None, solver_options: dict | None = None) -> list[dict]:
-    """Train ``models`` on the point cloud; ``field_kwargs`` per model, e.g.
-    ``{"ghbnode": {"xi": 2.0, "sigma": "identity"}}`` for the authors' reference variant."""
-    spec = comparison(iters, tol=tol, seed=seed, field_kwargs=field_kwargs)
+        field_kwargs: dict[str, dict] | None = None, solver_options: dict | None = None,
+        preset: str = "paper") -> list[dict]:
+    """Train ``models`` on the point cloud with the zoo's ``preset``; ``field_kwargs`` per
+    model override single coefficients, e.g. ``{"ghbnode": {"xi": 2.0}}``; ``solver_options``
+    (``adjoint``, ``controller`` ...) go to every model's solver."""
+    spec = comparison(iters, tol=tol, seed=seed, field_kwargs=field_kwargs, preset=preset)
     out = Path(out_dir)
     if (out / "separation.json").exists():
         (out / "separation.json").unlink()
     rows = run_comparison(
         spec, models, out, seed=seed, backend=backend, progress=progress,
         after_model=lambda name, model, o: _save_features(name, model, o, spec.train),
-        extra_config={"iterations": iters}, solver_options=solver_options,
+        extra_config={"iterations": iters, "preset": preset}, solver_options=solver_options,
     )
     redraw_separation(out)
     return rows

@@ -41,7 +41,7 @@ def run(ctx: RunContext) -> None:
     out = ctx.out_dir()
     for k in range(int(ctx["seeds"])):
         pointcloud.run(list(ctx.models), out / f"seed-{k}", iters=int(ctx["iters"]), tol=float(ctx["tol"]),
-                       seed=ctx.seed + k, backend=ctx.backend, progress=ctx.progress)
+                       seed=ctx.seed + k, backend=ctx.backend, progress=ctx.progress, preset=ctx.preset)
     write_csv(_aggregate(out), out / "results.csv")
     redraw(out)
     ctx.record(started, seeds=[ctx.seed + k for k in range(int(ctx["seeds"]))])

@@ -3,7 +3,9 @@
 Per run: the paper's figure and claim, the verdict with its reasons, the (G)HBNODE/NODE NFE
 ratios, a table (model, parameters, mean forward and backward NFE, time per epoch, final
 metric — or the experiment's own columns) and the figures, followed by what ran it (command,
-scale, seed, machine, threads, versions, wall time).
+scale, preset, seed, machine, threads, versions, wall time).  Where one experiment ran at one
+scale under both zoo presets (``paper`` and ``authors``), a closing section sets the two side by
+side: the verdicts and each model's NFE and metric, flagging where they disagree.
 """
 from __future__ import annotations
 
@@ -67,10 +69,16 @@ def _rel(path: Path, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
 
 
+def preset_of(cfg: dict) -> str:
+    """The zoo preset a run used (runs from before presets existed say ``-``)."""
+    return str(cfg.get("preset", "-"))
+
+
 def _run_facts(cfg: dict) -> list[tuple[str, str]]:
     wall = cfg.get("wall_seconds")
     return [
         ("command", f"`{cfg.get('command', '')}`"), ("scale", str(cfg.get("scale", "-"))),
+        ("preset", preset_of(cfg)),
         ("seed", str(cfg.get("seed", "-"))), ("backend", str(cfg.get("backend", "-"))),
         ("device", str(cfg.get("device", "-"))), ("machine", str(cfg.get("machine", "-"))),
         ("torch threads", str(cfg.get("torch_threads", "-"))),
@@ -93,10 +101,11 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
              "Each section is one `pyhbnode reproduce` run: the paper's claim, what we measured and whether the "
              "claim held on this run. Verdicts on quick runs (subsampled data, a few iterations) say what the "
              "pipeline measured at that scale, not what the full experiment would show.", "",
-             "| experiment | paper | scale | wall time | verdict |", "|---|---|---|---|---|"]
+             "| experiment | paper | scale | preset | wall time | verdict |", "|---|---|---|---|---|---|"]
     for s in sections:
         wall = s.config.get("wall_seconds")
         lines.append(f"| [{_label(s)}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
+                     f"{preset_of(s.config)} | "
                      f"{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'} | "
                      f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |")
     for s in sections:
@@ -117,7 +126,48 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
         if e.notes:
             lines += [f"- note: {e.notes}"]
         lines += ["", "</details>"]
+    lines += preset_comparison(sections)
     return "\n".join(lines) + "\n"
+
+
+# Columns compared across presets, when a run's table has them.
+_COMPARED = (("nfe_forward_mean", "fwd NFE"), ("nfe_backward_mean", "bwd NFE"), ("final_val_accuracy", "test accuracy"),
+             ("final_val_loss", "test MSE"), ("final_loss", "final loss"), ("seeds_zero_loss", "seeds separated"))
+
+
+def preset_comparison(sections: Sequence[RunSection]) -> list[str]:
+    """Markdown lines setting the ``paper`` and ``authors`` runs of one experiment and scale side
+    by side (nothing when no experiment ran under both)."""
+    groups: dict[tuple[str, str], dict[str, RunSection]] = {}
+    for s in sections:
+        groups.setdefault((s.experiment.name, str(s.config.get("scale", "-"))), {})[preset_of(s.config)] = s
+    pairs = [(key, g["paper"], g["authors"]) for key, g in groups.items() if "paper" in g and "authors" in g]
+    if not pairs:
+        return []
+    lines = ["", "## Paper preset vs authors' preset", "",
+             "Runs of one experiment at one scale under both zoo presets (`paper`: Appendix E as written; "
+             "`authors`: the settings of the authors' code). A model's numbers are flagged **differ** when the "
+             "verdict differs or a number moves by more than 10%.", ""]
+    for (name, scale), paper, authors in pairs:
+        flag = "same verdict" if paper.assessment.verdict == authors.assessment.verdict else "**verdicts differ**"
+        lines += [f"### {name} ({scale})", "",
+                  f"Verdict: paper preset {VERDICT_MARK.get(paper.assessment.verdict)}, authors' preset "
+                  f"{VERDICT_MARK.get(authors.assessment.verdict)} ({flag}).", ""]
+        by = {p: {r.get("model"): r for r in s.assessment.rows} for p, s in (("paper", paper), ("authors", authors))}
+        keys = [(k, h) for k, h in _COMPARED if any(k in r for r in paper.assessment.rows)]
+        lines += ["| model | " + " | ".join(f"{h} (paper / authors)" for _, h in keys) + " | |",
+                  "|---|" + "---|" * (len(keys) + 1)]
+        for model in dict.fromkeys(list(by["paper"]) + list(by["authors"])):
+            a, b = by["paper"].get(model, {}), by["authors"].get(model, {})
+            cells, differ = [], False
+            for k, _ in keys:
+                x, y = a.get(k), b.get(k)
+                cells.append(f"{fmt(x)} / {fmt(y)}")
+                if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+                    differ |= abs(x - y) > 0.1 * max(abs(x), abs(y), 1e-12)
+            lines.append(f"| {model} | " + " | ".join(cells) + f" | {'**differ**' if differ else ''} |")
+        lines.append("")
+    return lines
 
 
 def _label(s: RunSection) -> str:
@@ -138,13 +188,13 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}"
              ".held{color:#070}.partly{color:#a60}.not{color:#a00}</style></head><body>",
-             f"<h1>{esc(title)}</h1>", "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>wall time</th>"
-             "<th>verdict</th></tr>"]
+             f"<h1>{esc(title)}</h1>", "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>preset</th>"
+             "<th>wall time</th><th>verdict</th></tr>"]
     for s in sections:
         wall = s.config.get("wall_seconds")
         parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(_label(s))}</a></td>"
                      f"<td>{esc(s.experiment.figure)}</td>"
-                     f"<td>{esc(str(s.config.get('scale', '-')))}</td>"
+                     f"<td>{esc(str(s.config.get('scale', '-')))}</td><td>{esc(preset_of(s.config))}</td>"
                      f"<td>{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'}</td>"
                      f"<td>{esc(VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict))}</td></tr>")
     parts.append("</table>")

@@ -31,6 +31,8 @@ class Comparison:
         epochs: passes over ``train``; ``max_batches`` caps the total iterations instead.
         field_kwargs: per-model overrides of the heavy-ball coefficients.
         fit_kwargs: anything else for ``fit`` (e.g. a collate for time-first data).
+        preset: the zoo preset (``"paper"`` or ``"authors"``, see :func:`pyhbnode.zoo.build`).
+        build_kwargs: task-specific architecture arguments of ``zoo.build`` (``window``).
     """
 
     task: str
@@ -45,9 +47,11 @@ class Comparison:
     max_batches: int | None = None
     field_kwargs: dict[str, dict] = field(default_factory=dict)
     fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    preset: str = "paper"
+    build_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict:
-        keep = ("task", "lr", "batch_size", "tol", "epochs", "max_batches", "field_kwargs")
+        keep = ("task", "lr", "batch_size", "tol", "epochs", "max_batches", "field_kwargs", "preset", "build_kwargs")
         d = {k: v for k, v in asdict(self).items() if k in keep}
         d["loss"] = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "custom")
         return d
@@ -90,8 +94,9 @@ def run_comparison(
     rows, batch_lines, epoch_lines = [], [], []
     for name in models:
         torch.manual_seed(seed)
-        model = zoo.build(spec.task, name, tol=spec.tol, backend=backend,
-                          field_kwargs=spec.field_kwargs.get(name), **(solver_options or {}))
+        model = zoo.build(spec.task, name, preset=spec.preset, tol=spec.tol, backend=backend,
+                          field_kwargs=spec.field_kwargs.get(name), **spec.build_kwargs,
+                          **(solver_options or {}))
         try:
             history = fit(
                 model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),

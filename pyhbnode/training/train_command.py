@@ -59,6 +59,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the data sets (default ./data)")
     p.add_argument("--max-batches", type=int, help="stop after this many optimiser steps")
     p.add_argument("--device")
+    p.add_argument("--preset", choices=list(zoo.PRESETS),
+                   help="zoo preset: 'paper' (Appendix E, the default) or 'authors' (the authors' code)")
     p.add_argument("--strategy", choices=["ddp"], help="data-parallel training (under torchrun)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                    help="continue from the last checkpoint in OUT/checkpoints (default: yes)")
@@ -70,8 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 _FLAG_KEYS = ("task", "model", "epochs", "lr", "batch_size", "tol", "backend", "adjoint", "controller", "seed",
-              "out", "data_dir",
-              "max_batches", "device", "strategy", "resume")
+              "out", "data_dir", "max_batches", "device", "strategy", "resume", "preset")
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
@@ -92,6 +93,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"unknown task {config.task!r}; choose one of {list(zoo.TASKS)}")
     if config.model not in zoo.MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of {list(zoo.MODELS)}")
+    if config.preset not in zoo.PRESETS:
+        raise ValueError(f"unknown preset {config.preset!r}; choose one of {list(zoo.PRESETS)}")
     if config.out is None:
         config = replace(config, out=f"runs/train-{config.task}-{config.model}")
     return config
@@ -129,7 +132,7 @@ def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
     config = replace(config, epochs=_given(config.epochs, setup.epochs), lr=_given(config.lr, setup.lr),
                      batch_size=_given(config.batch_size, setup.batch_size))
     torch.manual_seed(config.seed)  # the model's initial weights
-    model = zoo.build(config.task, config.model, field_kwargs=config.field_kwargs or None)
+    model = zoo.build(config.task, config.model, preset=config.preset, field_kwargs=config.field_kwargs or None)
     started = time.time()
     history = fit(
         model, setup.train, val_data=setup.val, loss=setup.loss, metrics=setup.metrics,

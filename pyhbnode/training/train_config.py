@@ -33,6 +33,7 @@ class TrainConfig:
         max_batches, strategy, progress: as :func:`pyhbnode.training.fit` takes them.
         limit: train (and validate) on the first ``limit`` items only, for quick runs.
         field_kwargs: heavy-ball coefficients for hbnode/ghbnode (``gamma``, ``xi``, ...).
+        preset: the zoo preset, ``"paper"`` or ``"authors"`` (see :func:`pyhbnode.zoo.build`).
     """
 
     task: str | None = None
@@ -62,6 +63,7 @@ class TrainConfig:
     progress: bool = True
     limit: int | None = None
     field_kwargs: dict = field(default_factory=dict)
+    preset: str = "paper"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +75,7 @@ _TYPES: dict[str, type] = {
     "atol": float, "backend": str, "method": str, "adjoint": str, "controller": str, "seed": int, "out": str, "data_dir": str,
     "resume": bool, "optimizer": str, "lr_schedule": str, "grad_clip": float, "weight_decay": float,
     "device": str, "checkpoint_every": int, "max_batches": int, "strategy": str, "progress": bool,
-    "limit": int, "field_kwargs": dict,
+    "limit": int, "field_kwargs": dict, "preset": str,
 }
 _NULLABLE = {f.name for f in fields(TrainConfig) if f.default is None}
 KEYS = tuple(f.name for f in fields(TrainConfig))

@@ -1,28 +1,38 @@
-"""Floor 4: the paper's architectures.  ``build(task, model, **solver_options)``."""
+"""Floor 4: the paper's architectures.  ``build(task, model, preset="paper", **solver_options)``."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..solving import SolverOptions
 from . import tasks
 from ._validate import check_build_args
+from .presets import AUTHORS, Variant, variant
 from .fields import MODELS, make_field, order_of
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 
-__all__ = ["build", "TASKS", "MODELS", "make_field", "order_of",
+__all__ = ["build", "TASKS", "PRESETS", "AUTHORS", "Variant", "variant", "MODELS", "make_field", "order_of",
            "ContinuousModel", "SequenceModel", "DrivenModel", "DrivenLinear"]
 
 TASKS = ("pointcloud", "mnist", "cifar10", "plane_vibration", "walker2d", "silverbox")
+PRESETS = ("paper", "authors")
 
 
-def build(task: str, model: str, *, field_kwargs: dict | None = None, **solver_options) -> nn.Module:
+def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | None = None,
+          window: int = 64, **solver_options) -> nn.Module:
     """The paper's architecture for ``task`` and ``model``.
 
     Args:
         task: one of ``TASKS``.
         model: one of ``MODELS`` (``"node"``, ``"anode"``, ``"sonode"``, ``"hbnode"``, ``"ghbnode"``).
+        preset: ``"paper"`` (Appendix E and Sec. 1 as written; the default) or ``"authors"``
+            (the settings of the authors' code: heavy-ball coefficients, the point-cloud readout,
+            Walker2D's residual update; see :mod:`pyhbnode.zoo.presets`).  Both build the same
+            layers, and both start the plane-vibration models at the authors' 0.01 scale.
         field_kwargs: overrides for the heavy-ball field (``gamma``, ``omega``, ``eps``, ``xi``,
-            ``chi``, ``sigma``), e.g. to mimic the authors' reference code (spec §5).
+            ``chi``, ``sigma``), applied over the preset's.
+        window: plane vibration: the number of input stamps its initial state reads (the
+            training window; 64 in the paper).
         solver_options: ``backend``, ``method``, ``rtol``, ``atol``, ``tol``, ``adjoint``,
             ``seminorm``, ``max_steps``, ``controller``; defaults are the task's tolerance from
             the spec.
@@ -30,14 +40,27 @@ def build(task: str, model: str, *, field_kwargs: dict | None = None, **solver_o
     Returns:
         An ``nn.Module`` whose ``stats`` sums its solving layers' ``.stats`` (their calls
         since ``reset_stats()``; ``pyhbnode.record()`` measures one pass).  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
-        cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))``;
-        silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
+        cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))`` (plane
+        vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """
     check_build_args(task, model, field_kwargs, solver_options, TASKS, MODELS)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int (input stamps), got {window!r}")
     options = SolverOptions.from_kwargs(tasks.TASK_DEFAULTS[task], **solver_options)
     kwargs = dict(field_kwargs or {})
     if model not in ("hbnode", "ghbnode") and kwargs:
         raise ValueError(f"field_kwargs {sorted(kwargs)} apply only to hbnode/ghbnode, not {model!r}")
+    v = variant(task, model, preset)
     if task in ("mnist", "cifar10"):
-        return tasks.images(task, model, options, kwargs)
-    return getattr(tasks, task)(model, options, kwargs)
+        net = tasks.images(task, model, options, kwargs, v)
+    elif task in ("plane_vibration", "walker2d"):
+        net = getattr(tasks, task)(model, options, kwargs, v, window=window)
+    else:
+        net = getattr(tasks, task)(model, options, kwargs, v)
+    if v.init_scale is not None:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(v.init_scale)
+    return net

@@ -40,18 +40,23 @@ class ContinuousModel(nn.Module):
 
 
 class SequenceModel(nn.Module):
-    """An ODE-RNN hybrid: ``forward(x (T, B, k), dt (T, B)) -> (T, B, out)``."""
+    """An ODE-RNN hybrid: ``forward(x (T, B, k), dt (T, B)) -> (T, B, out)``.
 
-    def __init__(self, rnn: ODERNN) -> None:
+    ``initial`` maps the whole input ``x`` to the initial state (e.g.
+    :class:`~pyhbnode.zoo.cells.WindowInitial`); without it the state starts at zero.
+    ``time_scale`` multiplies the elapsed times ``dt`` (a change of time unit)."""
+
+    def __init__(self, rnn: ODERNN, initial: nn.Module | None = None, time_scale: float = 1.0) -> None:
         super().__init__()
-        self.rnn = rnn
+        self.rnn, self.initial, self.time_scale = rnn, initial, float(time_scale)
 
     @property
     def stats(self) -> SolverStats:
         return _layer_stats(self)
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x, dt)
+        dt = dt if self.time_scale == 1.0 else dt * self.time_scale
+        return self.rnn(x, dt, None if self.initial is None else self.initial(x))
 
 
 class DrivenLinear(TimeModule):

@@ -1,0 +1,92 @@
+"""The zoo presets end to end: ``reproduce --preset``, ``compare --preset``, ``train --preset``
+record the preset in ``config.json``, build the preset's models, and ``report`` sets runs of
+both presets side by side; plus the ``--standard`` scale in the registry."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyhbnode.cli import main
+from pyhbnode.experiments import registry
+from pyhbnode.experiments.records import read_csv
+from test_experiments_reproduce import write_plane_vibration
+
+
+@pytest.fixture(scope="module")
+def pointcloud_runs(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("preset-runs")
+    runs = {}
+    for preset in ("paper", "authors"):
+        run = out / f"pointcloud-{preset}"
+        code = main(["reproduce", "pointcloud", "--tiny", "--quiet", "--preset", preset, "--out", str(run),
+                     "--models", "node", "ghbnode", "--threads", "1"])
+        assert code == 0
+        runs[preset] = run
+    return runs
+
+
+def test_reproduce_records_the_preset_and_builds_its_models(pointcloud_runs):
+    for preset, run in pointcloud_runs.items():
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["preset"] == preset and f"--preset {preset}" in cfg["command"]
+        seed_cfg = json.loads((run / "seed-0" / "config.json").read_text())
+        assert seed_cfg["settings"]["preset"] == preset
+        rows = {r["model"]: r for r in read_csv(run / "results.csv")}
+        # the authors fix the point-cloud GHBNODE's ξ = 2: one learnable coefficient fewer
+        assert rows["ghbnode"]["parameters"] == {"paper": 569, "authors": 568}[preset]
+        assert rows["node"]["parameters"] == 525
+
+
+def test_report_names_the_preset_and_compares_the_two(pointcloud_runs, tmp_path, capsys):
+    out = tmp_path / "report.md"
+    assert main(["report", *map(str, pointcloud_runs.values()), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| experiment | paper | scale | preset | wall time | verdict |" in text
+    assert "| tiny | paper |" in text and "| tiny | authors |" in text
+    assert "## Paper preset vs authors' preset" in text and "### pointcloud (tiny)" in text
+    assert text.count("fwd NFE (paper / authors)") == 1
+    capsys.readouterr()
+
+
+def test_reproduce_sequence_task_with_authors_preset(tmp_path, capsys):
+    write_plane_vibration(tmp_path)
+    run = tmp_path / "pv"
+    code = main(["reproduce", "plane-vibration", "--tiny", "--quiet", "--preset", "authors", "--models", "hbnode",
+                 "--out", str(run), "--data-dir", str(tmp_path), "--threads", "1"])
+    assert code == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["preset"] == "authors" and cfg["settings"]["build_kwargs"] == {"window": 8}
+    # the authors' plane-vibration HBNODE learns ξ too; tiny windows of 8 stamps: 8*5 inputs to the initial state
+    assert read_csv(run / "results.csv")[0]["parameters"] == 16127 - (64 - 8) * 5 * 40
+    capsys.readouterr()
+
+
+def test_compare_and_train_take_a_preset(tmp_path, capsys):
+    out = tmp_path / "compare"
+    assert main(["compare", "pointcloud", "--models", "ghbnode", "--iters", "2", "--tol", "1e-3", "--quiet",
+                 "--preset", "authors", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["preset"] == "authors"
+    assert read_csv(out / "results.csv")[0]["parameters"] == 568
+    run = tmp_path / "train"
+    assert main(["train", "--task", "pointcloud", "--model", "ghbnode", "--epochs", "1", "--tol", "1e-3", "--quiet",
+                 "--preset", "authors", "--out", str(run)]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["preset"] == "authors"
+    assert read_csv(run / "results.csv")[0]["parameters"] == 568
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "pointcloud", "--model", "ghbnode", "--preset", "nope"])
+    capsys.readouterr()
+
+
+def test_every_experiment_has_a_standard_scale_at_the_papers_settings():
+    for e in registry.EXPERIMENTS:
+        std, full = e.settings("standard"), e.settings("full")
+        assert std, e.name
+        for key in ("batch_size", "tol", "lr", "seq_len", "stamps"):
+            if key in full and key in std:
+                assert std[key] == full[key], (e.name, key)
+    assert registry.get("pointcloud").settings("standard")["seeds"] == 20
+    assert registry.get("mnist").settings("standard")["test_limit"] == 2000
+    assert registry.get("nfe-vs-tol").settings("standard")["train_iters"] > 0
