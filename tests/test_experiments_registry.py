@@ -158,3 +158,13 @@ def test_config_of_a_run_is_json(tmp_path):
                 "wall_seconds", "machine", "torch_threads", "command"):
         assert key in cfg, key
     assert cfg["seed"] == 3 and cfg["experiment"] == "hbode-vs-ode"
+
+
+@pytest.mark.parametrize("key,value", [("iters", "abc"), ("iters", 1.5), ("iters", True), ("tol", "x"), ("seeds", [1])])
+def test_reproduce_set_values_of_the_wrong_kind_are_refused_by_name(key, value):
+    from pyhbnode.experiments.commands import merge_settings
+
+    defaults = {"iters": 300, "tol": 1e-7, "seeds": 20}
+    with pytest.raises(ValueError, match=f"--set {key}="):
+        merge_settings(defaults, {key: value})
+    assert merge_settings(defaults, {"iters": 5.0, "tol": 1, "limit": 3}) == {"iters": 5, "tol": 1, "seeds": 20, "limit": 3}

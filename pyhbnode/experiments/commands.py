@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from . import registry
 
 __all__ = ["add_reproduce_parser", "run_reproduce", "add_report_parser", "run_report", "redraw_run",
-           "parse_overrides", "default_data_dir", "EXIT_DATA_MISSING"]
+           "parse_overrides", "merge_settings", "default_data_dir", "EXIT_DATA_MISSING"]
 
 # Exit status when a data file is missing (after a message naming it and where to get it).
 EXIT_DATA_MISSING = 3
@@ -103,6 +103,38 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number" if isinstance(value, float) else "int"
+    return type(value).__name__
+
+
+def merge_settings(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` with ``overrides`` applied; a value of another kind than the default's (an
+    int for an int, a number for a float, a list for a list ...) raises ``ValueError`` naming
+    the key, the value given and what is allowed.  A key without a default is one of the
+    optional settings some experiments read (``train_limit``, ``max_batches``, ``seq_len`` ...):
+    it is taken as given, with a note on stderr."""
+    out = dict(defaults)
+    for key, value in overrides.items():
+        if key not in defaults:
+            print(f"pyhbnode reproduce: note: --set {key} is not among this scale's settings "
+                  f"{sorted(defaults)}; it is used only if the experiment reads it", file=sys.stderr)
+            out[key] = value
+            continue
+        want, default = _kind(defaults[key]), defaults[key]
+        got = _kind(value)
+        ok = (default is None or got == want or (want == "number" and got == "int")
+              or (want == "int" and got == "number" and float(value).is_integer()))
+        if not ok:
+            raise ValueError(f"--set {key}={value!r}: {key} takes a value like its default {default!r} "
+                             f"({want}), got {got}")
+        out[key] = int(value) if want == "int" else value
+    return out
+
+
 def print_list(file=None) -> None:
     file = file or sys.stdout
     rows = [("experiment", "paper", "data", "what")] + [
@@ -146,7 +178,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return 2
     try:
         exp = registry.get(args.experiment)
-        settings = {**exp.settings(args.scale), **parse_overrides(args.overrides)}
+        settings = merge_settings(exp.settings(args.scale), parse_overrides(args.overrides))
     except ValueError as err:
         print(f"pyhbnode reproduce: error: {err}", file=sys.stderr)
         return 2
