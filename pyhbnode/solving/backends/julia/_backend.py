@@ -108,7 +108,8 @@ class _Call:
         kwargs = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
         if bool(back.hit_maxiters) or not bool(back.reached_t0):
             cause = (f"it reached maxiters = max_steps = {self.options.max_steps}" if bool(back.hit_maxiters)
-                     else "step size underflow, instability or NaN")
+                     else f"maxiters = max_steps = {self.options.max_steps}, step size underflow, instability "
+                          "or NaN: some DiffEqBase versions do not report which")
             raise E.AdjointFailure(
                 f"the adjoint solve stopped before reaching t0 ({cause}); its gradient would be wrong",
                 **kwargs,
