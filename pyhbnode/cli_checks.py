@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .solving.validation import regular_file
+from .solving.validation import check_device, regular_file
 
 __all__ = ["check_arguments", "check_run_dir"]
 
@@ -41,14 +41,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"--backend {backend!r} is not a backend; choose one of {available_backends()}")
     device = getattr(args, "device", None)
     if device is not None:
-        import torch
-
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:<index>") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device!r}: CUDA is not available on this machine")
+        check_device("--device", device)
 
 
 def _json(path: Path) -> Any:

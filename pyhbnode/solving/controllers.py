@@ -61,6 +61,13 @@ class Controller(abc.ABC):
     def reset(self) -> None:
         """Forget the history."""
 
+    def _set_factors(self, safety: float, ifactor: float, dfactor: float, embedded: str) -> None:
+        """The settings every error-based controller has, checked (one place for all three)."""
+        self.safety = _check_factor("safety", safety, 0.0, 1.0 + 1e-12)
+        self.ifactor = _check_factor("ifactor", ifactor, 1.0, math.inf)
+        self.dfactor = _check_factor("dfactor", dfactor, 0.0, 1.0)
+        self.embedded = _check_embedded(embedded)
+
     def accepts(self, r: float) -> bool:
         return r <= 1.0
 
@@ -91,10 +98,7 @@ class IController(Controller):
 
     def __init__(self, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2,
                  embedded: str = "shampine") -> None:
-        self.safety = _check_factor("safety", safety, 0.0, 1.0 + 1e-12)
-        self.ifactor = _check_factor("ifactor", ifactor, 1.0, math.inf)
-        self.dfactor = _check_factor("dfactor", dfactor, 0.0, 1.0)
-        self.embedded = _check_embedded(embedded)
+        self._set_factors(safety, ifactor, dfactor, embedded)
 
     def next_step(self, h: float, r: float, accepted: bool) -> float:
         if r == 0.0:
@@ -122,11 +126,8 @@ class HairerController(Controller):
 
     def __init__(self, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2,
                  embedded: str = "dp") -> None:
-        self.safety = _check_factor("safety", safety, 0.0, 1.0 + 1e-12)
-        self.ifactor = _check_factor("ifactor", ifactor, 1.0, math.inf)
-        self.dfactor = _check_factor("dfactor", dfactor, 0.0, 1.0)
-        self.embedded = _check_embedded(embedded)
-        self._rejected = False
+        self._set_factors(safety, ifactor, dfactor, embedded)
+        self.reset()
 
     def reset(self) -> None:
         self._rejected = False
@@ -160,12 +161,8 @@ class PIController(Controller):
     def __init__(self, beta: float = 0.04, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2,
                  embedded: str = "shampine") -> None:
         self.beta = _check_factor("beta", beta, -1e-12, 0.2)
-        self.safety = _check_factor("safety", safety, 0.0, 1.0 + 1e-12)
-        self.ifactor = _check_factor("ifactor", ifactor, 1.0, math.inf)
-        self.dfactor = _check_factor("dfactor", dfactor, 0.0, 1.0)
-        self.embedded = _check_embedded(embedded)
-        self._r_prev = 1e-4
-        self._rejected = False
+        self._set_factors(safety, ifactor, dfactor, embedded)
+        self.reset()
 
     def reset(self) -> None:
         self._r_prev = 1e-4

@@ -25,7 +25,7 @@ from torch import nn
 
 __all__ = [
     "describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "regular_file",
-    "check_problem", "check_options_argument", "check_solver_kwargs", "SOLVER_KEYWORDS",
+    "check_device", "check_problem", "check_options_argument", "check_solver_kwargs", "SOLVER_KEYWORDS",
     "check_field_output", "field_output_error", "explain_field_failure", "reraise_field_failure",
 ]
 
@@ -79,6 +79,17 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: 
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_device(name: str, value: Any) -> torch.device:
+    """``value`` (a string or ``torch.device``) as a device this machine has, or ``ValueError``."""
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown {name} {value!r}; use 'cpu', 'cuda' or 'cuda:<index>'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {value!r} was asked for, but CUDA is not available here")
+    return dev
 
 
 def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:

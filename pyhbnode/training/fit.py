@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..layers import set_solver_options
 from ..solving import SolverError
 from ..solving import record as record_solves
-from ..solving.validation import check_bool, check_callable, check_choice, check_solver_kwargs, describe
+from ..solving.validation import check_bool, check_callable, check_choice, check_device, check_solver_kwargs, describe
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
@@ -150,7 +150,7 @@ def fit(
     if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)} or pass a callable")
     hooks = as_callbacks(callbacks)
-    dev = _resolve_device(device)
+    dev = check_device("device", device)
     ckpt_dir = writable_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None else None
 
     ctx = setup_distributed(strategy, dev)
@@ -241,16 +241,6 @@ def _check_settings(*, epochs: int, lr: float, batch_size: int, grad_clip: float
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
         raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:<index>'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but CUDA is not available here")
-    return dev
 
 
 def _describe(values: Sequence[Any]) -> str:
