@@ -63,4 +63,7 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
         with torch.no_grad():
             for p in net.parameters():
                 p.mul_(v.init_scale)
+    if v.dormant:
+        # Registered after the scaling: the authors' count includes them, their forward never reads them.
+        net.dormant = nn.ParameterDict({name: nn.Parameter(torch.tensor([value])) for name, value in v.dormant})
     return net
