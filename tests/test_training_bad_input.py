@@ -70,12 +70,25 @@ BAD = {
     "unknown strategy": (dict(train_data=(x, y), strategy="fsdp"), "unknown strategy 'fsdp'"),
     "ddp without a process group": (dict(train_data=(x, y), strategy="ddp"), "torchrun"),
     "epochs 0": (dict(train_data=(x, y), epochs=0), "epochs must be an integer >= 1"),
-    "negative lr": (dict(train_data=(x, y), lr=-1.0), "lr must be a positive number"),
-    "batch size 2.5": (dict(train_data=(x, y), batch_size=2.5), "batch_size must be an integer"),
+    "negative lr": (dict(train_data=(x, y), lr=-1.0), "lr must be > 0"),
+    "NaN lr": (dict(train_data=(x, y), lr=float("nan")), "lr must be a finite number"),
+    "negative weight decay": (dict(train_data=(x, y), weight_decay=-0.1), "weight_decay must be >= 0"),
     "solver option on a plain module": (dict(train_data=(x, y), tol=1e-3), "no ODEBlock/ODERNN layer"),
     "unknown device": (dict(train_data=(x, y), device="tpu"), "unknown device 'tpu'"),
     "loss returning a vector": (dict(train_data=(x, y), loss=lambda out, t: (out - t) ** 2), "must return a scalar"),
 }
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=2.5), r"batch_size must be an integer, got 2\.5 \(float\)"),
+    (dict(epochs=True), r"epochs must be an integer, got True \(bool\)"),
+    (dict(lr="0.1"), r"lr must be a real number, got .0\.1. \(str\)"),
+])
+def test_a_setting_of_the_wrong_type_is_a_type_error_before_training(kwargs, message):
+    model = net()
+    with pytest.raises(TypeError, match=message):
+        fit(model, (x, y), progress=False, **kwargs)
+    assert untouched(model)
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 from ..layers import set_solver_options
 from ..solving import SolverError
 from ..solving import record as record_solves
-from ..solving.validation import check_bool, check_callable, check_choice, check_device, check_solver_kwargs, describe
+from ..solving.validation import (
+    check_bool, check_callable, check_choice, check_device, check_int, check_real, check_solver_kwargs, describe,
+)
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
@@ -223,24 +225,13 @@ def _check_arguments(*, model: Any, collate_fn: Any, callbacks: Any, progress: A
 
 def _check_settings(*, epochs: int, lr: float, batch_size: int, grad_clip: float | None, weight_decay: float,
                     checkpoint_every: int | None, max_batches: int | None, seed: int) -> None:
-    def integer(name: str, value: Any, optional: bool = False, minimum: int = 1) -> None:
-        if optional and value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-    integer("epochs", epochs)
-    integer("batch_size", batch_size)
-    integer("checkpoint_every", checkpoint_every, optional=True)
-    integer("max_batches", max_batches, optional=True)
-    integer("seed", seed, minimum=0)
-    for name, value, optional in (("lr", lr, False), ("grad_clip", grad_clip, True)):
-        if optional and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
+                        ("max_batches", max_batches)):
+        check_int(name, value, minimum=1, allow_none=name in ("checkpoint_every", "max_batches"))
+    check_int("seed", seed, minimum=0)
+    check_real("lr", lr, low=0.0, open_low=True)
+    check_real("grad_clip", grad_clip, low=0.0, open_low=True, allow_none=True)
+    check_real("weight_decay", weight_decay, low=0.0)
 
 
 def _describe(values: Sequence[Any]) -> str:
