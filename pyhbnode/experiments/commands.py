@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..training.train_config import parse_assignment
 from . import registry
 
 __all__ = ["add_reproduce_parser", "run_reproduce", "add_report_parser", "run_report", "redraw_run",
@@ -89,18 +89,9 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["epochs=5", "tols=[1e-3,1e-4]", "dataset=mnist"]`` -> a dict; values are JSON when they
-    parse as JSON, strings otherwise."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    """``["epochs=5", "tols=[1e-3,1e-4]", "dataset=mnist"]`` -> a dict, read as ``pyhbnode train
+    --set`` reads its values (JSON where they parse, ``none`` for ``None``, strings otherwise)."""
+    return dict(parse_assignment(item) for item in items)
 
 
 def _kind(value: Any) -> str:

@@ -167,11 +167,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"key=value"`` -> ``(key, value)``; the value is read as JSON where it parses (numbers,
+    """``"KEY=VALUE"`` -> ``(key, value)``; the value is read as JSON where it parses (numbers,
     ``true``/``false``/``null``, ``{"xi": 2}``), ``none`` is ``None``, anything else a string."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"--set expects key=value, got {text!r}")
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
     raw = raw.strip()
     if raw.lower() in ("none", "null"):
         return key.strip(), None
