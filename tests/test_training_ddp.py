@@ -35,7 +35,11 @@ def _models() -> dict[str, nn.Module]:
     # Fixed-grid RK4: the solve does the same steps whatever the batch, so sharding it is exact.
     ode = zoo.build("pointcloud", "hbnode", tol=1e-3)
     set_solver_options(ode, backend="torchdiffeq", method="rk4")  # a fixed grid: see above
-    return {"mlp": mlp, "ode": ode}
+    torch.manual_seed(0)
+    # The authors' point-cloud SONODE registers a scalar its forward never reads (model.dormant).
+    dormant = zoo.build("pointcloud", "sonode", preset="authors", tol=1e-3)
+    set_solver_options(dormant, backend="torchdiffeq", method="rk4")
+    return {"mlp": mlp, "ode": ode, "dormant": dormant}
 
 
 def _train_all(strategy: str | None, checkpoint_root: str | None) -> dict[str, tuple[dict, list, list]]:
@@ -60,7 +64,7 @@ def test_ddp_on_two_gloo_processes_equals_single_process_training(tmp_path):
         single = _train_all(None, None)
     finally:
         torch.set_num_threads(n)
-    for name in ("mlp", "ode"):
+    for name in ("mlp", "ode", "dormant"):
         (w_ddp, b_ddp, e_ddp), (w_one, b_one, e_one) = distributed[name], single[name]
         for k in w_one:
             torch.testing.assert_close(w_ddp[k], w_one[k], rtol=1e-5, atol=1e-6, msg=f"{name} {k}")
