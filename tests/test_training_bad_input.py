@@ -91,6 +91,12 @@ def test_a_setting_of_the_wrong_type_is_a_type_error_before_training(kwargs, mes
     assert untouched(model)
 
 
+def test_a_one_element_tensor_setting_is_read_out_as_a_float(tmp_path):
+    history = fit(net(), (x, y), lr=torch.tensor(0.01), grad_clip=torch.tensor(1.0), epochs=1, progress=False,
+                  checkpoint_dir=tmp_path)
+    assert all(type(r["lr"]) is float for r in history.batches)
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_clear_value_error_before_training(case):
     kwargs, message = BAD[case]

@@ -107,6 +107,31 @@ def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path):
     assert len(history.batches) == 3
 
 
+def _authors_sonode(dormant: bool) -> nn.Module:
+    torch.manual_seed(0)
+    net = zoo.build("pointcloud", "sonode", preset="authors", tol=1e-3)
+    if not dormant:
+        del net.dormant
+    return net
+
+
+def test_dormant_scalars_stay_out_of_training_and_of_what_a_checkpoint_must_hold(tmp_path):
+    settings = {**{k: v for k, v in SETTINGS.items() if k != "lr_schedule"}, "weight_decay": 0.1}
+    # A checkpoint written before the model carried its dormant scalar still resumes ...
+    fit(_authors_sonode(dormant=False), cloud(), epochs=2, checkpoint_dir=tmp_path, max_batches=4, **settings)
+    resumed = _authors_sonode(dormant=True)
+    fit(resumed, cloud(), epochs=2, checkpoint_dir=tmp_path, **settings)
+    plain = _authors_sonode(dormant=False)
+    fit(plain, cloud(), epochs=2, **settings)
+    # ... to the weights of an uninterrupted run, and the scalar never moved (even with weight decay).
+    assert_same({k: v for k, v in weights(resumed).items() if not k.startswith("dormant.")}, weights(plain))
+    assert float(resumed.dormant["gamma"]) == -3.0
+    # A checkpoint of another model names the keys that do not fit.
+    other = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"not this model's: missing 0\.weight, 0\.bias.*unexpected "):
+        fit(other, cloud(), epochs=2, checkpoint_dir=tmp_path, **settings)
+
+
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     full = noisy_ode()
     fit(full, cloud(), epochs=3, **SETTINGS)

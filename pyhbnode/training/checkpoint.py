@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..fields import dormant_names
 from ..solving.validation import regular_file
 from .errors import CheckpointCorrupt, CheckpointError, UnsafeCheckpoint
 from .history import History
@@ -330,8 +331,14 @@ def restore_training_state(
 ) -> tuple[Position, History]:
     """Load model, optimiser and scheduler from ``state`` (from :func:`training_state`);
     returns the position and history.  The RNG states are left to the caller, who restores
-    them at the right moment of the loop."""
-    model.load_state_dict(state["model"])
+    them at the right moment of the loop.  A checkpoint from before the model carried its
+    :class:`~pyhbnode.fields.Dormant` scalars loads without them (they are never read)."""
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    missing = [k for k in missing if k not in dormant_names(model)]
+    if missing or unexpected:
+        raise ValueError("its model weights are not this model's: "
+                         + "; ".join(f"{what} {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                                     for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])

@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..fields import dormant_names
+
 __all__ = ["DistContext", "setup_distributed", "teardown_distributed", "wrap_model", "launch_ddp",
            "is_main_process", "STRATEGIES"]
 
@@ -99,20 +101,19 @@ def teardown_distributed(ctx: DistContext) -> None:
 def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
     """``model`` wrapped in DistributedDataParallel when a process group is in use.
 
-    A ``model.dormant`` submodule (scalars registered but never read, as the zoo's authors preset
-    carries) is left out of DDP's gradient reduction, which would otherwise wait for their
-    gradients forever."""
+    Parameters in :class:`~pyhbnode.fields.Dormant` modules (registered, never read, as the
+    zoo's authors preset carries) are left out of DDP's gradient reduction, which would
+    otherwise wait for their gradients forever."""
     if not ctx.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    dormant = getattr(model, "dormant", None)
-    if isinstance(dormant, nn.Module):
+    dormant = dormant_names(model)
+    if dormant:
         # The only hook DDP offers for parameters without gradients short of
         # find_unused_parameters=True, which walks the autograd graph every iteration.
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            model, [f"dormant.{name}" for name, _ in dormant.named_parameters()])
-
+        ignored = list(getattr(model, "_ddp_params_and_buffers_to_ignore", ()))
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored + sorted(dormant))
     device_ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
 

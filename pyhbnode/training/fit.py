@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from ..fields import dormant_names
 from ..layers import set_solver_options
 from ..solving import SolverError
 from ..solving import record as record_solves
@@ -141,8 +142,9 @@ def fit(
             epoch and batch, and the last good checkpoint is kept.
         UnsafeCheckpoint: a checkpoint holds objects other than plain data (never loaded).
     """
-    _check_settings(epochs=epochs, lr=lr, batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
-                    checkpoint_every=checkpoint_every, max_batches=max_batches, seed=seed)
+    lr, grad_clip, weight_decay = _check_settings(
+        epochs=epochs, lr=lr, batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
+        checkpoint_every=checkpoint_every, max_batches=max_batches, seed=seed)
     _check_arguments(model=model, collate_fn=collate_fn, callbacks=callbacks, progress=progress, resume=resume,
                      checkpoint_dir=checkpoint_dir, strategy=strategy,
                      solver=dict(backend=backend, method=method, rtol=rtol, atol=atol, tol=tol, adjoint=adjoint))
@@ -185,7 +187,9 @@ def fit(
         restore_rng(before, generators)
 
         train_model = wrap_model(model, ctx, dev)
-        opt = make_optimizer(optimizer, model.parameters(), lr=lr, weight_decay=weight_decay)
+        dormant = dormant_names(model)
+        opt = make_optimizer(optimizer, [p for name, p in model.named_parameters() if name not in dormant],
+                             lr=lr, weight_decay=weight_decay)
         scheduler = make_scheduler(lr_schedule, opt, epochs)
         signature = _signature(lr=lr, batch_size=getattr(train_data, "batch_size", None) or batch_size,
                                optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, epochs=epochs,
@@ -224,14 +228,17 @@ def _check_arguments(*, model: Any, collate_fn: Any, callbacks: Any, progress: A
 
 
 def _check_settings(*, epochs: int, lr: float, batch_size: int, grad_clip: float | None, weight_decay: float,
-                    checkpoint_every: int | None, max_batches: int | None, seed: int) -> None:
+                    checkpoint_every: int | None, max_batches: int | None, seed: int,
+                    ) -> tuple[float, float | None, float]:
+    """Refuse a bad setting by name; returns ``(lr, grad_clip, weight_decay)`` as plain floats
+    (a one-element tensor is accepted and read out, so nothing downstream holds a tensor)."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
                         ("max_batches", max_batches)):
         check_int(name, value, minimum=1, allow_none=name in ("checkpoint_every", "max_batches"))
     check_int("seed", seed, minimum=0)
-    check_real("lr", lr, low=0.0, open_low=True)
-    check_real("grad_clip", grad_clip, low=0.0, open_low=True, allow_none=True)
-    check_real("weight_decay", weight_decay, low=0.0)
+    return (check_real("lr", lr, low=0.0, open_low=True),
+            check_real("grad_clip", grad_clip, low=0.0, open_low=True, allow_none=True),
+            check_real("weight_decay", weight_decay, low=0.0))
 
 
 def _describe(values: Sequence[Any]) -> str:

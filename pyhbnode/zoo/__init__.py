@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..fields import Dormant
 from ..solving import SolverOptions
 from . import tasks
 from ._validate import check_build_args
@@ -65,5 +66,5 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
                 p.mul_(v.init_scale)
     if v.dormant:
         # Registered after the scaling: the authors' count includes them, their forward never reads them.
-        net.dormant = nn.ParameterDict({name: nn.Parameter(torch.tensor([value])) for name, value in v.dormant})
+        net.dormant = Dormant(v.dormant)
     return net

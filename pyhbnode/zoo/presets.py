@@ -23,8 +23,9 @@ even when it is frozen (``Parameter(frozen=True)`` returns a detached copy of it
 registered tensor is never read), and the point-cloud SONODE notebook registers the γ its field
 class never reads.  Their ``count_parameters`` counts these scalars, so the paper's parameter
 counts include them.  The authors preset registers the same scalars (:attr:`Variant.dormant`)
-under ``model.dormant``: they never receive a gradient, so Adam never moves them and the
-model computes exactly what it computes without them.
+as ``model.dormant``, a :class:`~pyhbnode.fields.Dormant`: the model computes exactly what it
+computes without them, and training leaves them out of the optimiser, of DDP's reduction and
+of the keys a checkpoint must hold.
 """
 from __future__ import annotations
 
