@@ -90,3 +90,24 @@ def test_every_experiment_has_a_standard_scale_at_the_papers_settings():
     assert registry.get("pointcloud").settings("standard")["seeds"] == 20
     assert registry.get("mnist").settings("standard")["test_limit"] == 2000
     assert registry.get("nfe-vs-tol").settings("standard")["train_iters"] > 0
+
+
+def test_nfe_vs_tol_measures_each_pass_on_its_own_not_the_layers_running_totals():
+    """The trained-field measurement once read the layers' running totals (training included)."""
+    import torch
+
+    from pyhbnode import record, zoo
+    from pyhbnode.experiments.nfe_vs_tol import measure_nfe
+
+    torch.manual_seed(0)
+    model = zoo.build("mnist", "hbnode", tol=1e-3)
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    for _ in range(3):  # "training": the layers' .stats now hold three passes
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    first = measure_nfe(model, [(x, y)], [1e-3, 1e-4])
+    assert measure_nfe(model, [(x, y)], [1e-3, 1e-4]) == first
+    model.zero_grad()
+    with record() as rec:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert first[-1][1:] == (rec.stats.nfe_forward, rec.stats.nfe_backward)
+    assert all(fwd % 6 == 2 for _, fwd, _ in first)  # one dopri5 solve: 2 start-up + 6 per attempt

@@ -30,7 +30,7 @@ from .common import (
 )
 from .records import read_csv, write_csv
 
-__all__ = ["run", "redraw", "assess", "PROPORTION_CV"]
+__all__ = ["run", "redraw", "assess", "measure_nfe", "PROPORTION_CV"]
 
 # Backward/forward NFE counts as "growing in proportion" when its coefficient of variation
 # across tolerances stays below this.
@@ -65,9 +65,6 @@ def run(ctx: RunContext) -> None:
 
 def _run_trained(ctx: RunContext, out: Path, dataset: str) -> None:
     import torch
-    from torch.nn import functional as F
-
-    from ..layers import set_solver_options
 
     iters, batch, n_batches = int(ctx["train_iters"]), int(ctx["batch_size"]), int(ctx.get("measure_batches", 2))
     spec = image_comparison(ctx, dataset, tol=float(ctx["train_tol"]), max_batches=iters, epochs=1)
@@ -77,25 +74,41 @@ def _run_trained(ctx: RunContext, out: Path, dataset: str) -> None:
     rows: list[dict] = []
 
     def measure(name: str, model, run_dir: Path) -> None:
-        model.eval()  # the weights stay as trained: no optimiser step, no dropout
-        for tol in ctx["tols"]:
-            set_solver_options(model, tol=float(tol))
-            fwd, bwd = [], []
-            for x, y in batches:
-                model.zero_grad()
-                loss = F.cross_entropy(model(x), y)
-                fwd.append(model.stats.nfe_forward)
-                loss.backward()
-                bwd.append(model.stats.nfe_backward)
-            rows.append({"tol": float(tol), "model": name, "nfe_forward_mean": float(np.mean(fwd)),
-                         "nfe_backward_mean": float(np.mean(bwd)),
-                         "backward_per_forward": round(float(np.mean(bwd)) / float(np.mean(fwd)), 3),
-                         "iterations": iters, "measured_batches": len(batches)})
+        for tol, fwd, bwd in measure_nfe(model, batches, [float(t) for t in ctx["tols"]]):
+            rows.append({"tol": tol, "model": name, "nfe_forward_mean": fwd, "nfe_backward_mean": bwd,
+                         "backward_per_forward": round(bwd / fwd, 3), "iterations": iters,
+                         "measured_batches": len(batches)})
         write_json(out / "measured.json", rows)
 
     train_comparison(ctx, spec, out=out / "trained", after_model=measure,
                      extra={"train_tol": float(ctx["train_tol"])})
     write_csv(rows, out / "results.csv")
+
+
+def measure_nfe(model, batches, tols: list[float]) -> list[tuple[float, float, float]]:
+    """``(tol, mean forward NFE, mean backward NFE)`` per tolerance of one cross-entropy forward
+    and backward pass on each ``(x, y)`` of ``batches``, with the weights as they are (eval
+    mode, no optimiser step).  Each pass is measured on its own (``record()``), so what the
+    model solved before does not count."""
+    import torch.nn.functional as F
+
+    from ..layers import set_solver_options
+    from ..solving import record
+
+    model.eval()
+    out = []
+    for tol in tols:
+        set_solver_options(model, tol=tol)
+        fwd, bwd = [], []
+        for x, y in batches:
+            model.zero_grad()
+            with record() as rec:
+                loss = F.cross_entropy(model(x), y)
+                fwd.append(rec.stats.nfe_forward)
+                loss.backward()
+            bwd.append(rec.stats.nfe_backward)
+        out.append((tol, float(np.mean(fwd)), float(np.mean(bwd))))
+    return out
 
 
 def _aggregate(run: Path, tols: list[float]) -> list[dict]:
