@@ -111,3 +111,35 @@ def test_nfe_vs_tol_measures_each_pass_on_its_own_not_the_layers_running_totals(
         torch.nn.functional.cross_entropy(model(x), y).backward()
     assert first[-1][1:] == (rec.stats.nfe_forward, rec.stats.nfe_backward)
     assert all(fwd % 6 == 2 for _, fwd, _ in first)  # one dopri5 solve: 2 start-up + 6 per attempt
+
+
+def _fake_mnist_run(path: Path, preset: str, rows: dict[str, tuple[float, float, float]], max_batches: int) -> Path:
+    """A run directory as ``reproduce mnist`` writes it, cut to what ``report`` reads."""
+    from pyhbnode.experiments.records import write_csv
+
+    path.mkdir(parents=True)
+    settings = {"train_limit": None, "test_limit": 2000, "batch_size": 64, "max_batches": max_batches}
+    (path / "config.json").write_text(json.dumps({
+        "experiment": "mnist", "scale": "standard", "preset": preset, "experiment_settings": settings,
+        "settings": {"task": "mnist", "preset": preset}, "wall_seconds": 1.0}))
+    write_csv([{"model": m, "parameters": 1, "status": "ok", "iterations": max_batches, "nfe_forward_mean": f,
+                "nfe_backward_mean": b, "final_val_accuracy": acc} for m, (f, b, acc) in rows.items()],
+              path / "results.csv")
+    return path
+
+
+def test_report_pairs_runs_of_equal_settings_and_judges_a_partial_authors_run_on_the_papers_baselines(tmp_path):
+    from pyhbnode.experiments.report import build_report
+
+    paper = {"node": (33.6, 31.6, 0.84), "anode": (28.6, 26.6, 0.86), "sonode": (26.0, 24.0, 0.85),
+             "hbnode": (26.0, 24.0, 0.86), "ghbnode": (26.2, 24.2, 0.85)}
+    runs = [_fake_mnist_run(tmp_path / "mnist-standard", "paper", paper, 60),
+            _fake_mnist_run(tmp_path / "mnist-standard-200", "paper", {m: (99.0, 97.0, 0.9) for m in paper}, 200),
+            _fake_mnist_run(tmp_path / "mnist-standard-authors", "authors", {"ghbnode": (32.0, 30.0, 0.85)}, 60)]
+    out = tmp_path / "report.md"
+    build_report(runs, out)
+    text = out.read_text()
+    assert text.count("### mnist (standard)") == 1
+    assert "| ghbnode | 26.2 / 32 |" in text  # paired with the 60-iteration paper run, not the 200-iteration one
+    assert "With the paper run's NODE, ANODE, SONODE, HBNODE" in text
+    assert "GHBNODE/NODE forward NFE = 0.952" in text

@@ -10,13 +10,15 @@ side: the verdicts and each model's NFE and metric, flagging where they disagree
 from __future__ import annotations
 
 import html as _html
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .. import zoo
 from . import registry
-from .common import Assessment, fmt, load_config
+from .common import MODEL_NAMES, Assessment, fmt, load_config, nfe_verdict
 
 __all__ = ["RunSection", "find_runs", "assess_run", "build_report", "render_markdown", "render_html"]
 
@@ -132,15 +134,49 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
 
 # Columns compared across presets, when a run's table has them.
 _COMPARED = (("nfe_forward_mean", "fwd NFE"), ("nfe_backward_mean", "bwd NFE"), ("final_val_accuracy", "test accuracy"),
-             ("final_val_loss", "test MSE"), ("final_loss", "final loss"), ("seeds_zero_loss", "seeds separated"))
+             ("final_val_loss", "test loss"), ("final_loss", "final loss"), ("seeds_zero_loss", "seeds separated"))
+
+
+def _row_label(row: dict) -> str:
+    """A row's model, with its tolerance where an experiment has one row per model and tolerance."""
+    tol = row.get("tol")
+    return f"{row.get('model')} @ {tol:g}" if isinstance(tol, (int, float)) else str(row.get("model"))
+
+
+def _same_settings_key(s: RunSection) -> tuple[str, str, str]:
+    """Runs are compared across presets only at one experiment, scale and set of settings (an
+    override such as ``--set max_batches=200`` makes another run)."""
+    settings = json.dumps(s.config.get("experiment_settings", {}), sort_keys=True, default=str)
+    return s.experiment.name, str(s.config.get("scale", "-")), settings
+
+
+def _borrowed_baselines(paper: RunSection, authors: RunSection) -> list[str]:
+    """An authors' run that trained only the models its preset changes (``--models ghbnode``)
+    has no baselines of its own; where the paper run's missing models are the same modules under
+    both presets and the rows are one per model, its NFE claim is judged against those."""
+    task = paper.config.get("settings", {}).get("task")
+    have = {r.get("model") for r in authors.assessment.rows}
+    rows = paper.assessment.rows
+    models = [r.get("model") for r in rows]
+    missing = [m for m in models if m not in have]
+    if not missing or task is None or len(set(models)) != len(models):
+        return []
+    if not all(zoo.same_in_both_presets(task, m) for m in missing):
+        return []
+    merged = list(authors.assessment.rows) + [r for r in rows if r.get("model") in missing]
+    verdict, reasons, ratios = nfe_verdict(merged)
+    names = ", ".join(MODEL_NAMES.get(m, m) for m in missing)
+    return [f"With the paper run's {names} (the same modules, seed and batches under both presets), the "
+            f"authors' NFE claim is {VERDICT_MARK.get(verdict, verdict)}: " + "; ".join(reasons)
+            + (" (" + "; ".join(f"{k} = {fmt(v, 3)}" for k, v in ratios.items()) + ")" if ratios else "") + ".", ""]
 
 
 def preset_comparison(sections: Sequence[RunSection]) -> list[str]:
-    """Markdown lines setting the ``paper`` and ``authors`` runs of one experiment and scale side
-    by side (nothing when no experiment ran under both)."""
-    groups: dict[tuple[str, str], dict[str, RunSection]] = {}
+    """Markdown lines setting the ``paper`` and ``authors`` runs of one experiment, scale and set
+    of settings side by side (nothing when no experiment ran under both)."""
+    groups: dict[tuple[str, str, str], dict[str, RunSection]] = {}
     for s in sections:
-        groups.setdefault((s.experiment.name, str(s.config.get("scale", "-"))), {})[preset_of(s.config)] = s
+        groups.setdefault(_same_settings_key(s), {})[preset_of(s.config)] = s
     pairs = [(key, g["paper"], g["authors"]) for key, g in groups.items() if "paper" in g and "authors" in g]
     if not pairs:
         return []
@@ -148,24 +184,25 @@ def preset_comparison(sections: Sequence[RunSection]) -> list[str]:
              "Runs of one experiment at one scale under both zoo presets (`paper`: Appendix E as written; "
              "`authors`: the settings of the authors' code). A model's numbers are flagged **differ** when the "
              "verdict differs or a number moves by more than 10%.", ""]
-    for (name, scale), paper, authors in pairs:
+    for (name, scale, _), paper, authors in pairs:
         flag = "same verdict" if paper.assessment.verdict == authors.assessment.verdict else "**verdicts differ**"
         lines += [f"### {name} ({scale})", "",
                   f"Verdict: paper preset {VERDICT_MARK.get(paper.assessment.verdict)}, authors' preset "
                   f"{VERDICT_MARK.get(authors.assessment.verdict)} ({flag}).", ""]
-        by = {p: {r.get("model"): r for r in s.assessment.rows} for p, s in (("paper", paper), ("authors", authors))}
+        lines += _borrowed_baselines(paper, authors)
+        by = {p: {_row_label(r): r for r in s.assessment.rows} for p, s in (("paper", paper), ("authors", authors))}
         keys = [(k, h) for k, h in _COMPARED if any(k in r for r in paper.assessment.rows)]
         lines += ["| model | " + " | ".join(f"{h} (paper / authors)" for _, h in keys) + " | |",
                   "|---|" + "---|" * (len(keys) + 1)]
-        for model in dict.fromkeys(list(by["paper"]) + list(by["authors"])):
-            a, b = by["paper"].get(model, {}), by["authors"].get(model, {})
+        for label in dict.fromkeys(list(by["paper"]) + list(by["authors"])):
+            a, b = by["paper"].get(label, {}), by["authors"].get(label, {})
             cells, differ = [], False
             for k, _ in keys:
                 x, y = a.get(k), b.get(k)
                 cells.append(f"{fmt(x)} / {fmt(y)}")
                 if isinstance(x, (int, float)) and isinstance(y, (int, float)):
                     differ |= abs(x - y) > 0.1 * max(abs(x), abs(y), 1e-12)
-            lines.append(f"| {model} | " + " | ".join(cells) + f" | {'**differ**' if differ else ''} |")
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {'**differ**' if differ else ''} |")
         lines.append("")
     return lines
 

@@ -8,11 +8,11 @@ from ..fields import Dormant
 from ..solving import SolverOptions
 from . import tasks
 from ._validate import check_build_args
-from .presets import AUTHORS, Variant, variant
+from .presets import AUTHORS, Variant, same_in_both_presets, variant
 from .fields import MODELS, make_field, order_of
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 
-__all__ = ["build", "TASKS", "PRESETS", "AUTHORS", "Variant", "variant", "MODELS", "make_field", "order_of",
+__all__ = ["build", "TASKS", "PRESETS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "make_field", "order_of",
            "ContinuousModel", "SequenceModel", "DrivenModel", "DrivenLinear"]
 
 TASKS = ("pointcloud", "mnist", "cifar10", "plane_vibration", "walker2d", "silverbox")

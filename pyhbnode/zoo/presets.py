@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Variant", "AUTHORS", "INIT_SCALE", "variant"]
+__all__ = ["Variant", "AUTHORS", "INIT_SCALE", "variant", "same_in_both_presets"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,10 @@ def variant(task: str, model: str, preset: str) -> Variant:
     task's :data:`INIT_SCALE`."""
     v = Variant() if preset == "paper" else AUTHORS.get((task, model), Variant())
     return replace(v, init_scale=INIT_SCALE.get(task))
+
+
+def same_in_both_presets(task: str, model: str) -> bool:
+    """Whether both presets build ``(task, model)`` as the same computation (dormant scalars,
+    which nothing reads, aside)."""
+    v = AUTHORS.get((task, model))
+    return v is None or replace(v, dormant=(), source="") == Variant()
