@@ -1,7 +1,6 @@
 """The native PyTorch backend, registered as ``backend="torch"``."""
 from __future__ import annotations
 
-import time
 
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from ...validation import reraise_field_failure
 from ..base import Backend
 from .backsolve import backsolve_backward
 from .checkpointed import checkpointed_backward
-from .compiled import AUTO_AFTER_S, Programs, programs_for
+from .compiled import AUTO_AFTER_ATTEMPTS, Programs, programs_for
 from .dopri5 import SMALL, Dopri5
 from .forward import Checkpoints, Trajectory
 from .integrate import Counter
@@ -57,8 +56,9 @@ class TorchBackend(Backend):
     programs (:mod:`.compiled`: compiled once per field classes, state shape, dtype and
     device, see :func:`~.compiled.compile_times`; one warning and eager steps where
     compiling fails); ``False`` steps eagerly; ``None`` (default) compiles small states
-    (at most :data:`~.dopri5.SMALL` elements) on the CPU once eager solving has spent
-    :data:`~.compiled.AUTO_AFTER_S` seconds on that key — where it was measured faster.
+    (at most :data:`~.dopri5.SMALL` elements) on the CPU once eager solving has made
+    :data:`~.compiled.AUTO_AFTER_ATTEMPTS` step attempts on that key — where it was measured
+    faster.
     """
 
     name = "torch"
@@ -99,11 +99,10 @@ class TorchBackend(Backend):
         if isinstance(field, nn.Module) and not isinstance(adjoint, Direct) and \
                 (compile or (compile is None and y0.device.type == "cpu" and y0.numel() <= SMALL)):
             programs = programs_for(field, method, y0.shape, y0.dtype, y0.device, direction)
-            if compile or programs.eager_seconds >= AUTO_AFTER_S:
+            if compile or programs.eager_attempts >= AUTO_AFTER_ATTEMPTS:
                 prob.programs = programs
             else:
                 account = programs
-        t_start = time.perf_counter()
         try:
             if not needs_grad:
                 with torch.no_grad():
@@ -126,15 +125,16 @@ class TorchBackend(Backend):
             # checked up front): evaluate once more, on the failure path only, and name it
             reraise_field_failure(field, t[0], y0.detach(), err)
         if account is not None:
-            account.eager_seconds += time.perf_counter() - t_start
+            account.eager_attempts += stats.steps or 0
         stats.status = Status.SUCCESS
         return out
 
 
 class _NativeSolve(torch.autograd.Function):
     """``apply(problem, adjoint, account, y0, *params) -> ys`` ``(T, *y0.shape)``: the
-    forward solve without a graph; ``backward`` runs the gradient mode (and adds its time to
-    ``account``, the auto compile policy's :class:`~.compiled.Programs`, unless ``None``).  Errors of the backward pass are
+    forward solve without a graph; ``backward`` runs the gradient mode (and adds its step
+    attempts to ``account``, the auto compile policy's :class:`~.compiled.Programs`, unless
+    ``None``).  Errors of the backward pass are
     :class:`~pyhbnode.solving.errors.SolverError` with ``phase="backward"``."""
 
     @staticmethod
@@ -153,7 +153,6 @@ class _NativeSolve(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         prob: Problem = ctx.prob
         counter = Counter()
-        t_start = time.perf_counter()
         try:
             with torch.enable_grad():
                 if isinstance(ctx.adjoint, Backsolve):
@@ -165,6 +164,6 @@ class _NativeSolve(torch.autograd.Function):
             stats.nfe_backward += counter.nfe
             stats.steps_backward = (stats.steps_backward or 0) + counter.attempts
             if ctx.account is not None:
-                ctx.account.eager_seconds += time.perf_counter() - t_start
+                ctx.account.eager_attempts += counter.attempts
         gparams = tuple(x.detach() for x in gparams) if gparams else (None,) * len(prob.params)
         return (None, None, None, gy0.detach(), *gparams)

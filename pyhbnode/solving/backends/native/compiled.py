@@ -36,11 +36,15 @@ steps eagerly for that key from then on.  On CUDA the programs use
 step's only host synchronisation.
 
 ``compile=None`` (the backend's default, "auto") compiles a key only once eager solving
-has spent :data:`AUTO_AFTER_S` seconds on it, and only for small states (at most
+has made :data:`AUTO_AFTER_ATTEMPTS` step attempts on it (forward attempts and backward
+step VJPs), and only for small states (at most
 :data:`~.dopri5.SMALL` elements) on the CPU, where it was measured faster (2.7x on the
 point-cloud HBNODE, 3.8x on the plane-vibration ODE-RNN, ``benchmarks/peers``): a short
 run never pays the compile time (tens of seconds to minutes here), a long training run pays
-it once it is worth it.
+it once it is worth it.  The account counts attempts, not seconds, so where a run switches to
+the compiled programs (whose float32 rounding differs from eager's in the last bits) depends on
+what it solved, not on how loaded the machine was: the same command and seed give the same
+numbers on a busy and on an idle machine.
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ from torch import nn
 
 from .dopri5 import SMALL, RHS, Dopri5, StepResult
 
-__all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache", "AUTO_AFTER_S"]
+__all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache", "AUTO_AFTER_ATTEMPTS"]
 
 # torch.compile's backend: "inductor" (generated C++/Triton kernels) for speed; the tests of
 # this path's wiring set "eager" (dynamo's full graphs run by eager kernels, traced in
@@ -69,8 +73,10 @@ BACKEND = "inductor"
 # call each (a further 1.2x / 1.4x).
 CPU_OPTIONS: dict = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
 SMALL_MM = 64
-# compile=None: compile a key once this many seconds were spent solving it eagerly
-AUTO_AFTER_S = 60.0
+# compile=None: compile a key once eager solving has made this many step attempts on it
+# (forward attempts + backward step VJPs): about 55 s of the point-cloud HBNODE's eager
+# stepping on this machine (15.2 ms per iteration of ~13 attempts, benchmarks/peers, idle).
+AUTO_AFTER_ATTEMPTS = 50_000
 
 _CACHE: dict[tuple, "Programs"] = {}
 _COMPILE_TIMES: list[tuple[str, str, float]] = []  # (key description, program, seconds)
@@ -131,7 +137,7 @@ class Programs:
                  direction: float, what: str) -> None:
         self.what = what
         self.failed: str | None = None
-        self.eager_seconds = 0.0  # the auto policy's account
+        self.eager_attempts = 0  # the auto policy's account
         self._device = device
         self._ran: set[str] = set()
         tab = method.tableau
