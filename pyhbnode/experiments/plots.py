@@ -33,6 +33,11 @@ def save_figure(fig, path: Path, dpi: int = 120) -> Path:
     return path
 
 
+def _smoothed(label: str, window: int) -> str:
+    """An axis label that says when its curve is a moving average."""
+    return label if window <= 1 else f"{label} (mean of {window} iterations)"
+
+
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Moving average over ``window`` points (shorter at the start), for noisy per-batch curves."""
     v = np.asarray(values, dtype=float)
@@ -61,7 +66,7 @@ def plot_curves(
             b = np.asarray(band[model], dtype=float)
             ax.fill_between(x, ys - b, ys + b, color=color, alpha=0.18, lw=0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(_smoothed(ylabel, window))
     if logy:
         ax.set_yscale("log")
     if title:
@@ -83,7 +88,7 @@ def plot_nfe(
         axes[1].plot(x, smooth(bwd, window), label=name, color=color, lw=1.6)
     for ax, what in zip(axes, ("forward NFE", "backward NFE")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(what)
+        ax.set_ylabel(_smoothed(what, window))
         ax.grid(alpha=0.3)
     axes[0].legend(frameon=False)
     if title:

@@ -98,8 +98,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
         what = "mean" if logy else "mean ± std"
         paths.append(plot_curves(series, run / name, xlabel="iteration", ylabel=label, logy=logy,
                                  band=None if logy else band, window=window,
-                                 title=f"point cloud: {what} over {len(histories)} seed(s)"
-                                 + (f", moving average of {window}" if window > 1 else "")))
+                                 title=f"point cloud: {what} over {len(histories)} seed(s)"))
     return paths
 
 
