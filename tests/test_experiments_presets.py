@@ -143,3 +143,20 @@ def test_report_pairs_runs_of_equal_settings_and_judges_a_partial_authors_run_on
     assert "| ghbnode | 26.2 / 32 |" in text  # paired with the 60-iteration paper run, not the 200-iteration one
     assert "With the paper run's NODE, ANODE, SONODE, HBNODE" in text
     assert "GHBNODE/NODE forward NFE = 0.952" in text
+
+
+def test_a_rerun_of_the_same_run_adds_its_wall_time_and_another_run_starts_over(tmp_path, capsys):
+    from pyhbnode.training.metadata import with_wall_time
+
+    run = tmp_path / "hb"
+    args = ["reproduce", "hbode-vs-ode", "--tiny", "--quiet", "--out", str(run)]
+    assert main(args) == 0
+    first = json.loads((run / "config.json").read_text())
+    assert first["wall_seconds_total"] == first["wall_seconds"]
+    assert main(args) == 0
+    second = json.loads((run / "config.json").read_text())
+    assert second["wall_seconds_total"] == pytest.approx(first["wall_seconds_total"] + second["wall_seconds"], abs=0.02)
+    # a config of another run in the folder (other settings, seed or preset) is not added
+    assert with_wall_time({**second, "seed": 1}, run / "config.json", 2.0)["wall_seconds_total"] == 2.0
+    assert with_wall_time(second, tmp_path / "absent.json", 2.0)["wall_seconds_total"] == 2.0
+    capsys.readouterr()

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..training.metadata import with_wall_time
 from .records import read_csv, run_metadata, writable_dir
 
 __all__ = [
@@ -95,11 +96,10 @@ class RunContext:
 
         config = run_metadata(
             **self.identity(), models=list(self.models), seed=self.seed,
-            backend=self.backend or SolverOptions().backend, device="cpu",
-            wall_seconds=round(time.time() - started, 2), **extra,
+            backend=self.backend or SolverOptions().backend, device="cpu", **extra,
         )
         path = self.out_dir() / "config.json"
-        write_json(path, config)
+        write_json(path, with_wall_time(config, path, time.time() - started))
         return path
 
 

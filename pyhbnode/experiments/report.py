@@ -77,7 +77,7 @@ def preset_of(cfg: dict) -> str:
 
 
 def _run_facts(cfg: dict) -> list[tuple[str, str]]:
-    wall = cfg.get("wall_seconds")
+    wall = cfg.get("wall_seconds_total", cfg.get("wall_seconds"))
     return [
         ("command", f"`{cfg.get('command', '')}`"), ("scale", str(cfg.get("scale", "-"))),
         ("preset", preset_of(cfg)),
@@ -105,7 +105,7 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
              "pipeline measured at that scale, not what the full experiment would show.", "",
              "| experiment | paper | scale | preset | wall time | verdict |", "|---|---|---|---|---|---|"]
     for s in sections:
-        wall = s.config.get("wall_seconds")
+        wall = s.config.get("wall_seconds_total", s.config.get("wall_seconds"))
         lines.append(f"| [{_label(s)}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
                      f"{preset_of(s.config)} | "
                      f"{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'} | "
@@ -228,7 +228,7 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
              f"<h1>{esc(title)}</h1>", "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>preset</th>"
              "<th>wall time</th><th>verdict</th></tr>"]
     for s in sections:
-        wall = s.config.get("wall_seconds")
+        wall = s.config.get("wall_seconds_total", s.config.get("wall_seconds"))
         parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(_label(s))}</a></td>"
                      f"<td>{esc(s.experiment.figure)}</td>"
                      f"<td>{esc(str(s.config.get('scale', '-')))}</td><td>{esc(preset_of(s.config))}</td>"

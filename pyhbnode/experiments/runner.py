@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import zoo
 from .plots import plot_curves, plot_nfe
+from ..training.metadata import with_wall_time
 from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
 
 __all__ = ["Comparison", "run_comparison", "redraw_training"]
@@ -119,9 +120,10 @@ def run_comparison(
     write_jsonl(epoch_lines, out / "epochs.jsonl")
     config = run_metadata(settings=spec.settings(), models=list(models), seed=seed,
                           backend=backend or zoo.tasks.TASK_DEFAULTS[spec.task].backend,
-                          device=str(spec.fit_kwargs.get("device", "cpu")), wall_seconds=round(time.time() - started, 2),
+                          device=str(spec.fit_kwargs.get("device", "cpu")),
                           solver_options={k: str(v) for k, v in (solver_options or {}).items() if v is not None},
                           **(extra_config or {}))
+    config = with_wall_time(config, out / "config.json", time.time() - started)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     redraw_training(out)
     return rows
