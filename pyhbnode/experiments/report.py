@@ -76,8 +76,13 @@ def preset_of(cfg: dict) -> str:
     return str(cfg.get("preset", "-"))
 
 
-def _run_facts(cfg: dict) -> list[tuple[str, str]]:
+def _wall_time(cfg: dict) -> str:
+    """The run's wall time over all its invocations (``wall_seconds`` alone in older runs)."""
     wall = cfg.get("wall_seconds_total", cfg.get("wall_seconds"))
+    return f"{wall:.0f} s" if isinstance(wall, (int, float)) else "-"
+
+
+def _run_facts(cfg: dict) -> list[tuple[str, str]]:
     return [
         ("command", f"`{cfg.get('command', '')}`"), ("scale", str(cfg.get("scale", "-"))),
         ("preset", preset_of(cfg)),
@@ -86,7 +91,7 @@ def _run_facts(cfg: dict) -> list[tuple[str, str]]:
         ("torch threads", str(cfg.get("torch_threads", "-"))),
         ("versions", f"pyhbnode {cfg.get('pyhbnode', '?')}, torch {cfg.get('torch', '?')}, "
                      f"python {cfg.get('python', '?')}"),
-        ("wall time", f"{wall:.0f} s" if isinstance(wall, (int, float)) else "-"), ("date", str(cfg.get("date", "-"))),
+        ("wall time", _wall_time(cfg)), ("date", str(cfg.get("date", "-"))),
     ]
 
 
@@ -105,10 +110,9 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
              "pipeline measured at that scale, not what the full experiment would show.", "",
              "| experiment | paper | scale | preset | wall time | verdict |", "|---|---|---|---|---|---|"]
     for s in sections:
-        wall = s.config.get("wall_seconds_total", s.config.get("wall_seconds"))
         lines.append(f"| [{_label(s)}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
                      f"{preset_of(s.config)} | "
-                     f"{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'} | "
+                     f"{_wall_time(s.config)} | "
                      f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |")
     for s in sections:
         e, a = s.experiment, s.assessment
@@ -228,11 +232,10 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
              f"<h1>{esc(title)}</h1>", "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>preset</th>"
              "<th>wall time</th><th>verdict</th></tr>"]
     for s in sections:
-        wall = s.config.get("wall_seconds_total", s.config.get("wall_seconds"))
         parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(_label(s))}</a></td>"
                      f"<td>{esc(s.experiment.figure)}</td>"
                      f"<td>{esc(str(s.config.get('scale', '-')))}</td><td>{esc(preset_of(s.config))}</td>"
-                     f"<td>{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-'}</td>"
+                     f"<td>{_wall_time(s.config)}</td>"
                      f"<td>{esc(VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict))}</td></tr>")
     parts.append("</table>")
     for s in sections:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from .. import zoo
-from .plots import plot_curves, plot_nfe
 from ..training.metadata import with_wall_time
+from .plots import plot_curves, plot_nfe
 from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
 
 __all__ = ["Comparison", "run_comparison", "redraw_training"]

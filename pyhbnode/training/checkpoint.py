@@ -334,7 +334,8 @@ def restore_training_state(
     them at the right moment of the loop.  A checkpoint from before the model carried its
     :class:`~pyhbnode.fields.Dormant` scalars loads without them (they are never read)."""
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    missing = [k for k in missing if k not in dormant_names(model)]
+    dormant = dormant_names(model)
+    missing = [k for k in missing if k not in dormant]
     if missing or unexpected:
         raise ValueError("its model weights are not this model's: "
                          + "; ".join(f"{what} {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"

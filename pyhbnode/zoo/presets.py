@@ -66,9 +66,9 @@ class Variant:
 
 
 _PV = "plane_vibration/{}_rnn_pv.py"
+_WALKER = "walker2d/{}_rnn_walker.py"
 # HeavyBallNODE(corr=c, corrf=True): the frozen correction's registered parameter.
 _FROZEN_CORR = (("corr", -100.0),)
-_WALKER = "walker2d/{}_rnn_walker.py"
 
 # (task, model) -> the authors' variant; a pair not listed is the same in both presets.
 AUTHORS: dict[tuple[str, str], Variant] = {

@@ -1,7 +1,6 @@
 """The native PyTorch backend, registered as ``backend="torch"``."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
