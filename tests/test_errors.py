@@ -52,7 +52,7 @@ class NaNWhenDifferentiating(nn.Module):
 def test_error_in_backward_propagates_typed(backend):
     from pyhbnode.solving import get_backend
 
-    adjoint = [a for a in get_backend(backend).adjoints if a != "direct"
+    adjoint = [a for a in get_backend(backend).mode_names() if a != "direct"
                and not (backend == "torchdiffeq" and a == "checkpointed")][0]  # torchdiffeq branch
     sol = odeint(NODE(NaNWhenDifferentiating()), torch.ones(2, 1, dtype=torch.float64), [0.0, 1.0],
                  backend=backend, adjoint=adjoint)
@@ -117,7 +117,7 @@ def test_bad_options():
         odeint(field, y0, [0.0, 1.0], backend="nope")
     with pytest.raises(ValueError, match="unknown gradient mode 'magic'"):
         odeint(field, y0, [0.0, 1.0], backend="torchdiffeq", adjoint="magic")
-    with pytest.raises(ValueError, match="backend 'torch' has no adjoint 'interpolating'"):
+    with pytest.raises(ValueError, match="backend 'native' has no gradient mode 'interpolating'"):
         odeint(field, y0, [0.0, 1.0], backend="torch", adjoint="interpolating")
 
 

@@ -22,7 +22,7 @@ def _grads(field, y0, t, backend, adjoint, tol=1e-10):
 def _adjoint_modes(backend: str) -> list[str]:
     from pyhbnode.solving import get_backend
 
-    return [a for a in get_backend(backend).adjoints if a != "direct"]
+    return [a for a in get_backend(backend).mode_names() if a != "direct"]
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)

@@ -92,7 +92,7 @@ def test_odernn_adjoint_gradients_match_direct(model, backend):
     x = torch.randn(4, 2, k, dtype=torch.float64)
     dt = torch.rand(4, 2, dtype=torch.float64) + 0.2
     grads = {}
-    for adjoint in get_backend(backend).adjoints:
+    for adjoint in get_backend(backend).mode_names():
         rnn = ODERNN(field, cell, readout, n, backend=backend, adjoint=adjoint, tol=1e-10)
         loss = rnn(x, dt).pow(2).sum()
         params = list(rnn.parameters())

@@ -25,7 +25,7 @@ def test_nfe_counts_every_evaluation_and_backward_only_during_adjoint(backend):
     field = Counted(inner)
     field.order = inner.order
     y0 = initial_state(inner)
-    for adjoint in get_backend(backend).adjoints:
+    for adjoint in get_backend(backend).mode_names():
         if backend == "torchdiffeq" and adjoint == "checkpointed":
             continue  # its replay comes with the torchdiffeq branch (counted there)
         field.calls = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyhbnode import zoo
+from pyhbnode import Direct, zoo
 from pyhbnode.zoo.tasks import SIZES
 
 
@@ -81,7 +81,7 @@ def test_learnable_heavy_ball_coefficients_start_at_the_papers_values():
 def test_solver_options_pass_through_and_bad_names_fail():
     net = zoo.build("walker2d", "ghbnode", backend="torchdiffeq", rtol=1e-4, atol=1e-6, adjoint="direct", max_steps=77)
     o = net.rnn.options
-    assert (o.rtol, o.atol, o.adjoint, o.max_steps) == (1e-4, 1e-6, "direct", 77)
+    assert (o.rtol, o.atol, o.adjoint, o.max_steps) == (1e-4, 1e-6, Direct(), 77)
     with pytest.raises(ValueError, match="unknown task"):
         zoo.build("imagenet", "node")
     with pytest.raises(ValueError, match="unknown model"):

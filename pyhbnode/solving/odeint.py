@@ -62,7 +62,7 @@ def odeint(
         seminorm=seminorm, max_steps=max_steps, controller=controller, compile=compile,
     )
     t = check_problem(field, y0, t)
-    solver = get_backend(opts.backend, adjoint=opts.adjoint.name)
+    solver = get_backend(opts.backend, adjoint=opts.adjoint)
     solver.check_options(opts)
     stats = SolverStats()
     register(stats)

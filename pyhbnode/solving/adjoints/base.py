@@ -7,11 +7,11 @@ __all__ = ["Adjoint"]
 class Adjoint:
     """A gradient mode: how ``odeint`` differentiates a solve.
 
-    Subclasses are small values (compared and hashed by their parameters) with a class
-    attribute ``name``, the string alias they are spelled as in options, configs and the
-    CLI.  A backend lists the names it supports in ``Backend.adjoints``.  A mode also equals
-    its alias (``Checkpointed(8) == "checkpointed:8"``, ``Direct() == "direct"``), so code
-    written against the strings keeps working.
+    Subclasses are small values, compared and hashed by their type and parameters, with a
+    class attribute ``name``: the alias they are spelled as in options, configs and the
+    command line, parsed into objects once (:func:`~pyhbnode.solving.adjoints.parse_adjoint`).
+    A mode never equals a string (compare ``mode.spec()`` with one instead).  A backend
+    maps the mode classes it offers to their implementations (``Backend.modes``).
     """
 
     name: str = ""
@@ -26,10 +26,10 @@ class Adjoint:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(repr(p) for p in self._params() if p is not None)})"
 
-    def __eq__(self, other) -> bool:
-        if isinstance(other, str):
-            return other.strip().lower() == self.spec()
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Adjoint):
+            return NotImplemented
         return type(self) is type(other) and self._params() == other._params()
 
     def __hash__(self) -> int:
-        return hash(self.spec())
+        return hash((type(self), self._params()))

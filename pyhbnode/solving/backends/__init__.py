@@ -7,12 +7,15 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
+from ..adjoints import Adjoint
 from .base import Backend
 
-__all__ = ["Backend", "register_backend", "get_backend", "available_backends"]
+__all__ = ["Backend", "register_backend", "get_backend", "available_backends", "canonical_backend"]
 
 _LOADERS: dict[str, Callable[[], Backend]] = {}
 _LOADED: dict[str, Backend] = {}
+# Other spellings of a registered name, read once where options are built.
+_ALIASES = {"torch": "native"}
 _warned_auto = False
 
 
@@ -26,32 +29,44 @@ def available_backends() -> list[str]:
     return sorted(_LOADERS) + ["auto"]
 
 
-def get_backend(name: str, adjoint: str | None = None) -> Backend:
-    """The backend registered as ``name``.
+def canonical_backend(name: object) -> str:
+    """The registered name ``name`` spells (``"torch"`` is ``"native"``), or an error naming
+    the backends there are.  Loads no backend."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string naming the backend, got {type(name).__name__}")
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _LOADERS and key != "auto":
+        raise ValueError(f"unknown backend {name!r}; choose one of {available_backends()} "
+                         f"(aliases: {', '.join(f'{a}={b}' for a, b in _ALIASES.items())})")
+    return key
+
+
+def get_backend(name: str, adjoint: Adjoint | None = None) -> Backend:
+    """The backend registered as ``name`` (or an alias of it).
 
     ``"auto"`` is Julia where a working Julia is found and it offers the gradient mode
-    ``adjoint`` (a mode name; ``None`` asks only whether Julia works), otherwise
-    torchdiffeq (with one warning).  Julia does not offer the default ``checkpointed``, so
-    ``auto`` picks it only for ``adjoint="backsolve"``/``"interpolating"``: the gradient
-    mode never changes with the machine.  Raises ``ValueError`` for an unknown name and
-    :class:`~pyhbnode.JuliaBackendUnavailable` for ``"julia"`` without Julia.
+    ``adjoint`` (``None`` asks only whether Julia works), otherwise torchdiffeq (with one
+    warning).  Julia does not offer the default ``Checkpointed``, so ``auto`` picks it only
+    for ``Backsolve``/``Interpolating``: the gradient mode never changes with the machine.
+    Raises ``ValueError`` for an unknown name and :class:`~pyhbnode.JuliaBackendUnavailable`
+    for ``"julia"`` without Julia.
     """
     global _warned_auto
+    name = canonical_backend(name)
     if name == "auto":
         from .julia import available
         from .julia._maps import ADJOINTS
 
         ok, reason = available()
-        if ok and (adjoint is None or adjoint in ADJOINTS):
+        if ok and (adjoint is None or adjoint.name in ADJOINTS):
             return get_backend("julia")
-        if ok:
-            reason = f"it has no gradient mode {adjoint!r} (only {sorted(ADJOINTS)})"
+        if ok and adjoint is not None:
+            reason = f"it has no gradient mode {adjoint.spec()!r} (only {sorted(ADJOINTS)})"
         if not _warned_auto:
             warnings.warn(f"backend='auto': Julia is not usable ({reason}); using torchdiffeq", stacklevel=3)
             _warned_auto = True
         return get_backend("torchdiffeq")
-    if name not in _LOADERS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {available_backends()}")
     if name not in _LOADED:
         _LOADED[name] = _LOADERS[name]()
     return _LOADED[name]
@@ -63,7 +78,7 @@ def _load_torchdiffeq() -> Backend:
     return TorchDiffEqBackend()
 
 
-def _load_torch() -> Backend:
+def _load_native() -> Backend:
     from .native import TorchBackend
 
     return TorchBackend()
@@ -76,5 +91,5 @@ def _load_julia() -> Backend:
 
 
 register_backend("torchdiffeq", _load_torchdiffeq)
-register_backend("torch", _load_torch)
+register_backend("native", _load_native)
 register_backend("julia", _load_julia)

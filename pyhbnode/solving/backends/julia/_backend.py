@@ -22,6 +22,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ... import errors as E
+from ...adjoints import Backsolve, Interpolating
 from ...options import SolverOptions
 from ...solution import SolverStats, Status
 from ..base import Backend
@@ -157,7 +158,6 @@ class JuliaBackend(Backend):
     """
 
     name = "julia"
-    adjoints = tuple(_maps.ADJOINTS)
     methods = ("dopri5",)
 
     def __init__(self, runtime: Any = None, *, layout_check: bool | None = None) -> None:
@@ -167,6 +167,11 @@ class JuliaBackend(Backend):
         self.layout_check = layout_check
         self._checked: set[tuple[str, str]] = set()
         self.last_info: dict = {}
+
+    @property
+    def modes(self):
+        # both modes are one call into the bridge; the mode's name selects the sensealg there
+        return dict.fromkeys((Backsolve, Interpolating), self._solve)
 
     @property
     def runtime(self):
@@ -185,8 +190,8 @@ class JuliaBackend(Backend):
             )
         super().check_options(options)  # controllers and compile are the torch backend's
 
-    def solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
-              stats: SolverStats) -> torch.Tensor:
+    def _solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
+               stats: SolverStats) -> torch.Tensor:
         adjoint = _maps.adjoint_name(options.adjoint)
         if y0.device.type != "cpu" or t.device.type != "cpu":
             raise TypeError(

@@ -60,8 +60,7 @@ class TorchBackend(Backend):
     faster.
     """
 
-    name = "torch"
-    adjoints = ("checkpointed", "backsolve", "direct")
+    name = "native"
     methods = ("dopri5",)
     takes_controllers = True
     takes_compile = True
@@ -71,7 +70,11 @@ class TorchBackend(Backend):
             raise ValueError(f"compile must be True, False or None, got {compile!r}")
         self.compile = compile
 
-    def solve(
+    @property
+    def modes(self):
+        return dict.fromkeys((Checkpointed, Backsolve, Direct), self._solve)
+
+    def _solve(
         self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> torch.Tensor:
         if t.requires_grad:

@@ -39,9 +39,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import MaxStepsExceeded, NonFiniteState, SolverError, StepSizeUnderflow
-from .solution import SolverStats
-from .validation import field_output_error
+from ...errors import MaxStepsExceeded, NonFiniteState, SolverError, StepSizeUnderflow
+from ...solution import SolverStats
+from ...validation import field_output_error
 
 __all__ = ["CountingField"]
 

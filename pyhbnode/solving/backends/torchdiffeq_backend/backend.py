@@ -1,17 +1,20 @@
 """The ``torchdiffeq`` backend: torchdiffeq's solvers, ``odeint`` and ``odeint_adjoint``."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..counting import CountingField
-from ..errors import MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow
-from ..options import SolverOptions
-from ..solution import SolverStats, Status
-from .base import Backend
+from ...adjoints import Backsolve, Checkpointed, Direct
+from ...errors import MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow
+from ...solution import SolverStats, Status
+from ..base import Backend, GradientMode
+from .counting import CountingField
+
+if TYPE_CHECKING:
+    from ...options import SolverOptions
 
 __all__ = ["TorchDiffEqBackend"]
 
@@ -59,48 +62,84 @@ class TorchDiffEqBackend(Backend):
     """
 
     name = "torchdiffeq"
-    adjoints = ("backsolve", "checkpointed", "direct")
     methods = tuple(EVALS_PER_STEP)
 
-    def solve(
-        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
-    ) -> torch.Tensor:
-        import torchdiffeq
+    def __init__(self) -> None:
+        self._modes = {mode: _counted(run) for mode, run in
+                       ((Direct, _direct), (Backsolve, _backsolve), (Checkpointed, _checkpointed))}
 
-        mode = getattr(options.adjoint, "name", options.adjoint)
-        counted = CountingField(field, stats, t, options.max_steps, adaptive=options.method in ADAPTIVE)
-        params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
-        common = dict(rtol=options.rtol, atol=options.atol, method=options.method, options={})
-        needs_grad = torch.is_grad_enabled() and (y0.requires_grad or t.requires_grad or bool(params))
+    @property
+    def modes(self) -> dict[type, GradientMode]:
+        return self._modes
 
-        if mode == "direct" or not needs_grad:
-            ys = _integrate(torchdiffeq.odeint, counted, y0, t, common)
-            if ys.requires_grad:
-                recorded = stats.nfe_forward
 
-                def _count_backward(grad: torch.Tensor) -> None:
-                    stats.nfe_backward += recorded
-                    stats.steps_backward = 0
+class _Run:
+    """One solve: the counted field, its trainable parameters and torchdiffeq's settings."""
 
-                ys.register_hook(_count_backward)
-        elif mode == "backsolve":
-            adjoint_options = {"norm": "seminorm"} if options.seminorm else {}
-            ys = _integrate(
-                torchdiffeq.odeint_adjoint, counted, y0, t,
-                dict(common, adjoint_rtol=options.rtol, adjoint_atol=options.atol,
-                     adjoint_options=adjoint_options, adjoint_params=params),
-            )
-            # runs as the backward pass reaches ys, before odeint_adjoint's backward solve
-            ys.register_hook(lambda grad: counted.begin_pass("backward", restarts_per_interval=True))
-        else:
-            def run(y: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-                return _integrate(torchdiffeq.odeint, counted, y, times, common)
+    def __init__(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions",
+                 stats: SolverStats) -> None:
+        self.counted = CountingField(field, stats, t, options.max_steps, adaptive=options.method in ADAPTIVE)
+        self.params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
+        self.common = dict(rtol=options.rtol, atol=options.atol, method=options.method, options={})
+        self.y0, self.t, self.options, self.stats = y0, t, options, stats
+        self.needs_grad = torch.is_grad_enabled() and (y0.requires_grad or t.requires_grad or bool(self.params))
 
-            ys = _ReplayOnce.apply(run, counted, y0, t, *params)
-        _check_finite_solution(ys, t, counted)
+
+def _counted(mode: Callable[[_Run], torch.Tensor]) -> GradientMode:
+    """A gradient mode of this backend: count, solve (without a graph when none is needed),
+    check the solution."""
+    def solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions",
+              stats: SolverStats) -> torch.Tensor:
+        run = _Run(field, y0, t, options, stats)
+        ys = mode(run) if run.needs_grad else _direct(run)
+        _check_finite_solution(ys, t, run.counted)
         stats.status = Status.SUCCESS
-        counted.begin_pass("backward")
+        run.counted.begin_pass("backward")
         return ys
+
+    return solve
+
+
+def _direct(run: _Run) -> torch.Tensor:
+    import torchdiffeq
+
+    ys = _integrate(torchdiffeq.odeint, run.counted, run.y0, run.t, run.common)
+    if ys.requires_grad:
+        stats, recorded = run.stats, run.stats.nfe_forward
+
+        def _count_backward(grad: torch.Tensor) -> None:
+            stats.nfe_backward += recorded
+            stats.steps_backward = 0
+
+        ys.register_hook(_count_backward)
+    return ys
+
+
+def _backsolve(run: _Run) -> torch.Tensor:
+    import torchdiffeq
+
+    o = run.options
+    adjoint_options = {"norm": "seminorm"} if o.seminorm else {}
+    ys = _integrate(
+        torchdiffeq.odeint_adjoint, run.counted, run.y0, run.t,
+        dict(run.common, adjoint_rtol=o.rtol, adjoint_atol=o.atol,
+             adjoint_options=adjoint_options, adjoint_params=run.params),
+    )
+    counted = run.counted
+    # runs as the backward pass reaches ys, before odeint_adjoint's backward solve
+    ys.register_hook(lambda grad: counted.begin_pass("backward", restarts_per_interval=True))
+    return ys
+
+
+def _checkpointed(run: _Run) -> torch.Tensor:
+    import torchdiffeq
+
+    counted, common = run.counted, run.common
+
+    def replay(y: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        return _integrate(torchdiffeq.odeint, counted, y, times, common)
+
+    return _ReplayOnce.apply(replay, counted, run.y0, run.t, *run.params)
 
 
 def _integrate(solver: Callable, counted: CountingField, y0: torch.Tensor, t: torch.Tensor, kwargs: dict):
@@ -120,7 +159,7 @@ def _integrate(solver: Callable, counted: CountingField, y0: torch.Tensor, t: to
 
 def _check_finite_solution(ys: torch.Tensor, t: torch.Tensor, counted: CountingField) -> None:
     """Every evaluation was finite, but the dense output between steps can still overflow."""
-    finite = torch.isfinite(ys.detach()).flatten(1).all(1)
+    finite = torch.isfinite(ys.detach()).reshape(len(ys), -1).all(1)
     if bool(finite.all()):
         return
     i = int((~finite).nonzero()[0])
