@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .solving.validation import check_device, regular_file
+from .checks import check_device, regular_file
 
 __all__ = ["check_arguments", "check_run_dir"]
 

@@ -40,10 +40,11 @@ def traced():
 def _loss_and_grads(model: nn.Module, compile: bool, inputs: tuple) -> tuple:
     m = copy.deepcopy(model)
     set_solver_options(m, backend="torch", compile=compile)
-    out = m(*inputs)
-    loss = out.pow(2).sum()
-    grads = torch.autograd.grad(loss, [p for p in m.parameters() if p.requires_grad], allow_unused=True)
-    return out.detach(), grads, m.stats
+    with record() as rec:
+        out = m(*inputs)
+        loss = out.pow(2).sum()
+        grads = torch.autograd.grad(loss, [p for p in m.parameters() if p.requires_grad], allow_unused=True)
+    return out.detach(), grads, rec.stats
 
 
 def _assert_same(model: nn.Module, inputs: tuple) -> None:

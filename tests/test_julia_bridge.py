@@ -469,6 +469,7 @@ def test_default_gradient_mode_is_refused_by_julia_and_auto_keeps_it(fake, monke
     """The default ``Checkpointed()`` means the same on every backend: julia, which cannot
     do it, says so; ``auto`` takes julia only for a mode julia has, so the gradient mode
     never depends on whether the machine has Julia."""
+    from pyhbnode import Checkpointed
     from pyhbnode.solving import backends as registry_module
     from pyhbnode.solving.backends import julia as julia_module
 
@@ -478,7 +479,7 @@ def test_default_gradient_mode_is_refused_by_julia_and_auto_keeps_it(fake, monke
         odeint(case.field, case.y0, case.ts, backend="julia")
     monkeypatch.setattr(julia_module, "available", lambda: (True, "julia works"))
     monkeypatch.setattr(registry_module, "_warned_auto", True)
-    assert registry_module.get_backend("auto", adjoint="checkpointed").name == "torchdiffeq"
+    assert registry_module.get_backend("auto", adjoint=Checkpointed()).name == "torchdiffeq"
     sol = odeint(case.field, case.y0.clone().requires_grad_(True), case.ts, backend="auto", adjoint="backsolve")
     sol.ys.sum().backward()
     assert runtime.sensealgs == ["backsolve"]

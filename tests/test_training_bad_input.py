@@ -73,7 +73,7 @@ BAD = {
     "negative lr": (dict(train_data=(x, y), lr=-1.0), "lr must be > 0"),
     "NaN lr": (dict(train_data=(x, y), lr=float("nan")), "lr must be a finite number"),
     "negative weight decay": (dict(train_data=(x, y), weight_decay=-0.1), "weight_decay must be >= 0"),
-    "solver option on a plain module": (dict(train_data=(x, y), tol=1e-3), "no ODEBlock/ODERNN layer"),
+    "solver option on a plain module": (dict(train_data=(x, y), solver={"tol": 1e-3}), "no ODEBlock/ODERNN layer"),
     "unknown device": (dict(train_data=(x, y), device="tpu"), "unknown device 'tpu'"),
     "loss returning a vector": (dict(train_data=(x, y), loss=lambda out, t: (out - t) ** 2), "must return a scalar"),
 }

@@ -83,7 +83,7 @@ def test_rank_batches_tile_the_single_process_batches():
     single process's k-th batch, so their union is that batch."""
     (x, y), _ = _data()
     data = (torch.arange(120), y)
-    common = dict(shuffle=True, seed=7, collate_fn=None, where="training")
+    common = dict(shuffle=True, seed=7, where="training")
     single, _ = make_loader(data, batch_size=40, num_replicas=1, rank=0, **common)
     ranks = [make_loader(data, batch_size=40, num_replicas=2, rank=r, **common)[0] for r in (0, 1)]
     for epoch in (0, 1):

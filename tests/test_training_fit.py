@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import cloud
-from pyhbnode import HBNODE, ODERNN, zoo
+from pyhbnode import HBNODE, ODERNN, Direct, SolverOptions, zoo
 from pyhbnode.data import SequenceDataset, collate_time_first
 from pyhbnode.fields import mlp
 from pyhbnode.layers import solver_layers
@@ -87,9 +87,14 @@ def test_records_hold_forward_and_backward_nfe_and_the_documented_keys():
 
 def test_solver_keywords_reach_every_solving_layer():
     model = small_ode()
-    fit(model, cloud(), epochs=1, batch_size=120, tol=1e-2, adjoint="direct", progress=False)
+    fit(model, cloud(), epochs=1, batch_size=120, solver={"tol": 1e-2, "adjoint": "direct"}, progress=False)
     (layer,) = solver_layers(model)
-    assert (layer.options.rtol, layer.options.atol, layer.options.adjoint) == (1e-2, 1e-2, "direct")
+    assert (layer.options.rtol, layer.options.atol, layer.options.adjoint) == (1e-2, 1e-2, Direct())
+    whole = SolverOptions(rtol=1e-3, atol=1e-4, max_steps=99)
+    fit(model, cloud(), epochs=1, batch_size=120, solver=whole, progress=False)
+    assert layer.options == whole
+    with pytest.raises(TypeError, match="unknown solver option"):
+        fit(model, cloud(), solver={"rtl": 1e-3}, progress=False)
 
 
 def test_history_round_trips_through_json_jsonl_and_csv(tmp_path):
@@ -127,7 +132,7 @@ def test_time_first_sequences_train_through_a_collate_fn():
     x = torch.randn(T, N, k)
     dt = torch.rand(T, N) + 0.5
     y = torch.roll(x, -1, dims=0)
-    history = fit(rnn, SequenceDataset(x, dt, y), collate_fn=collate_time_first, batch_size=4, epochs=2,
+    history = fit(rnn, SequenceDataset(x, dt, y), batch_size=4, epochs=2,
                   progress=False)
     assert [r["size"] for r in history.batches[:3]] == [4, 4, 2]  # samples, not time steps
     assert all(r["nfe_forward"] > 0 for r in history.batches)

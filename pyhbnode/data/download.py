@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from ..solving.validation import regular_file
+from ..checks import regular_file
 
 __all__ = [
     "Checksum", "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError",

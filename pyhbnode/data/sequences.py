@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..solving.validation import regular_file
+from ..checks import regular_file
 
 __all__ = [
     "SequenceSplit", "SequenceSplits", "SequenceDataset", "collate_time_first",
@@ -68,8 +68,9 @@ class SequenceDataset(Dataset):
     """Windows of time-first arrays, one window per item.
 
     Items are batch-first slices (``x[:, i]`` has shape ``(T, F)``), which is what a
-    :class:`torch.utils.data.DataLoader` samples; pass ``collate_fn=collate_time_first`` to get
-    time-first batches ``(T, b, F)`` / ``(T, b)`` back, the layout the ODE-RNN models take.
+    :class:`torch.utils.data.DataLoader` samples; :meth:`collate` (which ``fit`` uses, and a
+    DataLoader takes as ``collate_fn=SequenceDataset.collate``) stacks them back into
+    time-first batches ``(T, b, F)`` / ``(T, b)``, the layout the ODE-RNN models take.
 
     Args:
         x: inputs ``(T, B, F)``.
@@ -92,6 +93,11 @@ class SequenceDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return tuple(a[:, i] for a in self.arrays)
+
+    @staticmethod
+    def collate(items: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """Items stacked on axis 1: time-first batches."""
+        return collate_time_first(items)
 
 
 def collate_time_first(items: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:

@@ -364,13 +364,12 @@ def sequence_comparison(ctx: RunContext, task: str, train, test):
     """An ODE-RNN task (``plane_vibration``/``walker2d``) as a
     :class:`~pyhbnode.experiments.runner.Comparison`: MSE on every step, the test split as
     ``val`` (so ``val_loss`` is the test MSE per epoch)."""
-    from ..data import collate_time_first
     from .runner import Comparison
 
     return Comparison(
         task=task, train=sequence_data(train), val=sequence_data(test) if test is not None and test.n_windows else None,
         loss="mse", metrics=(), lr=float(ctx["lr"]), batch_size=int(ctx["batch_size"]), tol=float(ctx["tol"]),
         epochs=int(ctx.get("epochs", 1)), max_batches=ctx.get("max_batches"),
-        fit_kwargs={"collate_fn": collate_time_first, **_fit_extras(ctx)}, preset=ctx.preset,
+        fit_kwargs=_fit_extras(ctx), preset=ctx.preset,
         build_kwargs={"window": int(ctx.get("seq_len", 64))},
     )

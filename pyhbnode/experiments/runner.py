@@ -31,7 +31,7 @@ class Comparison:
         lr, batch_size, tol: the paper's settings for the task.
         epochs: passes over ``train``; ``max_batches`` caps the total iterations instead.
         field_kwargs: per-model overrides of the heavy-ball coefficients.
-        fit_kwargs: anything else for ``fit`` (e.g. a collate for time-first data).
+        fit_kwargs: anything else for ``fit`` (e.g. ``device``).
         preset: the zoo preset (``"paper"`` or ``"authors"``, see :func:`pyhbnode.zoo.build`).
         build_kwargs: task-specific architecture arguments of ``zoo.build`` (``window``).
     """

@@ -1,4 +1,4 @@
-"""Floor 1: the vector fields of the heavy-ball family and their building blocks."""
+"""The vector fields of the heavy-ball family and their building blocks."""
 from .coefficients import Damping, Restoring
 from .dormant import Dormant, dormant_names
 from .models import ANODE, GHBNODE, HBNODE, NODE, SONODE, VectorField

@@ -1,4 +1,4 @@
-"""Floor 3: layers — the ODE block and the ODE-RNN hybrid."""
+"""Layers — the ODE block and the ODE-RNN hybrid."""
 from .odeblock import ODEBlock
 from .odernn import ODERNN, ElapsedTime
 from .solver_layers import set_solver_options, solver_layers

@@ -5,12 +5,12 @@ import torch
 from torch import nn
 
 from ..fields import hidden
-from ..solving import SolverOptions, SolverStats, odeint
-from .stats_log import StatsLog
-from ..solving.validation import (
-    check_bool, check_callable, check_int, check_options_argument, check_solver_kwargs, describe,
-    reraise_field_failure,
-)
+from typing import Any
+
+from ..solving import SolverOptions, odeint
+from ..solving.options import solver_argument
+from ..solving.validation import reraise_field_failure
+from ..checks import check_bool, check_callable, check_int, describe
 
 __all__ = ["ODERNN", "ElapsedTime"]
 
@@ -50,21 +50,21 @@ class ODERNN(nn.Module):
             *before* ``x[i]``, then read ``x[i]``, then read out.  ``True`` (the paper's
             plane-vibration code): read ``x[i]``, evolve over ``dt[i]``, the gap *after*
             it, then read out — the output forecasts the next stamp.
-        options / solver keywords: as :class:`~pyhbnode.layers.ODEBlock`.
+        solver / solver keywords: as :class:`~pyhbnode.layers.ODEBlock`.
 
     ``forward(x, dt, y0=None)``:
         x: ``(T, batch, k)`` observations; dt: ``(T, batch)`` or ``(T,)`` time elapsed since
         the previous observation (``dt[0]`` before the first one; 0 skips the solve);
         y0: initial state (zeros by default).  Returns ``(T, batch, out)``, the readout after
-        each observation.  ``stats`` sums the solves of every call since :meth:`reset_stats`
-        (``T`` per call, fewer where ``dt`` is 0; see also ``pyhbnode.record()``); ``last_state``
+        each observation.  It solves ``T`` times per call (fewer where ``dt`` is 0); measure
+        them with ``pyhbnode.record()``.  ``last_state``
         holds the final state.  With ``keep_states = True``, ``states`` lists the state after
         each observation, still attached to the graph (for ``∂L/∂h_t``, Fig. 4).
     """
 
     def __init__(
         self, field: nn.Module, cell: nn.Module, readout: nn.Module, width: int, *,
-        cell_first: bool = False, options: SolverOptions | None = None, **solver_kwargs,
+        cell_first: bool = False, solver: SolverOptions | None = None, **solver_options: Any,
     ) -> None:
         super().__init__()
         check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")
@@ -72,25 +72,14 @@ class ODERNN(nn.Module):
         check_callable("readout", readout, what="a module mapping (batch, n) to the output")
         check_int("width", width, minimum=1)
         check_bool("cell_first", cell_first)
-        check_options_argument(options)
-        check_solver_kwargs(solver_kwargs, where="ODERNN")
+        self.options = solver_argument(solver, solver_options, where="ODERNN")
         self.cell_first = cell_first
         self.field, self.cell, self.readout = field, cell, readout
         self.order = getattr(field, "order", 1)
         self.width = width
-        self.options = SolverOptions.from_kwargs(options, **solver_kwargs)
-        self._log = StatsLog()
         self.last_state: torch.Tensor | None = None
         self.keep_states = False
         self.states: list[torch.Tensor] = []
-
-    @property
-    def stats(self) -> SolverStats:
-        return self._log.total
-
-    def reset_stats(self) -> None:
-        """Forget the statistics of the calls so far."""
-        self._log.reset()
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.width) if self.order == 1 else (batch, 2, self.width)
@@ -102,11 +91,10 @@ class ODERNN(nn.Module):
         s = torch.tensor([0.0, 1.0], dtype=y.dtype, device=y.device)
         field = ElapsedTime(self.field, dt)
         try:
-            sol = odeint(field, y, s, options=self.options)
+            sol = odeint(field, y, s, solver=self.options)
         except Exception as err:
             reraise_field_failure(self.field, s[0], y, err)  # the user's field, not the wrapper
-        self._log.add(sol.stats)
-        return sol.y1
+        return sol.y_final
 
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor | None = None

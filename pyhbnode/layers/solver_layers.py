@@ -1,6 +1,7 @@
 """Find the solving layers inside any model, to change their options."""
 from __future__ import annotations
 
+from typing import Any, Mapping
 
 from torch import nn
 
@@ -16,14 +17,26 @@ def solver_layers(model: nn.Module) -> list[ODEBlock | ODERNN]:
     return [m for m in model.modules() if isinstance(m, (ODEBlock, ODERNN))]
 
 
-def set_solver_options(model: nn.Module, **changes) -> list[SolverOptions]:
-    """Change solver options (``backend``, ``rtol``, ``atol``, ``tol``, ``adjoint``, ``controller``, ...) of
-    every solving layer in ``model``; ``None`` values are left as they are.  Returns the new
-    options.  Raises ``TypeError`` on an unknown option and ``ValueError`` if ``model`` has
-    no solving layer but changes were asked for."""
+def set_solver_options(
+    model: nn.Module, solver: SolverOptions | Mapping[str, Any] | None = None, **changes: Any,
+) -> list[SolverOptions]:
+    """Change the solver options of every solving layer in ``model``.
+
+    ``solver`` is a :class:`SolverOptions` (it replaces each layer's options) or a mapping of
+    option names; ``changes`` are option keywords (``rtol``, ``tol``, ``adjoint``,
+    ``compile``, ... — :class:`SolverOptions`' fields) applied on top; ``None`` values are
+    left as they are.  Returns the new options.  Raises ``TypeError`` on an unknown option
+    and ``ValueError`` if ``model`` has no solving layer but changes were asked for."""
+    base = solver if isinstance(solver, SolverOptions) else None
+    if solver is not None and base is None:
+        if not isinstance(solver, Mapping):
+            raise TypeError(f"solver must be a SolverOptions, a mapping of solver options or None, "
+                            f"got {type(solver).__name__}")
+        changes = {**solver, **changes}
+    SolverOptions.from_kwargs(base, **changes)  # refuse bad options even for a model without layers
     layers = solver_layers(model)
-    if not layers and any(v is not None for v in changes.values()):
+    if not layers and (base is not None or any(v is not None for v in changes.values())):
         raise ValueError("the model has no ODEBlock/ODERNN layer whose solver options could be set")
     for layer in layers:
-        layer.options = SolverOptions.from_kwargs(layer.options, **changes)
+        layer.options = SolverOptions.from_kwargs(base or layer.options, **changes)
     return [layer.options for layer in layers]

@@ -1,4 +1,4 @@
-"""Floor 2: solving — ``odeint``, ``Solution``, statistics and their recorder, gradient
+"""Solving — ``odeint``, ``Solution``, statistics and their recorder, gradient
 modes, step controllers, errors and the backend registry."""
 from .adjoints import Adjoint, Backsolve, Checkpointed, Direct, Interpolating
 from .backends import Backend, available_backends, get_backend, register_backend

@@ -10,6 +10,7 @@ that reads it from a string (a flag or a ``--set`` value).  Values are checked o
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
@@ -17,7 +18,8 @@ from .adjoints import Adjoint, parse_adjoint
 from .backends import canonical_backend
 from .controllers import Controller, parse_controller
 
-__all__ = ["SolverOptions", "DEFAULT_BACKEND", "MIN_RTOL", "TOL", "option_fields", "option_names", "parse_option"]
+__all__ = ["SolverOptions", "DEFAULT_BACKEND", "MIN_RTOL", "TOL", "option_fields", "option_names", "parse_option",
+           "solver_argument"]
 
 DEFAULT_BACKEND = "native"
 # The smallest rtol accepted (scipy's floor, 100 float64 eps): below it the error ratio
@@ -216,3 +218,20 @@ def parse_option(name: str, value: Any) -> Any:
         if f.name == name:
             return f.metadata["parse"](value)
     raise TypeError(f"unknown solver option {name!r}; valid: {list(option_names())}")
+
+
+def solver_argument(solver: "SolverOptions | None", keywords: dict[str, Any], *, where: str,
+                    default: "SolverOptions | None" = None) -> SolverOptions:
+    """The options an entry point was given: ``solver`` (or ``default``) with ``keywords``
+    (option names) on top, checked once.  ``options=``, the name before ``solver=``, is
+    still read for one release, with a ``DeprecationWarning``."""
+    legacy = keywords.pop("options", None)
+    if legacy is not None:
+        warnings.warn(f"{where}(options=...) is deprecated; pass solver=...", DeprecationWarning, stacklevel=3)
+        if solver is not None:
+            raise TypeError(f"{where}: give solver= or options=, not both")
+        solver = legacy
+    try:
+        return SolverOptions.from_kwargs(solver if solver is not None else default, **keywords)
+    except TypeError as err:
+        raise TypeError(f"{where}: {err}") from None

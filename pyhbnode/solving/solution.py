@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Iterable
 
@@ -102,6 +103,13 @@ class Solution:
         return self.stats.status
 
     @property
+    def y_final(self) -> torch.Tensor:
+        """The state at the last output time, ``ys[-1]``."""
+        return self.ys[-1]
+
+    @property
     def y1(self) -> torch.Tensor:
-        """The final state ``ys[-1]``."""
+        """Deprecated name of :attr:`y_final` (it is not ``y(1)``)."""
+        warnings.warn("Solution.y1 is deprecated; use Solution.y_final (the state at ts[-1])",
+                      DeprecationWarning, stacklevel=2)
         return self.ys[-1]

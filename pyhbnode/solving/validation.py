@@ -1,144 +1,30 @@
-"""The one input-validation layer of pyhbnode.
+"""The checks of a solve: its problem and its field's output.
 
-Every entry point (``odeint``, the layers, ``zoo.build``, ``fit``, the command line) refuses a
-bad argument here, before any solving, with a message that names the argument, what was given
-and what is allowed.  Three groups:
+Each refuses a bad argument before any solving, with a message that names the argument, what
+was given and what is allowed (the generic checks are :mod:`pyhbnode.checks`; the options
+check themselves, :class:`~pyhbnode.solving.SolverOptions`):
 
-* scalar checks (:func:`check_real`, :func:`check_int`, :func:`check_bool`, :func:`check_choice`,
-  :func:`check_callable`, :func:`regular_file`) used by every floor;
-* the problem and the options of a solve (:func:`check_problem`,
-  :func:`check_options_argument`, :func:`check_solver_kwargs`);
+* the problem (:func:`check_problem`);
 * the field's output (:func:`check_field_output` on the first evaluation;
   :func:`explain_field_failure` / :func:`reraise_field_failure` when a later evaluation made
   the stepper fail — called only on the failure path, so the hot path pays nothing).
 """
 from __future__ import annotations
 
-import math
-import os
-import stat
-from pathlib import Path
-from typing import Any, Iterable, NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 from torch import nn
 
+from ..checks import describe
+
 __all__ = [
-    "describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "regular_file",
-    "check_device", "check_problem", "check_options_argument", "check_solver_kwargs", "SOLVER_KEYWORDS",
-    "check_field_output", "field_output_error", "explain_field_failure", "reraise_field_failure",
+    "check_problem", "check_field_output", "field_output_error", "explain_field_failure", "reraise_field_failure",
 ]
 
-# The keywords every solving entry point takes (``tol`` sets rtol and atol together).
-SOLVER_KEYWORDS = ("backend", "method", "rtol", "atol", "tol", "adjoint", "seminorm", "max_steps", "controller")
-
 
 # ---------------------------------------------------------------------------------------------
-# scalars
-# ---------------------------------------------------------------------------------------------
-def describe(value: Any) -> str:
-    """A short description of ``value`` for an error message: its type and a clipped repr."""
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}, on {value.device}"
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
-
-
-def check_real(
-    name: str, value: Any, *, low: float | None = None, high: float | None = None, open_low: bool = False,
-    allow_none: bool = False, finite: bool = True,
-) -> float | None:
-    """``value`` as a float, or ``ValueError``/``TypeError`` naming ``name``.
-
-    Refuses bools, strings, NaN, ±Inf (unless ``finite=False``) and values outside
-    ``[low, high]`` (``(low, high]`` with ``open_low``)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number{' or None' if allow_none else ''}, got {describe(value)}")
-    value = float(value)
-    if math.isnan(value) or (finite and math.isinf(value)):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if low is not None and (value <= low if open_low else value < low):
-        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low:g}, got {value:g}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high:g}, got {value:g}")
-    return value
-
-
-def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
-    """``value`` as an int (no bools, no floats), at least ``minimum``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer{' or None' if allow_none else ''}, got {describe(value)}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_device(name: str, value: Any) -> torch.device:
-    """``value`` (a string or ``torch.device``) as a device this machine has, or ``ValueError``."""
-    try:
-        dev = torch.device(value)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown {name} {value!r}; use 'cpu', 'cuda' or 'cuda:<index>'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name} {value!r} was asked for, but CUDA is not available here")
-    return dev
-
-
-def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {describe(value)}")
-    return value
-
-
-def check_choice(name: str, value: Any, choices: Iterable[str], *, allow_none: bool = False) -> str | None:
-    choices = list(choices)
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
-    return value
-
-
-def check_callable(name: str, value: Any, *, allow_none: bool = False, what: str = "a callable") -> Any:
-    if value is None and allow_none:
-        return None
-    if not callable(value):
-        raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {describe(value)}")
-    return value
-
-
-def regular_file(path: str | os.PathLike, what: str) -> Path:
-    """``path`` if it names an existing regular file; ``ValueError`` otherwise.
-
-    A FIFO, device or directory is refused *without opening it* (opening a FIFO for reading
-    blocks until somebody writes to it)."""
-    path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {str(path)!r} not found") from None
-    except OSError as err:
-        raise ValueError(f"{what} {str(path)!r} cannot be examined ({err.strerror or err})") from None
-    if not stat.S_ISREG(mode):
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
-        raise ValueError(f"{what} {str(path)!r} is {kind}, not a regular file; it was not opened")
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# the problem and the options of a solve
+# the problem
 # ---------------------------------------------------------------------------------------------
 def _as_time_grid(t: Any, y0: torch.Tensor) -> torch.Tensor:
     if isinstance(t, torch.Tensor):
@@ -207,51 +93,6 @@ def check_problem(
                     "move the model and the data to one device"
                 )
     return t
-
-
-def _check_option(name: str, value: Any) -> None:
-    """One solver option's value (``None`` means "the default" for every option)."""
-    if value is None:
-        return
-    if name in ("rtol", "atol", "tol"):
-        check_real(name, value, low=0.0, open_low=True)
-    elif name == "max_steps":
-        check_int(name, value, minimum=1)
-    elif name == "seminorm":
-        check_bool(name, value)
-    elif name in ("backend", "method"):
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string naming the {name}, got {describe(value)}")
-        if name == "backend":
-            from .backends import available_backends  # names only: no backend is loaded
-
-            check_choice("backend", value, available_backends())
-    elif name == "adjoint":
-        # a name, or (once gradient modes are objects) an object with a ``name``
-        if not isinstance(value, str) and not isinstance(getattr(value, "name", None), str):
-            raise TypeError(f"adjoint must be a gradient-mode name (e.g. 'backsolve') or an Adjoint object, "
-                            f"got {describe(value)}")
-
-
-def check_solver_kwargs(kwargs: dict[str, Any], *, where: str = "solver options") -> None:
-    """Refuse unknown solver keywords and bad values (``tol``, ``rtol``, ``backend`` ...).
-
-    ``where`` names the caller in the message, e.g. ``"ODEBlock"``."""
-    unknown = sorted(set(kwargs) - set(SOLVER_KEYWORDS))
-    if unknown:
-        raise TypeError(f"{where}: unknown solver option(s) {unknown}; allowed: {list(SOLVER_KEYWORDS)}")
-    for name, value in kwargs.items():
-        _check_option(name, value)
-
-
-def check_options_argument(options: Any) -> None:
-    """``options`` must be ``None`` or a :class:`~pyhbnode.solving.SolverOptions`."""
-    from .options import SolverOptions
-
-    if options is not None and not isinstance(options, SolverOptions):
-        hint = (f"; pass the values as keywords (e.g. rtol=...) or SolverOptions(**{options!r})"
-                if isinstance(options, dict) else "")
-        raise TypeError(f"options must be a SolverOptions or None, got {describe(options)}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Floor 5: training — ``fit``, ``History``, checkpoints, callbacks and data-parallel training.
+"""Training — ``fit``, ``History``, checkpoints, callbacks and data-parallel training.
 
 Works with any ``nn.Module``; the zoo's models add forward/backward NFE to every record.
 The ``pyhbnode train`` command lives in :mod:`pyhbnode.training.train_command`.

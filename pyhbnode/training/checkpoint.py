@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..fields import dormant_names
-from ..solving.validation import regular_file
+from ..checks import regular_file
 from .errors import CheckpointCorrupt, CheckpointError, UnsafeCheckpoint
 from .history import History
 from .run_lock import process_alive

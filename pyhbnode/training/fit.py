@@ -18,11 +18,9 @@ from tqdm.auto import tqdm
 
 from ..fields import dormant_names
 from ..layers import set_solver_options
-from ..solving import SolverError
+from ..solving import SolverError, SolverOptions
 from ..solving import record as record_solves
-from ..solving.validation import (
-    check_bool, check_callable, check_choice, check_device, check_int, check_real, check_solver_kwargs, describe,
-)
+from ..checks import check_bool, check_choice, check_device, check_int, check_real, describe
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
@@ -54,16 +52,9 @@ def fit(
     lr_schedule: ScheduleSpec = None,
     grad_clip: float | None = None,
     weight_decay: float = 0.0,
-    backend: str | None = None,
-    method: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    tol: float | None = None,
-    adjoint: Any = None,
-    controller: Any = None,
+    solver: SolverOptions | Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
-    collate_fn: Callable[[list], Any] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = True,
@@ -76,14 +67,13 @@ def fit(
 
     Data and batches:
         ``train_data``/``val_data`` is a torch ``Dataset``, a ``DataLoader`` (used as given:
-        its own batch size, sampler and collate; ``batch_size`` and ``collate_fn`` are then
+        its own batch size, sampler and collate; ``batch_size`` is then
         ignored) or a tuple of tensors/arrays sharing their first axis (wrapped in a
         ``TensorDataset``).  Every batch is a tuple whose last element is the target and whose
         other elements are the model's inputs: ``out = model(*batch[:-1])``.
-        Time-first sequence data (the ODE-RNN layout ``x (T, B, k)``, ``dt (T, B)``, ``y (T, B, k)``)
-        is given as a Dataset of batch-first items plus ``collate_fn`` stacking them on axis 1,
-        e.g. ``fit(model, pyhbnode.data.SequenceDataset(x, dt, y),
-        collate_fn=pyhbnode.data.collate_time_first)``.
+        A Dataset with a ``collate`` method batches its own items with it (that is how
+        :class:`pyhbnode.data.SequenceDataset` gives time-first ODE-RNN batches ``x (T, B, k)``,
+        ``dt (T, B)``, ``y (T, B, k)``); other datasets are stacked on a new first axis.
         The training order is a fresh permutation per epoch drawn from ``(seed, epoch)``.
 
     Args:
@@ -103,14 +93,14 @@ def fit(
         lr_schedule: ``None``, ``"cosine"``, ``"step:<every>:<gamma>"`` or a callable
             ``(optimizer) -> scheduler``; stepped once per completed epoch.
         grad_clip: clip the global gradient norm to this value.
-        backend, method, rtol, atol, tol, adjoint, controller: solver options set on every solving layer
-            of ``model`` before training (``tol`` sets rtol and atol); ``None`` keeps the
-            model's.  ``ValueError`` if given for a model without solving layers.
+        solver: the solver options of every solving layer of ``model`` during training: a
+            :class:`~pyhbnode.SolverOptions` (replaces each layer's options) or a mapping of
+            some of its fields (and ``tol``) that changes only those, e.g. ``{"tol": 1e-5}``;
+            ``None`` keeps the model's.  ``ValueError`` if given for a model without solving layers.
         device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:1"``); under DDP on CUDA each rank
             uses ``cuda:<LOCAL_RANK>``.
         seed: seeds Python's ``random``, NumPy, torch and the shuffling.  On the CPU the same
             seed, model and data give the same weights, bit for bit.
-        collate_fn: how a list of items becomes a batch when ``fit`` builds the DataLoader.
         checkpoint_dir: where to keep checkpoints (``None``: none).  checkpoint_every: write one
             every this many optimiser steps (default: after each epoch) and one when training
             ends; the two newest are kept.
@@ -145,9 +135,9 @@ def fit(
     lr, grad_clip, weight_decay = _check_settings(
         epochs=epochs, lr=lr, batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
         checkpoint_every=checkpoint_every, max_batches=max_batches, seed=seed)
-    _check_arguments(model=model, collate_fn=collate_fn, callbacks=callbacks, progress=progress, resume=resume,
-                     checkpoint_dir=checkpoint_dir, strategy=strategy,
-                     solver=dict(backend=backend, method=method, rtol=rtol, atol=atol, tol=tol, adjoint=adjoint))
+    _check_arguments(model=model, callbacks=callbacks, progress=progress, resume=resume,
+                     checkpoint_dir=checkpoint_dir, strategy=strategy)
+    solver = _solver_changes(solver)
     loss_name, loss_fn = resolve_loss(loss)
     metric_fns = resolve_metrics(metrics)
     check_schedule(lr_schedule)
@@ -165,18 +155,15 @@ def fit(
         if ctx.enabled and dev.type == "cuda":
             dev = torch.device("cuda", ctx.local_rank)
         seed_everything(seed)
-        loader_args = dict(seed=seed, collate_fn=collate_fn, num_replicas=ctx.world_size, rank=ctx.rank)
+        loader_args = dict(seed=seed, num_replicas=ctx.world_size, rank=ctx.rank)
         train_loader, n_train = make_loader(train_data, batch_size=batch_size, shuffle=True, where="training",
                                             **loader_args)
         val_loader = None
         if val_data is not None:
             val_loader, _ = make_loader(val_data, batch_size=batch_size, shuffle=False, where="validation",
                                         **loader_args)
-        solver = dict(backend=backend, method=method, rtol=rtol, atol=atol, tol=tol, adjoint=adjoint,
-                      controller=controller)
-        solver = {k: v for k, v in solver.items() if v is not None}  # rtol=None would mask tol
-        if solver:
-            set_solver_options(model, **solver)
+        if solver is not None:
+            set_solver_options(model, solver=solver)
         model.to(dev)
 
         generators = [train_loader.generator] if train_loader.generator is not None else []
@@ -211,12 +198,24 @@ def fit(
         teardown_distributed(ctx)
 
 
-def _check_arguments(*, model: Any, collate_fn: Any, callbacks: Any, progress: Any, resume: Any,
-                     checkpoint_dir: Any, strategy: Any, solver: dict[str, Any]) -> None:
+def _solver_changes(solver: Any) -> SolverOptions | dict[str, Any] | None:
+    """``fit(solver=...)`` checked: options whole, or a mapping of option names (values
+    checked by building the options they would give)."""
+    if solver is None or isinstance(solver, SolverOptions):
+        return solver
+    if not isinstance(solver, Mapping):
+        raise TypeError(f"solver must be a SolverOptions, a mapping of solver options (e.g. {{'tol': 1e-5}}) "
+                        f"or None, got {describe(solver)}")
+    changes = dict(solver)
+    SolverOptions.from_kwargs(**changes)
+    return changes
+
+
+def _check_arguments(*, model: Any, callbacks: Any, progress: Any, resume: Any,
+                     checkpoint_dir: Any, strategy: Any) -> None:
     """The arguments ``_check_settings`` does not cover: types of the objects ``fit`` is handed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module (e.g. from pyhbnode.zoo.build), got {describe(model)}")
-    check_callable("collate_fn", collate_fn, allow_none=True)
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (list, tuple)):
         raise TypeError(f"callbacks must be a list of Callback objects or functions, got {describe(callbacks)}")
     check_bool("progress", progress)
@@ -224,7 +223,6 @@ def _check_arguments(*, model: Any, collate_fn: Any, callbacks: Any, progress: A
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
         raise TypeError(f"checkpoint_dir must be a path (str or os.PathLike) or None, got {describe(checkpoint_dir)}")
     check_choice("strategy", strategy, ["ddp"], allow_none=True)
-    check_solver_kwargs(solver, where="fit")
 
 
 def _check_settings(*, epochs: int, lr: float, batch_size: int, grad_clip: float | None, weight_decay: float,

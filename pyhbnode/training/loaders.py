@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 __all__ = ["TrainData", "make_loader", "split_batch", "to_device"]
@@ -51,7 +51,7 @@ def _as_dataset(data: Any, where: str) -> Dataset:
         if len(lengths) != 1 or -1 in lengths:
             raise ValueError(f"the {where} tensors ({arg}) must share their first (batch) dimension, got shapes "
                              f"{[tuple(t.shape) for t in tensors]}; time-first (T, B, ...) data goes in a Dataset "
-                             "of batch-first items with a collate_fn (see fit's docstring)")
+                             "of batch-first items with a collate method (see fit's docstring)")
         if len(tensors) < 2:
             raise ValueError(f"the {where} data ({arg}) needs inputs and a target: a tuple (x, ..., y) of tensors")
         for i, t in enumerate(tensors):
@@ -75,9 +75,15 @@ def _length(dataset: Dataset, where: str) -> int:
     return n
 
 
+def _collate_of(dataset: Dataset) -> Callable | None:
+    """The dataset's own ``collate`` (seen through a ``Subset``), if it has one."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return getattr(dataset, "collate", None)
+
+
 def make_loader(
-    data: TrainData, *, batch_size: int, shuffle: bool, seed: int, collate_fn: Callable | None,
-    num_replicas: int, rank: int, where: str,
+    data: TrainData, *, batch_size: int, shuffle: bool, seed: int, num_replicas: int, rank: int, where: str,
 ) -> tuple[DataLoader, int]:
     """A DataLoader over this rank's share of ``data`` and its number of samples over all ranks.
 
@@ -86,10 +92,11 @@ def make_loader(
             ``batch_size // num_replicas`` samples (``ValueError`` unless it divides).
         shuffle: training order (a new permutation each epoch, from ``seed`` and the epoch set
             with ``loader.sampler.set_epoch``) or the dataset's order (evaluation).
-        collate_fn: how items become a batch (default: stack on a new first axis).
         where: ``"training"`` or ``"validation"``, for messages.
 
-    A DataLoader is used as given in one process (its own batch size, sampler and collate);
+    Items become a batch by the dataset's own ``collate`` method where it has one (e.g.
+    :class:`pyhbnode.data.SequenceDataset`'s time-first stacking), else by stacking on a new
+    first axis.  A DataLoader is used as given in one process (its own batch size, sampler and collate);
     under DDP it is rebuilt from its dataset, collate function and workers, with its batch
     size as the global batch.
     """
@@ -110,6 +117,7 @@ def make_loader(
         num_workers, dataset = given.num_workers, given.dataset
     else:
         num_workers, dataset = 0, _as_dataset(data, where)
+        collate_fn = _collate_of(dataset)
     n = _length(dataset, where)
     if batch_size % num_replicas:
         raise ValueError(f"the global batch size {batch_size} does not divide among {num_replicas} ranks")

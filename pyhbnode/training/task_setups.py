@@ -20,7 +20,6 @@ class TaskSetup:
     Attributes:
         train, val: what ``fit`` takes as ``train_data``/``val_data``.
         loss, metrics: as ``fit`` takes them.
-        collate_fn: for time-first batches (sequence tasks), else ``None``.
         lr, batch_size, epochs: defaults when the user sets none.
     """
 
@@ -28,7 +27,6 @@ class TaskSetup:
     val: Any
     loss: str | Callable
     metrics: Sequence[str | Callable]
-    collate_fn: Callable | None
     lr: float
     batch_size: int
     epochs: int
@@ -48,7 +46,7 @@ def _pointcloud(data_dir: str, seed: int, limit: int | None) -> TaskSetup:
         return torch.from_numpy(x[:limit]), torch.from_numpy(y[:limit])
 
     # A second cloud from the next seed measures generalisation; labels ±1, tanh readout.
-    return TaskSetup(tensors(seed), tensors(seed + 1), "mse", ("accuracy",), None, lr=0.01, batch_size=50, epochs=20)
+    return TaskSetup(tensors(seed), tensors(seed + 1), "mse", ("accuracy",), lr=0.01, batch_size=50, epochs=20)
 
 
 def _images(task: str, data_dir: str, limit: int | None) -> TaskSetup:
@@ -56,7 +54,7 @@ def _images(task: str, data_dir: str, limit: int | None) -> TaskSetup:
 
     cls = data.MNISTDataset if task == "mnist" else data.CIFAR10Dataset
     train, test = cls(data_dir, "train", limit=limit), cls(data_dir, "test", limit=limit)
-    return TaskSetup(train, test, "cross_entropy", ("accuracy",), None, lr=1e-3, batch_size=64, epochs=1)
+    return TaskSetup(train, test, "cross_entropy", ("accuracy",), lr=1e-3, batch_size=64, epochs=1)
 
 
 def _sequences(task: str, data_dir: str, limit: int | None) -> TaskSetup:
@@ -66,7 +64,7 @@ def _sequences(task: str, data_dir: str, limit: int | None) -> TaskSetup:
     # (x, dt, y) only: the model takes (x, dt) and the last element is the target.
     train, valid = (_limit(data.SequenceDataset(s.x, s.dt, s.y), limit) for s in (splits.train, splits.valid))
     lr, batch = (1e-4, 64) if task == "plane_vibration" else (3e-3, 256)
-    return TaskSetup(train, valid, "mse", (), data.collate_time_first, lr=lr, batch_size=batch, epochs=1)
+    return TaskSetup(train, valid, "mse", (), lr=lr, batch_size=batch, epochs=1)
 
 
 class _SilverboxSeries(Dataset):
@@ -81,12 +79,12 @@ class _SilverboxSeries(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         return self.v1, self.v2[:1], self.t, self.v2[:, None]
 
-
-def _collate_silverbox(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """``v1 (B, S)``, ``v2_0 (B, 1)``, the shared ``ts (S,)`` and the target ``(S, B, 1)``
-    (time-first, as the model returns its trajectory)."""
-    v1, v2_0, ts, v2 = zip(*items)
-    return torch.stack(v1), torch.stack(v2_0), ts[0], torch.stack(v2, dim=1)
+    @staticmethod
+    def collate(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """``v1 (B, S)``, ``v2_0 (B, 1)``, the shared ``ts (S,)`` and the target ``(S, B, 1)``
+        (time-first, as the model returns its trajectory)."""
+        v1, v2_0, ts, v2 = zip(*items)
+        return torch.stack(v1), torch.stack(v2_0), ts[0], torch.stack(v2, dim=1)
 
 
 def silverbox_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -100,7 +98,7 @@ def _silverbox(data_dir: str, limit: int | None) -> TaskSetup:
 
     splits = load_silverbox(data_dir, **({"n_train": limit} if limit else {}))
     train, test = (_SilverboxSeries(*s) for s in splits)
-    return TaskSetup(train, test, silverbox_mse, (), _collate_silverbox, lr=1e-3, batch_size=1, epochs=1)
+    return TaskSetup(train, test, silverbox_mse, (), lr=1e-3, batch_size=1, epochs=1)
 
 
 def task_setup(task: str, data_dir: str | os.PathLike, *, seed: int = 0, limit: int | None = None) -> TaskSetup:

@@ -138,10 +138,11 @@ def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
         model, setup.train, val_data=setup.val, loss=setup.loss, metrics=setup.metrics,
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         optimizer=config.optimizer, lr_schedule=config.lr_schedule, grad_clip=config.grad_clip,
-        weight_decay=config.weight_decay, backend=config.backend, method=config.method, rtol=config.rtol,
-        atol=config.atol, tol=config.tol, adjoint=config.adjoint, controller=config.controller,
+        weight_decay=config.weight_decay,
+        solver=dict(backend=config.backend, method=config.method, rtol=config.rtol, atol=config.atol,
+                    tol=config.tol, adjoint=config.adjoint, controller=config.controller),
         device=config.device, seed=config.seed,
-        collate_fn=setup.collate_fn, checkpoint_dir=out / "checkpoints", checkpoint_every=config.checkpoint_every,
+        checkpoint_dir=out / "checkpoints", checkpoint_every=config.checkpoint_every,
         resume=config.resume, progress=config.progress, strategy=config.strategy, max_batches=config.max_batches,
     )
     wall = time.time() - started

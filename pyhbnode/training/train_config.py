@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..solving.validation import regular_file
+from ..checks import regular_file
 
 __all__ = ["TrainConfig", "read_config_file", "parse_assignment", "merge"]
 

@@ -1,11 +1,14 @@
-"""Floor 4: the paper's architectures.  ``build(task, model, preset="paper", **solver_options)``."""
+"""The papers' architectures.  ``build(task, model, preset="paper", **solver_options)``."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..fields import Dormant
 from ..solving import SolverOptions
+from ..solving.options import solver_argument
 from . import tasks
 from ._validate import check_build_args
 from .presets import AUTHORS, Variant, same_in_both_presets, variant
@@ -20,7 +23,7 @@ PRESETS = ("paper", "authors")
 
 
 def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | None = None,
-          window: int = 64, **solver_options) -> nn.Module:
+          window: int = 64, solver: SolverOptions | None = None, **solver_options: Any) -> nn.Module:
     """The paper's architecture for ``task`` and ``model``.
 
     Args:
@@ -34,22 +37,22 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
             ``chi``, ``sigma``), applied over the preset's.
         window: plane vibration: the number of input stamps its initial state reads (the
             training window; 64 in the paper).
-        solver_options: ``backend``, ``method``, ``rtol``, ``atol``, ``tol``, ``adjoint``,
-            ``seminorm``, ``max_steps``, ``controller``; defaults are the task's tolerance from
-            the spec.
+        solver: the solver options (default: the task's, with its tolerance from the spec);
+            keywords that are :class:`SolverOptions` fields (``backend``, ``tol``,
+            ``adjoint``, ``compile``, ...) override them.
 
     Returns:
-        An ``nn.Module`` whose ``stats`` sums its solving layers' ``.stats`` (their calls
-        since ``reset_stats()``; ``pyhbnode.record()`` measures one pass).  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
+        An ``nn.Module`` (measure its solves with ``pyhbnode.record()``).  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
         cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))`` (plane
         vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """
-    check_build_args(task, model, field_kwargs, solver_options, TASKS, MODELS)
+    check_build_args(task, model, field_kwargs, TASKS, MODELS)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int (input stamps), got {window!r}")
-    options = SolverOptions.from_kwargs(tasks.TASK_DEFAULTS[task], **solver_options)
+    options = solver_argument(solver, solver_options, where=f"zoo.build({task!r}, {model!r})",
+                              default=tasks.TASK_DEFAULTS[task])
     kwargs = dict(field_kwargs or {})
     if model not in ("hbnode", "ghbnode") and kwargs:
         raise ValueError(f"field_kwargs {sorted(kwargs)} apply only to hbnode/ghbnode, not {model!r}")

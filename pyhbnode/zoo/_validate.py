@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..fields.nets import _ACTIVATIONS
-from ..solving.validation import check_choice, check_real, check_solver_kwargs, describe
+from ..checks import check_choice, check_real, describe
 
 __all__ = ["check_build_args", "FIELD_KWARGS"]
 
@@ -31,10 +31,10 @@ def _check_coefficient(name: str, value: Any) -> None:
                              f"got {describe(value)}")
 
 
-def check_build_args(task: Any, model: Any, field_kwargs: Any, solver_options: Mapping[str, Any],
-                     tasks: tuple[str, ...], models: tuple[str, ...]) -> None:
-    """Refuse an unknown task/model, field coefficients the model does not take or of the wrong
-    type/range, and bad solver options — each named, with what is allowed."""
+def check_build_args(task: Any, model: Any, field_kwargs: Any, tasks: tuple[str, ...],
+                     models: tuple[str, ...]) -> None:
+    """Refuse an unknown task/model and field coefficients the model does not take or of the
+    wrong type/range — each named, with what is allowed."""
     check_choice("task", task, tasks)
     check_choice("model", model, models)
     if field_kwargs is not None:
@@ -48,4 +48,3 @@ def check_build_args(task: Any, model: Any, field_kwargs: Any, solver_options: M
             raise ValueError(f"field_kwargs {unknown} are not coefficients of {model!r}; it takes {list(allowed)}")
         for name, value in field_kwargs.items():
             _check_coefficient(name, value)
-    check_solver_kwargs(dict(solver_options), where=f"zoo.build({task!r}, {model!r})")

@@ -6,16 +6,9 @@ import torch
 from torch import nn
 
 from ..fields import InitialState, TimeModule, hidden
-from ..layers import ODERNN, ODEBlock, solver_layers
-from ..solving import SolverStats
+from ..layers import ODERNN, ODEBlock
 
 __all__ = ["ContinuousModel", "SequenceModel", "DrivenLinear", "DrivenModel"]
-
-
-def _layer_stats(model: nn.Module) -> SolverStats:
-    """The sum of the model's solving layers' ``.stats`` (their calls since their last
-    ``reset_stats()``); ``pyhbnode.record()`` measures one piece of code instead."""
-    return SolverStats.combine(layer.stats for layer in solver_layers(model))
 
 
 class ContinuousModel(nn.Module):
@@ -26,10 +19,6 @@ class ContinuousModel(nn.Module):
     def __init__(self, initial: InitialState, block: ODEBlock, head: nn.Module) -> None:
         super().__init__()
         self.initial, self.block, self.head = initial, block, head
-
-    @property
-    def stats(self) -> SolverStats:
-        return _layer_stats(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``h(t1)``: the learned representation before the head."""
@@ -49,10 +38,6 @@ class SequenceModel(nn.Module):
     def __init__(self, rnn: ODERNN, initial: nn.Module | None = None, time_scale: float = 1.0) -> None:
         super().__init__()
         self.rnn, self.initial, self.time_scale = rnn, initial, float(time_scale)
-
-    @property
-    def stats(self) -> SolverStats:
-        return _layer_stats(self)
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         dt = dt if self.time_scale == 1.0 else dt * self.time_scale
@@ -96,10 +81,6 @@ class DrivenModel(nn.Module):
     def __init__(self, initial: InitialState, block: ODEBlock, drive: DrivenLinear) -> None:
         super().__init__()
         self.initial, self.block, self.drive = initial, block, drive
-
-    @property
-    def stats(self) -> SolverStats:
-        return _layer_stats(self)
 
     def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         self.drive.drive(ts, v1)

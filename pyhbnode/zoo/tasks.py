@@ -73,7 +73,7 @@ def pointcloud(model: str, options: SolverOptions, field_kwargs: dict, v: Varian
     velocity = mlp([2, h, h, n], "htanh") if order == 2 else None
     squash = nn.Hardtanh(-1.0, 1.0) if v.head == "hardtanh" else nn.Tanh()
     head = nn.Sequential(nn.Linear(n, 1), squash)
-    return ContinuousModel(InitialState(order, n, velocity), ODEBlock(field, options=options), head)
+    return ContinuousModel(InitialState(order, n, velocity), ODEBlock(field, solver=options), head)
 
 
 def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> ContinuousModel:
@@ -101,7 +101,7 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v:
             nn.Conv2d(h, 2 * n - channels, 1),
         )
     head = nn.Sequential(nn.Flatten(), nn.Linear(n * side * side, 10))
-    return ContinuousModel(InitialState(order, n, velocity), ODEBlock(field, options=options), head)
+    return ContinuousModel(InitialState(order, n, velocity), ODEBlock(field, solver=options), head)
 
 
 # The ANODE-RNNs' initial state fills this many data channels; the rest start at zero.
@@ -110,7 +110,7 @@ ANODE_DATA_CHANNELS = 5
 
 def _sequence(n: int, field, cell: nn.Module, out: int, options: SolverOptions, cell_first: bool,
               initial: nn.Module | None, v: Variant) -> SequenceModel:
-    rnn = ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, options=options)
+    rnn = ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, solver=options)
     return SequenceModel(rnn, initial, time_scale=v.time_scale)
 
 
@@ -161,4 +161,4 @@ def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant
     drive = DrivenLinear(_field_input(model, n), n)
     field = _field(model, drive, n - 1, v, field_kwargs)
     velocity = mlp([1, 22, n], "tanh") if order == 2 else None
-    return DrivenModel(InitialState(order, n, velocity), ODEBlock(field, options=options), drive)
+    return DrivenModel(InitialState(order, n, velocity), ODEBlock(field, solver=options), drive)

@@ -374,7 +374,7 @@ def _fit_cases(rng: random.Random, n: int):
         ("m, (x, y), lr_schedule='step:1:nan'", ["lr_schedule"], "lr_schedule step:1:nan"),
         ("m, (x, y), lr_schedule='nope'", ["lr_schedule"], "lr_schedule nope"),
         ("m, (x, y), progress='yes'", ["progress"], "progress a string"), ("m, (x, y), resume=None", ["resume"], "resume None"),
-        ("m, (x, y), collate_fn=3", ["collate_fn"], "collate_fn 3"), ("m, (x, y), callbacks=3", ["callbacks"], "callbacks 3"),
+        ("m, (x, y), callbacks=3", ["callbacks"], "callbacks 3"),
         ("m, (x, y), device='gpu9'", ["device"], "device gpu9"), ("m, (x, y), seed=-1", ["seed"], "seed -1"),
         ("m, (x, y[:10])", ["train_data"], "x and y lengths differ"), ("m, (x[:0], y[:0])", ["empty"], "empty data"),
         ("m, (x, y.index_fill(0, torch.tensor([5]), nan))", ["train_data", "nan"], "NaN in y"),

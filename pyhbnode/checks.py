@@ -1,0 +1,118 @@
+"""Generic argument checks shared by every floor of pyhbnode (data, training, solving, the app).
+
+Each refuses a bad argument with a message that names it, says what was given and what is
+allowed.  Only torch is imported: any module may use these.
+"""
+from __future__ import annotations
+
+import math
+import os
+import stat
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+__all__ = ["describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "check_device",
+           "regular_file"]
+
+
+def describe(value: Any) -> str:
+    """A short description of ``value`` for an error message: its type and a clipped repr."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}, on {value.device}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_real(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None, open_low: bool = False,
+    allow_none: bool = False, finite: bool = True,
+) -> float | None:
+    """``value`` as a float, or ``ValueError``/``TypeError`` naming ``name``.
+
+    Refuses bools, strings, NaN, ±Inf (unless ``finite=False``) and values outside
+    ``[low, high]`` (``(low, high]`` with ``open_low``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number{' or None' if allow_none else ''}, got {describe(value)}")
+    value = float(value)
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if low is not None and (value <= low if open_low else value < low):
+        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {value:g}")
+    return value
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
+    """``value`` as an int (no bools, no floats), at least ``minimum``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer{' or None' if allow_none else ''}, got {describe(value)}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_device(name: str, value: Any) -> torch.device:
+    """``value`` (a string or ``torch.device``) as a device this machine has, or ``ValueError``."""
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown {name} {value!r}; use 'cpu', 'cuda' or 'cuda:<index>'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {value!r} was asked for, but CUDA is not available here")
+    return dev
+
+
+def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False{' or None' if allow_none else ''}, got {describe(value)}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str], *, allow_none: bool = False) -> str | None:
+    choices = list(choices)
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
+    return value
+
+
+def check_callable(name: str, value: Any, *, allow_none: bool = False, what: str = "a callable") -> Any:
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        raise TypeError(f"{name} must be {what}{' or None' if allow_none else ''}, got {describe(value)}")
+    return value
+
+
+def regular_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it names an existing regular file; ``ValueError`` otherwise.
+
+    A FIFO, device or directory is refused *without opening it* (opening a FIFO for reading
+    blocks until somebody writes to it)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {str(path)!r} not found") from None
+    except OSError as err:
+        raise ValueError(f"{what} {str(path)!r} cannot be examined ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise ValueError(f"{what} {str(path)!r} is {kind}, not a regular file; it was not opened")
+    return path
