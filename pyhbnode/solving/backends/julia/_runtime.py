@@ -1,8 +1,9 @@
 """The live Julia side: juliacall, the ``PyHBNODEBridge`` module and tensor transport.
 
 Only :func:`get_runtime` imports juliacall, with the switches of
-:func:`._detect.julia_environment` (one Julia thread unless asked, juliapkg offline: the
-first use never downloads).  Every call into Julia goes through :meth:`JuliaRuntime.call`,
+:func:`._env.julia_environment` (one Julia thread unless asked, juliapkg offline: the
+first use never downloads), which are removed from ``os.environ`` again once juliacall
+has read them.  Every call into Julia goes through :meth:`JuliaRuntime.call`,
 which enforces the main-thread rule and maps Julia exceptions onto Python ones
 (``_maps.exception_error``).
 
@@ -14,7 +15,6 @@ once, so the shared Julia buffer is released on the main thread and torch owns t
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import _maps
-from ._detect import INSTALL_ADVICE, julia_environment
+from ._env import INSTALL_ADVICE, juliacall_switches
 from .errors import JuliaBackendError, JuliaBackendUnavailable
 
 __all__ = ["JuliaRuntime", "get_runtime", "require_main_thread", "JuliaImportOrderWarning",
@@ -49,10 +49,9 @@ def require_main_thread(what: str) -> None:
 
 
 def _import_juliacall():
-    """``import juliacall`` with pyhbnode's switches, turning its torch-first warning into advice."""
-    for key, value in julia_environment(os.environ).items():
-        os.environ.setdefault(key, value)
-    with warnings.catch_warnings(record=True) as caught:
+    """``import juliacall`` with pyhbnode's switches (set for the import only: see
+    :func:`._env.juliacall_switches`), turning its torch-first warning into advice."""
+    with juliacall_switches(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         import juliacall  # noqa: F401  (starts Julia)
     for w in caught:
