@@ -752,6 +752,16 @@ def test_subprocess_scripts_compile():
     compile(INSTALL_SCRIPT, "install", "exec")
     compile(detect.PROBE_SCRIPT, "probe", "exec")
     assert "juliapkg.resolve()" in INSTALL_SCRIPT and "selftest()" in INSTALL_SCRIPT
+
+
+def test_install_cuda_adds_the_weak_dependency_at_its_compat():
+    from pyhbnode.solving.backends.julia.__main__ import CUDA_PACKAGE, INSTALL_SCRIPT
+
+    project = _project()
+    name, uuid, version = CUDA_PACKAGE
+    assert project["weakdeps"][name] == uuid and project["compat"][name] == version
+    assert "juliapkg.add(name, uuid, version=version)" in INSTALL_SCRIPT
+    assert INSTALL_SCRIPT.index("juliapkg.add(") < INSTALL_SCRIPT.index("juliapkg.resolve()")
     for script in (INSTALL_SCRIPT, detect.PROBE_SCRIPT):
         assert "import torch" not in script and 'assert "torch" not in sys.modules' in script
 
@@ -780,3 +790,17 @@ def test_readme_section():
                  "ODEProblem", "solve", "successful_retcode", "NNlib.conv", "JSON.parse",
                  "@non_differentiable", "from_dlpack", "share", "@compile_workload"):
         assert re.search(r"[`.]" + re.escape(name), readme), name
+
+
+def test_julia_ci_workflow_runs_what_the_readme_promises():
+    """`.github/workflows/julia.yml` (it cannot run here): Julia 1.10 and 1.11, CPU torch,
+    the `julia` extra, `install`, the Python tests under PYHBNODE_JULIA=require, Pkg.test."""
+    text = (REPO / ".github" / "workflows" / "julia.yml").read_text()
+    for needle in ('julia: ["1.10", "1.11"]', "julia-actions/setup-julia@v2", "julia-actions/cache@v2",
+                   "actions/checkout@v4", "actions/setup-python@v5",
+                   "--index-url https://download.pytorch.org/whl/cpu", '".[julia,test]"',
+                   detect.INSTALL_COMMAND, "PYHBNODE_JULIA: require", "pytest -q -rs tests/test_julia_*.py",
+                   "--project=pyhbnode/solving/backends/julia/PyHBNODEBridge", "Pkg.test()"):
+        assert needle in text, needle
+    assert (REPO / "pyhbnode" / "solving" / "backends" / "julia" / "PyHBNODEBridge" / "Project.toml").is_file()
+    assert text.index(detect.INSTALL_COMMAND) < text.index("PYHBNODE_JULIA: require")
