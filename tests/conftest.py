@@ -1,6 +1,7 @@
 """Shared fixtures: the Python-side backends every correctness test runs on."""
 from __future__ import annotations
 
+import julia_first  # noqa: F401  (before torch: starts juliacall first under PYHBNODE_JULIA=require)
 import pytest
 
 import pyhbnode  # noqa: F401  (never imports juliacall: Julia starts at the first julia solve)

@@ -238,7 +238,8 @@ class FakeRuntime:
     def to_julia(self, x):
         return x.detach().contiguous().reshape(-1).numpy().copy()
 
-    def to_torch(self, vec, shape):
+    def to_torch(self, vec, shape, device=None):
+        assert device is None or device.type == "cpu"
         return torch.from_numpy(np.asarray(vec).copy()).reshape(shape)
 
     def call(self, name, *args, phase="forward", **kwargs):
@@ -249,7 +250,8 @@ class FakeRuntime:
     def _params(p):
         return np.zeros(0) if p is None else p
 
-    def _rhs(self, field, u, usize, p, t):
+    def _rhs(self, field, u, usize, p, t, device="cpu"):
+        assert device == "cpu"
         du = field.evaluate(u.reshape(usize, order="F"), self._params(p), t)
         return self.rhs_scale * du.reshape(-1, order="F")
 
@@ -259,7 +261,8 @@ class FakeRuntime:
 
         return rk4_numpy(f, u0.reshape(usize, order="F"), ts, maxiters)
 
-    def _forward(self, field, u0, usize, p, ts, *, rtol, atol, maxiters, sensealg, seminorm, keep):
+    def _forward(self, field, u0, usize, p, ts, *, rtol, atol, maxiters, sensealg, seminorm, keep, device):
+        assert device == "cpu"
         assert sensealg in ("backsolve", "interpolating")
         self.sensealgs.append(sensealg)
         p = self._params(p)
@@ -550,7 +553,9 @@ def _catch(fn):
 
 def test_torch_first_warning_becomes_advice(tmp_path, monkeypatch):
     """juliacall's 'torch was imported before juliacall' warning is replaced by pyhbnode's
-    advice; other warnings pass through; juliacall starts with one thread and offline."""
+    advice; other warnings pass through; juliacall starts with one thread and offline, and
+    those switches leave os.environ again (issue 20, item 3: a later `install` launched from
+    this process must not run offline)."""
     from pyhbnode.solving.backends.julia._runtime import JuliaImportOrderWarning, _import_juliacall
 
     for key in ("PYTHON_JULIACALL_THREADS", "PYTHON_JULIACALL_HANDLE_SIGNALS", "PYTHON_JULIAPKG_OFFLINE",
@@ -562,6 +567,9 @@ def test_torch_first_warning_becomes_advice(tmp_path, monkeypatch):
         "import warnings\n"
         "warnings.warn('torch was imported before juliacall. This may cause a segfault.')\n"
         "warnings.warn('something else', DeprecationWarning)\n"
+        "import os\n"
+        "SEEN = {k: os.environ.get(k) for k in ('PYTHON_JULIACALL_THREADS', 'PYTHON_JULIACALL_HANDLE_SIGNALS',\n"
+        "                                       'PYTHON_JULIAPKG_OFFLINE', 'JULIA_PKG_OFFLINE')}\n"
         "MARK = 'fake juliacall'\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -573,9 +581,12 @@ def test_torch_first_warning_becomes_advice(tmp_path, monkeypatch):
         assert mod.MARK == "fake juliacall"
         advice = [w for w in record if issubclass(w.category, JuliaImportOrderWarning)]
         assert len(advice) == 1 and "`import juliacall` before `import torch`" in str(advice[0].message)
-        assert os.environ["PYTHON_JULIACALL_THREADS"] == "1"   # not JULIA_NUM_THREADS=auto
-        assert "PYTHON_JULIACALL_HANDLE_SIGNALS" not in os.environ
-        assert os.environ["PYTHON_JULIAPKG_OFFLINE"] == "yes"
+        assert mod.SEEN == {"PYTHON_JULIACALL_THREADS": "1",   # not JULIA_NUM_THREADS=auto
+                            "PYTHON_JULIACALL_HANDLE_SIGNALS": None,
+                            "PYTHON_JULIAPKG_OFFLINE": "yes", "JULIA_PKG_OFFLINE": "true"}
+        for key in mod.SEEN:
+            assert key not in os.environ, f"{key} leaked into os.environ"
+        assert os.environ["JULIA_NUM_THREADS"] == "auto"
         messages = [str(w.message) for w in record]
         assert not any("This may cause a segfault" in m for m in messages)
         assert any("something else" in m for m in messages)
@@ -630,14 +641,14 @@ def test_softplus_follows_torch_above_its_threshold(beta, threshold):
     assert_rhs_matches(field, y)
 
 
-def test_non_cpu_tensors_are_refused_with_advice():
+def test_non_cpu_non_cuda_tensors_are_refused_with_advice():
     from pyhbnode.solving import SolverOptions, SolverStats
 
     runtime = FakeRuntime()
     field = NODE(nn.Linear(2, 2)).double()
     y0 = torch.zeros(1, 2, dtype=torch.float64, device="meta")  # any non-CPU device
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    with pytest.raises(TypeError, match="CPU tensors.*backend='torch'"):
+    with pytest.raises(TypeError, match="CPU and CUDA tensors.*backend='torch'"):
         JuliaBackend(runtime).solve(field, y0, t, SolverOptions(adjoint="backsolve"), SolverStats())
     assert runtime.calls == []
 
@@ -680,3 +691,19 @@ def test_torch_only_options_are_refused(fake, kwargs, match):
     with pytest.raises(ValueError, match=match):
         odeint(case.field, case.y0, case.ts, backend="julia", adjoint="backsolve", **kwargs)
     assert runtime.calls == []
+
+
+def test_julia_device_names_and_gpu_refusals():
+    """Where a state on each device is solved; conv fields stay on the CPU (no cuDNN pinned).
+    The CUDA solves themselves run in test_julia_conformance.py where a GPU and Julia exist."""
+    from pyhbnode.solving.backends.julia._backend import julia_device
+    from pyhbnode.solving.backends.julia._spec import describe
+
+    mlp = describe(HBNODE(nn.Sequential(nn.Linear(3, 3), nn.Tanh())).double())
+    conv = describe(NODE(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Tanh())).double())
+    assert julia_device(torch.device("cpu"), conv) == "cpu"
+    assert julia_device(torch.device("cuda:1"), mlp) == "cuda:1"
+    with pytest.raises(ValueError, match=r"runs convolutional fields on the CPU only.*cuDNN.*backend='torch'"):
+        julia_device(torch.device("cuda:0"), conv)
+    with pytest.raises(TypeError, match="CPU and CUDA tensors"):
+        julia_device(torch.device("meta"), mlp)

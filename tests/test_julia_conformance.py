@@ -9,6 +9,7 @@ instead, so on a Julia machine every case below runs, unchanged, or fails.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -254,3 +255,40 @@ def test_hbnode_backward_nfe_below_node_on_point_cloud(backend):
         nfe[model] = sol.stats.nfe_backward
     if not nfe["hbnode"] < nfe["node"]:
         warnings.warn(f"{backend}: HBNODE backward NFE {nfe['hbnode']} >= NODE {nfe['node']} at init")
+
+
+@pytest.mark.julia
+@pytest.mark.cuda
+@pytest.mark.parametrize("adjoint", list(JULIA_ADJOINTS))
+@pytest.mark.parametrize("model", MODELS)
+def test_julia_cuda_mlp_matches_the_cpu_reference(model, adjoint):
+    """A CUDA state of an MLP field is solved on that GPU (through host copies) and gives the
+    CPU reference's trajectory and gradients, on the same device as it came."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    use("julia")
+    cpu = build_case(model, "mlp")
+    ref = ref_for(model, "mlp")
+    case = dataclasses.replace(cpu, field=cpu.field.cuda(), y0=cpu.y0.cuda(), ts=cpu.ts.cuda(),
+                               cotangent=cpu.cotangent.cuda())
+    sol, grads = run(case, "julia", adjoint)
+    assert sol.ys.device == case.y0.device and sol.ys.dtype == torch.float64
+    assert float((sol.ys.detach().cpu() - ref["ys"]).abs().max()) <= 1e-6
+    for name, want in ref.items():
+        if name == "ys":
+            continue
+        assert grads[name].device == case.y0.device
+        rel = float((grads[name].cpu() - want).norm() / want.norm().clamp_min(1e-12))
+        assert rel <= 1e-4, f"cuda/{adjoint}: gradient of {name} off by relative {rel:.2e}"
+    assert get_backend("julia").last_info["device"] == f"cuda:{torch.cuda.current_device()}"
+
+
+@pytest.mark.julia
+@pytest.mark.cuda
+def test_julia_cuda_conv_field_is_refused_before_julia_runs():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    use("julia")
+    case = build_case("hbnode", "conv")
+    with pytest.raises(ValueError, match="convolutional fields on the CPU only"):
+        odeint(case.field.cuda(), case.y0.cuda(), case.ts.cuda(), backend="julia", adjoint="backsolve")

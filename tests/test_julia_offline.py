@@ -173,7 +173,9 @@ def test_probe_runs_once_offline_with_a_time_limit(monkeypatch):
     assert detect.available()[0]
     assert len(seen) == 1
     argv, env, timeout = seen[0]
-    assert argv[0] == sys.executable and "using PyHBNODEBridge" in argv[-1] and "selftest()" in argv[-1]
+    # cheap: asks whether the bridge is installed and precompiled, loads nothing of it
+    assert argv[0] == sys.executable and "Base.isprecompiled" in argv[-1]
+    assert "using PyHBNODEBridge" not in argv[-1] and "selftest()" not in argv[-1]
     assert timeout == 42.0
     assert env["PYTHON_JULIAPKG_OFFLINE"] == "yes" and env["JULIA_PKG_OFFLINE"] == "true"
     assert env["PYTHON_JULIACALL_AUTOLOAD_IPYTHON_EXTENSION"] == "no"
@@ -188,6 +190,7 @@ def test_two_bridge_declarations_are_a_reason_not_a_juliapkg_crash(monkeypatch, 
         pkg.mkdir(parents=True)
         (pkg / "juliapkg.json").write_text(JULIAPKG_JSON.read_text())
     monkeypatch.setattr(detect.sys, "path", [str(tmp_path / "site"), str(tmp_path / "checkout")])
+    monkeypatch.setattr(detect, "_editable_roots", lambda: [])   # this machine's own editable install
     assert len(detect.bridge_declarations()) == 2
     _forbid(monkeypatch, "subprocess")
     monkeypatch.delenv("PYHBNODE_JULIA", raising=False)
@@ -195,6 +198,69 @@ def test_two_bridge_declarations_are_a_reason_not_a_juliapkg_crash(monkeypatch, 
     monkeypatch.setattr(detect, "julia_candidates", lambda: ["/opt/julia/bin/julia"])
     ok, reason = detect.available()
     assert not ok and "more than one juliapkg.json" in reason and "not unique" in reason
+
+
+def test_editable_installs_count_as_declarations(monkeypatch, tmp_path):
+    """A wheel in site-packages plus a setuptools editable install (whose package directory is
+    on no sys.path entry, only in its ``__editable___*_finder`` MAPPING, which juliapkg reads
+    too): two declarations, the friendly reason instead of juliapkg's "not unique"."""
+    import types
+
+    site, checkout = tmp_path / "site", tmp_path / "checkout"
+    for root in (site, checkout):
+        (root / "pyhbnode").mkdir(parents=True)
+        (root / "pyhbnode" / "juliapkg.json").write_text(JULIAPKG_JSON.read_text())
+    name = "__editable___pyhbnode_0_1_0_finder"
+    module = types.ModuleType(name)
+    module.MAPPING = {"pyhbnode": str(checkout / "pyhbnode")}
+    finder = type("_EditableFinder", (), {"__module__": name, "find_spec": staticmethod(lambda *a, **k: None)})()
+    monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(detect.sys, "path", [str(site)])
+    real = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable___")]
+    monkeypatch.setattr(detect.sys, "meta_path", real)
+    assert detect.bridge_declarations() == [os.path.realpath(site / "pyhbnode" / "juliapkg.json")]
+    monkeypatch.setattr(detect.sys, "meta_path", [*real, finder])
+    assert detect.bridge_declarations() == [os.path.realpath(p / "pyhbnode" / "juliapkg.json") for p in (site, checkout)]
+    _forbid(monkeypatch, "subprocess")
+    monkeypatch.delenv("PYHBNODE_JULIA", raising=False)
+    monkeypatch.setattr(detect.importlib.util, "find_spec", _fake_find_spec({"juliacall", "juliapkg"}))
+    monkeypatch.setattr(detect, "julia_candidates", lambda: ["/opt/julia/bin/julia"])
+    ok, reason = detect.available()
+    assert not ok and "editable" in reason and str(checkout) in reason
+
+
+def test_julia_package_has_no_import_cycles_and_never_imports_odeint():
+    """Issue 20 (a): within the julia backend package no module imports another that imports
+    it back, counting function-level imports, and nothing imports ``pyhbnode.solving.odeint``
+    (which imports the backends)."""
+    import ast
+
+    pkg = "pyhbnode.solving.backends.julia"
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PY_DIR.glob("*.py")):
+        name = pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"
+        here = pkg.split(".")
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                edges.add(target)
+                edges |= {f"{target}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names}
+        assert "pyhbnode.solving.odeint" not in edges, f"{name} imports pyhbnode.solving.odeint"
+        graph[name] = edges
+    modules = set(graph)
+    for start in modules:
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in graph[stack.pop()] & modules:
+                if nxt == start and start != pkg:
+                    raise AssertionError(f"import cycle through {start}")
+                if nxt not in seen and nxt != pkg:
+                    seen.add(nxt)
+                    stack.append(nxt)
 
 
 @pytest.mark.parametrize("given,threads,signals", [
@@ -564,6 +630,7 @@ KNOWN_UUIDS = {  # from each package's own Project.toml at the version in julia/
     "LinearAlgebra": "37e2e46d-f89d-539d-b4ee-838fcccc9c8e",
     "Test": "8dfed614-e22c-5e08-85e1-65c5234f0b40",
     "Zygote": "e88e6eb3-aa80-5325-afca-941959d7151f",
+    "CUDA": "052768ef-5323-5732-b1bb-66c8b64840ba",
 }
 
 
@@ -572,8 +639,12 @@ def test_project_toml():
     deps, extras, compat = project["deps"], project["extras"], project["compat"]
     for name, uuid in {**deps, **extras}.items():
         assert KNOWN_UUIDS[name] == uuid, name
-    assert "weakdeps" not in project and "extensions" not in project  # CPU only: no CUDA
-    assert not (BRIDGE_DIR / "ext").exists()
+    # CUDA only as a weak dependency with its extension: CPU users never install or load it
+    assert project["weakdeps"] == {"CUDA": KNOWN_UUIDS["CUDA"]}
+    assert project["extensions"] == {"PyHBNODEBridgeCUDAExt": "CUDA"}
+    assert sorted(p.name for p in (BRIDGE_DIR / "ext").iterdir()) == ["PyHBNODEBridgeCUDAExt.jl"]
+    assert compat["CUDA"] == "5.9.7"   # [5.9.7, 6): see julia/README.md, "GPU"
+    assert "CUDA" in extras and "CUDA" in project["targets"]["test"]   # runtests.jl's GPU testset
     assert set(deps) | set(extras) | {"julia"} == set(compat)
     assert compat["julia"] == "1.10"
     assert set(project["targets"]["test"]) == set(extras)
@@ -592,17 +663,18 @@ def test_juliapkg_json_matches_the_project():
     assert pkg["version"] == "=" + project["version"]
 
 
-# Digest of the bridge's [deps]/[compat]/[extras] at the version in Project.toml. When this
+# Digest of the bridge's [deps]/[weakdeps]/[extensions]/[compat]/[extras] at the version in Project.toml. When this
 # fails: bump `version` in Project.toml AND in pyhbnode/juliapkg.json (so that installed
 # environments re-resolve), then update both values here.
-DEPS_DIGEST = ("0.2.1", "3177f5df3d9edf69")
+DEPS_DIGEST = ("0.3.0", "18d0fd52f31316dd")
 
 
 def test_dependency_changes_bump_the_bridge_version():
     import hashlib
 
     project = _project()
-    text = json.dumps({k: project.get(k) for k in ("deps", "compat", "extras")}, sort_keys=True)
+    text = json.dumps({k: project.get(k) for k in ("deps", "weakdeps", "extensions", "compat", "extras")},
+                      sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     assert (project["version"], digest) == DEPS_DIGEST, (
         "PyHBNODEBridge's dependencies changed: bump its version in Project.toml and "
@@ -680,6 +752,16 @@ def test_subprocess_scripts_compile():
     compile(INSTALL_SCRIPT, "install", "exec")
     compile(detect.PROBE_SCRIPT, "probe", "exec")
     assert "juliapkg.resolve()" in INSTALL_SCRIPT and "selftest()" in INSTALL_SCRIPT
+
+
+def test_install_cuda_adds_the_weak_dependency_at_its_compat():
+    from pyhbnode.solving.backends.julia.__main__ import CUDA_PACKAGE, INSTALL_SCRIPT
+
+    project = _project()
+    name, uuid, version = CUDA_PACKAGE
+    assert project["weakdeps"][name] == uuid and project["compat"][name] == version
+    assert "juliapkg.add(name, uuid, version=version)" in INSTALL_SCRIPT
+    assert INSTALL_SCRIPT.index("juliapkg.add(") < INSTALL_SCRIPT.index("juliapkg.resolve()")
     for script in (INSTALL_SCRIPT, detect.PROBE_SCRIPT):
         assert "import torch" not in script and 'assert "torch" not in sys.modules' in script
 
@@ -708,3 +790,17 @@ def test_readme_section():
                  "ODEProblem", "solve", "successful_retcode", "NNlib.conv", "JSON.parse",
                  "@non_differentiable", "from_dlpack", "share", "@compile_workload"):
         assert re.search(r"[`.]" + re.escape(name), readme), name
+
+
+def test_julia_ci_workflow_runs_what_the_readme_promises():
+    """`.github/workflows/julia.yml` (it cannot run here): Julia 1.10 and 1.11, CPU torch,
+    the `julia` extra, `install`, the Python tests under PYHBNODE_JULIA=require, Pkg.test."""
+    text = (REPO / ".github" / "workflows" / "julia.yml").read_text()
+    for needle in ('julia: ["1.10", "1.11"]', "julia-actions/setup-julia@v2", "julia-actions/cache@v2",
+                   "actions/checkout@v4", "actions/setup-python@v5",
+                   "--index-url https://download.pytorch.org/whl/cpu", '".[julia,test]"',
+                   detect.INSTALL_COMMAND, "PYHBNODE_JULIA: require", "pytest -q -rs tests/test_julia_*.py",
+                   "--project=pyhbnode/solving/backends/julia/PyHBNODEBridge", "Pkg.test()"):
+        assert needle in text, needle
+    assert (REPO / "pyhbnode" / "solving" / "backends" / "julia" / "PyHBNODEBridge" / "Project.toml").is_file()
+    assert text.index(detect.INSTALL_COMMAND) < text.index("PYHBNODE_JULIA: require")

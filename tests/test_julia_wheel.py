@@ -1,6 +1,7 @@
-"""The built wheel carries ``pyhbnode/juliapkg.json`` and the whole Julia package, so that
-juliacall finds and develops ``PyHBNODEBridge`` after ``pip install pyhbnode[julia]``, and
-none of the test helpers."""
+"""The built wheel carries ``pyhbnode/juliapkg.json`` and what users run of the Julia
+package (``Project.toml``, ``src/``, ``ext/``), so that juliacall finds and develops
+``PyHBNODEBridge`` after ``pip install pyhbnode[julia]``; not its ``test/`` folder and
+fixtures (``Pkg.test`` runs from a checkout), nor the Python test helpers."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE = REPO / "pyhbnode" / "solving" / "backends" / "julia" / "PyHBNODEBridge"
+PREFIX = "pyhbnode/solving/backends/julia/PyHBNODEBridge"
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +42,20 @@ def wheel_names(tmp_path_factory) -> set[str]:
     return names
 
 
-def test_wheel_contains_juliapkg_json_and_the_julia_package(wheel_names):
-    expected = {"pyhbnode/juliapkg.json"}
-    for path in BRIDGE.rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts:
-            expected.add(path.relative_to(REPO).as_posix())
-    missing = sorted(expected - wheel_names)
+def test_wheel_ships_what_users_run_of_the_julia_package(wheel_names):
+    shipped = {"pyhbnode/juliapkg.json", f"{PREFIX}/Project.toml"}
+    for folder in ("src", "ext"):
+        shipped |= {f"{PREFIX}/{folder}/{p.name}" for p in (BRIDGE / folder).glob("*.jl")}
+    assert f"{PREFIX}/src/PyHBNODEBridge.jl" in shipped and f"{PREFIX}/ext/PyHBNODEBridgeCUDAExt.jl" in shipped
+    missing = sorted(shipped - wheel_names)
     assert not missing, f"missing from the wheel: {missing}"
-    for required in ("Project.toml", "src/PyHBNODEBridge.jl", "src/field.jl", "src/solve.jl",
-                     "test/runtests.jl", "test/fixtures/cases.json"):
-        assert f"pyhbnode/solving/backends/julia/PyHBNODEBridge/{required}" in wheel_names
+    extra = sorted(n for n in wheel_names if n.startswith(PREFIX + "/") and n not in shipped)
+    assert not extra, f"in the wheel but not run by users (test/, fixtures, ...): {extra}"
+    assert (BRIDGE / "test" / "runtests.jl").is_file()  # it exists, and stays in the checkout
 
 
 def test_wheel_contains_the_python_bridge_and_no_test_helpers(wheel_names):
-    for module in ("__init__", "__main__", "errors", "_backend", "_detect", "_maps", "_runtime", "_spec"):
+    for module in ("__init__", "__main__", "errors", "_backend", "_detect", "_env", "_maps", "_runtime", "_spec"):
         assert f"pyhbnode/solving/backends/julia/{module}.py" in wheel_names
     assert not any("pyhbnode/julia/" in n for n in wheel_names)
     assert not any(n.endswith(("cases.py", "emulate.py")) for n in wheel_names)

@@ -42,25 +42,31 @@ def load_backend():
 
 def warmup(field, y0, *, adjoint: str = "backsolve", t=(0.0, 0.1), rtol: float = 1e-4,
            atol: float = 1e-4) -> dict:
-    """JIT-compile ``field`` for ``y0``'s structure and dtype with one tiny forward and
-    backward solve; returns the seconds each took.
+    """JIT-compile ``field`` for ``y0``'s structure, dtype and device with one tiny forward
+    and backward solve; returns the seconds each took.
 
     ``y0`` is an example state (any batch size: batch size never recompiles).  Call it once
-    before timing or training; the first call per (field structure, dtype, adjoint)
-    compiles, later ones run at full speed."""
+    before timing or training; the first call per (field structure, dtype, device, adjoint)
+    compiles, later ones run at full speed.  Solves through the backend object itself (no
+    solution recording): this floor does not import ``pyhbnode.solving.odeint``, which
+    imports the backends."""
     import time
 
     import torch
 
-    from ...odeint import odeint
+    from ...options import SolverOptions
+    from ...solution import SolverStats
 
+    backend = load_backend()
+    options = SolverOptions.from_kwargs(None, backend="julia", adjoint=adjoint, rtol=rtol, atol=atol)
+    backend.check_options(options)
     y0 = y0.detach()[:1].clone().requires_grad_(True)
-    ts = torch.as_tensor(t, dtype=y0.dtype)
+    ts = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
     start = time.perf_counter()
-    sol = odeint(field, y0, ts, backend="julia", adjoint=adjoint, rtol=rtol, atol=atol)
+    ys = backend.solve(field, y0, ts, options, SolverStats())
     mid = time.perf_counter()
     params = [q for q in field.parameters() if q.requires_grad]
     with torch.autograd.set_multithreading_enabled(False):  # keep Julia on this thread
-        torch.autograd.grad(sol.ys.sum(), [y0, *params], allow_unused=True)
+        torch.autograd.grad(ys.sum(), [y0, *params], allow_unused=True)
     end = time.perf_counter()
     return {"forward_s": mid - start, "backward_s": end - mid}

@@ -18,11 +18,18 @@ import sys
 from . import BRIDGE_DIR, JULIAPKG_JSON
 from ._detect import available, bridge_declarations, julia_candidates, julia_environment, mode, reset
 
+# CUDA.jl for CUDA tensors (the bridge's weak dependency; its extension loads with it).
+# The version bound is the bridge's [compat] entry: julia/README.md, "GPU", says why.
+CUDA_PACKAGE = ("CUDA", "052768ef-5323-5732-b1bb-66c8b64840ba", "5.9.7")
+
 INSTALL_SCRIPT = r'''
 import sys, time
 assert "torch" not in sys.modules
 t0 = time.time()
 import juliapkg
+if len(sys.argv) > 1:   # install --cuda: name, uuid, version of CUDA.jl, into juliapkg's own deps file
+    name, uuid, version = sys.argv[1:4]
+    juliapkg.add(name, uuid, version=version)
 print("[pyhbnode] resolving the Julia environment (first time: downloads and precompiles, "
       "often 5-30 min)...", flush=True)
 juliapkg.resolve()
@@ -41,7 +48,7 @@ sys.exit(0 if ok else 1)
 
 
 def _install(args: argparse.Namespace) -> int:
-    argv = [sys.executable, "-c", INSTALL_SCRIPT]
+    argv = [sys.executable, "-c", INSTALL_SCRIPT, *(CUDA_PACKAGE if args.cuda else ())]
     env = julia_environment(os.environ, offline=args.offline)
     env.pop("PYHBNODE_JULIA", None)
     try:
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="resolve, install and precompile the Julia side, then self-test")
     p.add_argument("--offline", action="store_true", help="do not download (PYTHON_JULIAPKG_OFFLINE=yes)")
+    p.add_argument("--cuda", action="store_true",
+                   help="also add CUDA.jl to the Julia project, for CUDA tensors (dense fields)")
     p.set_defaults(func=_install)
     p = sub.add_parser("status", help="where things are; --probe also runs the availability probe")
     p.add_argument("--probe", action="store_true")

@@ -1,5 +1,6 @@
 """The ``julia`` backend: one ``torch.autograd.Function`` around a Julia DP5 solve whose
-backward is SciMLSensitivity's ``adjoint_sensitivities``.  CPU tensors only.
+backward is SciMLSensitivity's ``adjoint_sensitivities``.  CPU tensors, and CUDA tensors
+of dense (MLP) fields, solved on that GPU by CUDA.jl (through host copies: ``_runtime``).
 
 Forward: the field is described as a spec + flat parameter vector (:mod:`._spec`), rebuilt
 once per structure in Julia, and solved with ``DP5()`` at ``rtol``/``atol``/``maxiters =
@@ -54,6 +55,29 @@ def _float_or_none(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
+def julia_device(device: torch.device, spec: FieldSpec) -> str:
+    """Where the bridge solves a state on ``device``: ``"cpu"`` or ``"cuda:N"``.
+
+    Raises ``TypeError`` for other devices and ``ValueError`` for a convolutional field on
+    a GPU (NNlib's GPU convolutions need cuDNN, which the bridge does not pin)."""
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise TypeError(
+            f"the julia backend solves CPU and CUDA tensors, got y0 on {device}; move the model and "
+            "data to the CPU (or a CUDA device), or use backend='torch'"
+        )
+    convs = [d.get("key", "?") for d in spec.data["net"] if d.get("kind") == "conv"]
+    if convs:
+        raise ValueError(
+            f"the julia backend runs convolutional fields on the CPU only (layers {convs}: on the GPU "
+            "NNlib needs cuDNN, which PyHBNODEBridge does not pin); dense (MLP) fields run on CUDA. "
+            "Move the model and data to the CPU, or use backend='torch' on the GPU"
+        )
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index}"
+
+
 def _params_to_julia(rt: Any, p: torch.Tensor) -> Any:
     """The flat parameter vector for Julia; ``None`` for a field without parameters."""
     return rt.to_julia(p) if p.numel() else None
@@ -67,6 +91,7 @@ class _Call:
         self.backend, self.rt, self.handle, self.spec = backend, backend.runtime, handle, spec
         self.adjoint, self.options, self.stats = adjoint, options, stats
         self.shape, self.n_times = tuple(y0.shape), int(t.numel())
+        self.device, self.julia_device = y0.device, julia_device(y0.device, spec)
         self.result: Any = None
 
     def forward(self, y0: torch.Tensor, p: torch.Tensor, t: torch.Tensor, keep: bool) -> torch.Tensor:
@@ -76,14 +101,15 @@ class _Call:
             "forward", self.handle, rt.to_julia(y0), usize, _params_to_julia(rt, p),
             rt.to_julia(t.detach()),
             rtol=float(o.rtol), atol=float(o.atol), maxiters=int(o.max_steps),
-            sensealg=self.adjoint, seminorm=bool(o.seminorm), keep=bool(keep), phase="forward",
+            sensealg=self.adjoint, seminorm=bool(o.seminorm), keep=bool(keep),
+            device=self.julia_device, phase="forward",
         )
         stats.nfe_forward = int(res.nf)
         stats.accepted, stats.rejected = int(res.naccept), int(res.nreject)
         stats.steps = stats.accepted + stats.rejected
         self.backend.last_info = {
             "retcode": str(res.retcode), "nf": int(res.nf), "counter_forward": int(res.counter),
-            "sensealg": self.adjoint,
+            "sensealg": self.adjoint, "device": self.julia_device,
         }
         if not bool(res.success):
             err = solver_error(
@@ -93,7 +119,7 @@ class _Call:
             stats.status = err.status
             raise err
         stats.status = Status.SUCCESS
-        ys = rt.to_torch(res.ys, (self.n_times, *self.shape))
+        ys = rt.to_torch(res.ys, (self.n_times, *self.shape), self.device)
         self.result = res if keep else None
         return ys
 
@@ -117,9 +143,9 @@ class _Call:
             )
         if not bool(back.finite):
             raise E.AdjointFailure("the adjoint produced non-finite du0 or dp (NaN/Inf)", **kwargs)
-        dy0 = rt.to_torch(back.du0, self.shape)
+        dy0 = rt.to_torch(back.du0, self.shape, self.device)
         if self.spec.n_params:
-            dp = rt.to_torch(back.dp, (self.spec.n_params,))
+            dp = rt.to_torch(back.dp, (self.spec.n_params,), self.device)
         else:
             dp = dy0.new_zeros(0)
         return dy0, dp
@@ -145,7 +171,8 @@ class _JuliaSolve(torch.autograd.Function):
 
 
 class JuliaBackend(Backend):
-    """``backend="julia"``: OrdinaryDiffEq's DP5 + SciMLSensitivity adjoints, on the CPU.
+    """``backend="julia"``: OrdinaryDiffEq's DP5 + SciMLSensitivity adjoints, on the CPU or,
+    for dense fields, on the CUDA device of the state.
 
     Gradient modes (``adjoint=``, a name or an ``Adjoint`` object with that ``name``):
     ``"backsolve"`` (``BacksolveAdjoint``) and ``"interpolating"``
@@ -193,11 +220,6 @@ class JuliaBackend(Backend):
     def _solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
                stats: SolverStats) -> torch.Tensor:
         adjoint = _maps.adjoint_name(options.adjoint)
-        if y0.device.type != "cpu" or t.device.type != "cpu":
-            raise TypeError(
-                f"the julia backend solves CPU tensors, got y0 on {y0.device} and t on {t.device}; "
-                "move the model and data to the CPU, or use backend='torch' on the GPU"
-            )
         if y0.dtype not in _DTYPES:
             raise TypeError(f"the julia backend solves float32 or float64 states, got {y0.dtype}")
         if y0.dim() < 2:
@@ -205,6 +227,9 @@ class JuliaBackend(Backend):
                 f"the julia backend needs a batched state (batch, features...), got shape {tuple(y0.shape)}"
             )
         spec = describe(field)  # NotTranslatableError before any Julia work
+        device = julia_device(y0.device, spec)
+        if t.device != y0.device:
+            raise TypeError(f"t is on {t.device} but y0 is on {y0.device}: put both on one device")
         p = pack_parameters(spec, like=y0)
         if p.numel() and (p.dtype != y0.dtype or p.device != y0.device):
             raise TypeError(
@@ -219,10 +244,12 @@ class JuliaBackend(Backend):
             )
         rt = self.runtime
         require_main_thread("a julia solve")
+        if device != "cpu":
+            rt.load_cuda()
         handle = rt.build(spec.json)
-        key = (spec.json, str(y0.dtype))
+        key = (spec.json, str(y0.dtype), device)
         if self.layout_check and key not in self._checked:
-            self._check_layout(field, handle, y0, p, t)
+            self._check_layout(field, handle, y0, p, t, device)
             self._checked.add(key)
         call = _Call(self, handle, spec, adjoint, options, stats, y0, t)
         if torch.is_grad_enabled() and (y0.requires_grad or p.requires_grad):
@@ -235,12 +262,15 @@ class JuliaBackend(Backend):
         rt = self.runtime
         handle = rt.build(spec.json)
         p = pack_parameters(spec, like=y).detach()
+        device = julia_device(y.device, spec)
+        if device != "cpu":
+            rt.load_cuda()
         out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)), _params_to_julia(rt, p),
-                      float(t), phase="rhs")
-        return rt.to_torch(out, tuple(y.shape))
+                      float(t), device=device, phase="rhs")
+        return rt.to_torch(out, tuple(y.shape), y.device)
 
     def _check_layout(self, field: nn.Module, handle: Any, y0: torch.Tensor, p: torch.Tensor,
-                      t: torch.Tensor) -> None:
+                      t: torch.Tensor, device: str) -> None:
         """Once per (structure, dtype): Julia's RHS must equal torch's at (t0, y0)."""
         y = y0.detach()[: min(2, y0.shape[0])].contiguous()
         t0 = t.detach()[0]
@@ -248,8 +278,9 @@ class JuliaBackend(Backend):
             ref = field(t0, y)
         rt = self.runtime
         out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)),
-                      _params_to_julia(rt, p.detach()), float(t0), phase="layout check")
-        got = rt.to_torch(out, tuple(y.shape))
+                      _params_to_julia(rt, p.detach()), float(t0), device=device,
+                      phase="layout check")
+        got = rt.to_torch(out, tuple(y.shape), y.device)
         scale = max(1.0, float(ref.abs().max()))
         tol = (1e-10 if y0.dtype == torch.float64 else 1e-4) * scale
         err = float((got - ref).abs().max())

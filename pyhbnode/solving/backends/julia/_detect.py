@@ -12,20 +12,21 @@ failing step, cheapest first:
    ``PYTHON_JULIAPKG_EXE``, ``julia``/``juliaup`` on ``PATH``, or juliapkg's own install
    and recorded executable under its project (``PYTHON_JULIAPKG_PROJECT``,
    ``{venv}/julia_env``, ``$CONDA_PREFIX/julia_env``, ``~/.julia/environments/pyjuliapkg``).
-4. Exactly one ``pyhbnode/juliapkg.json`` on ``sys.path`` declares ``PyHBNODEBridge``
-   (two installations, e.g. a wheel and a checkout, make juliapkg fail with "'path'
-   entries are not unique").
+4. Exactly one ``pyhbnode/juliapkg.json`` declares ``PyHBNODEBridge`` where juliapkg
+   looks: ``sys.path`` entries, their subdirectories and the directories of setuptools'
+   editable finders (two installations, e.g. a wheel and an editable checkout, make
+   juliapkg fail with "'path' entries are not unique").
 5. Once per process: a subprocess with a time limit (``PYHBNODE_JULIA_PROBE_TIMEOUT``,
-   default 300 s) and offline switches imports juliacall, loads ``PyHBNODEBridge`` and runs
-   its ``selftest()`` (a tiny DP5 solve and adjoint).
+   default 300 s) and offline switches imports juliacall and asks Julia whether
+   ``PyHBNODEBridge`` is installed and precompiled (``Base.isprecompiled``) without loading
+   it.  That costs one bare Julia start (PythonCall only), not the SciML stack twice: the
+   bridge itself loads once, in this process, at the first julia solve.  The self-test
+   runs in ``install`` and ``Pkg.test``, not here.
 
 If juliacall is already imported in this process, steps 2-5 are replaced by loading the
 bridge in-process.
 
-:func:`julia_environment` is the one place that sets juliacall's switches: one Julia thread
-unless asked (``JULIA_NUM_THREADS=auto`` in a shell would otherwise start a multithreaded
-Julia with signal handling off, PythonCall #219), signal handling on when more threads are
-asked for, and juliapkg offline everywhere except ``install``.
+The switches juliacall is started with live in :mod:`._env`.
 """
 from __future__ import annotations
 
@@ -37,20 +38,11 @@ import subprocess
 import sys
 import time
 
+from ._env import AUTO, INSTALL_ADVICE, INSTALL_COMMAND, OFF, REQUIRE, julia_environment, mode
+from .errors import JuliaBackendUnavailable
+
 __all__ = ["mode", "available", "reset", "julia_candidates", "bridge_declarations", "julia_environment",
            "probe", "OFF", "AUTO", "REQUIRE", "INSTALL_ADVICE", "INSTALL_COMMAND"]
-
-OFF, AUTO, REQUIRE = "off", "auto", "require"
-_OFF_VALUES = {"0", "off", "no", "false", "never"}
-_AUTO_VALUES = {"", "auto"}
-_REQUIRE_VALUES = {"1", "on", "yes", "true", "require", "required"}
-
-INSTALL_COMMAND = "python -m pyhbnode.solving.backends.julia install"
-INSTALL_ADVICE = (
-    "Install the extra with `pip install 'pyhbnode[julia]'`, then run "
-    f"`{INSTALL_COMMAND}` once (the only step that downloads: Julia if needed, the "
-    "packages, and precompilation; see julia/README.md), or use backend='torchdiffeq'."
-)
 
 PROBE_MARK = "PYHBNODE-JULIA-PROBE-OK"
 PROBE_SCRIPT = f"""
@@ -59,26 +51,17 @@ assert "torch" not in sys.modules
 t0 = time.time()
 import juliacall
 jl = juliacall.newmodule("PyHBNODEProbe")
-jl.seval("using PyHBNODEBridge")
-ok = bool(jl.seval("PyHBNODEBridge.selftest()"))
-if not ok:
-    sys.exit("PyHBNODEBridge.selftest() returned false")
+problem = str(jl.seval('''
+    let id = Base.identify_package("PyHBNODEBridge")
+        id === nothing ? "PyHBNODEBridge is not in the Julia project" :
+        Base.isprecompiled(id) ? "" : "PyHBNODEBridge is installed but not precompiled"
+    end'''))
+if problem:
+    sys.exit(problem)
 print("{PROBE_MARK}", round(time.time() - t0, 1), flush=True)
 """
 
 _cache: dict[str, tuple[bool, str]] = {}
-
-
-def mode() -> str:
-    """``"off"``, ``"auto"`` or ``"require"`` from ``PYHBNODE_JULIA``."""
-    value = os.environ.get("PYHBNODE_JULIA", "auto").strip().lower()
-    if value in _OFF_VALUES:
-        return OFF
-    if value in _REQUIRE_VALUES:
-        return REQUIRE
-    if value in _AUTO_VALUES:
-        return AUTO
-    raise ValueError(f"PYHBNODE_JULIA must be one of 0, auto, 1/require; got {value!r}")
 
 
 def reset() -> None:
@@ -133,38 +116,34 @@ def julia_candidates() -> list[str]:
     return found
 
 
-def julia_environment(env: dict[str, str], *, offline: bool = True) -> dict[str, str]:
-    """``env`` plus juliacall/juliapkg switches (a new dict; ``env`` is not changed).
-
-    * ``PYTHON_JULIACALL_THREADS=1`` unless set (juliacall would otherwise follow
-      ``JULIA_NUM_THREADS``); where it asks for more than one thread,
-      ``PYTHON_JULIACALL_HANDLE_SIGNALS=yes`` unless set (multithreaded Julia with signal
-      handling off can segfault in the GC, PythonCall #219; the price: Ctrl-C no longer
-      raises ``KeyboardInterrupt`` while Julia runs);
-    * ``offline``: ``PYTHON_JULIAPKG_OFFLINE=yes`` and ``JULIA_PKG_OFFLINE=true`` unless set,
-      so that importing juliacall never downloads Julia or packages."""
-    out = dict(env)
-    threads = out.setdefault("PYTHON_JULIACALL_THREADS", "1").strip()
-    if threads != "1":
-        out.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
-    if offline:
-        out.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
-        out.setdefault("JULIA_PKG_OFFLINE", "true")
-    return out
+def _editable_roots() -> list[str]:
+    """The directories setuptools' editable finders map packages to (the modules
+    ``__editable___*_finder`` on ``sys.meta_path``, their ``MAPPING``): juliapkg searches
+    them like ``sys.path`` entries (pyjuliapkg v0.1.23 ``deps.py``, ``editable_deps_files``)."""
+    roots: list[str] = []
+    for finder in sys.meta_path:
+        name = getattr(finder, "__module__", "") or ""
+        if not (name.startswith("__editable___") and name.endswith("_finder")):
+            continue
+        mapping = getattr(sys.modules.get(name), "MAPPING", None)
+        if isinstance(mapping, dict):
+            roots.extend(str(p) for p in mapping.values())
+    return roots
 
 
 def bridge_declarations() -> list[str]:
-    """The ``juliapkg.json`` files on ``sys.path`` that declare ``PyHBNODEBridge`` (where
-    juliapkg looks: each path entry and its immediate subdirectories)."""
+    """The ``juliapkg.json`` files that declare ``PyHBNODEBridge`` where juliapkg looks:
+    each ``sys.path`` entry, each editable finder's package directory, and their
+    immediate subdirectories."""
     found: list[str] = []
-    for entry in sys.path:
+    for entry in [*sys.path, *_editable_roots()]:
         path = entry or os.getcwd()
         try:
             names = os.listdir(path)
         except OSError:
             continue
         for sub in [""] + names:
-            fn = os.path.normcase(os.path.abspath(os.path.join(path, sub, "juliapkg.json")))
+            fn = os.path.normcase(os.path.realpath(os.path.join(path, sub, "juliapkg.json")))
             if fn in found or not os.path.isfile(fn):
                 continue
             try:
@@ -199,7 +178,7 @@ def probe(timeout: float | None = None) -> tuple[bool, str]:
     except OSError as err:
         return False, f"could not start the Julia probe: {err}"
     if proc.returncode == 0 and PROBE_MARK in proc.stdout:
-        return True, f"Julia bridge loaded and self-tested in {time.monotonic() - start:.1f} s"
+        return True, f"Julia found PyHBNODEBridge installed and precompiled in {time.monotonic() - start:.1f} s"
     tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-12:]
     return False, (
         f"the Julia probe failed (exit {proc.returncode}): " + " | ".join(tail)
@@ -233,9 +212,10 @@ def _decide() -> tuple[bool, str]:
     declared = bridge_declarations()
     if len(declared) > 1:
         return False, (
-            "PyHBNODEBridge is declared by more than one juliapkg.json on sys.path ("
-            + ", ".join(declared) + "): two pyhbnode installations (e.g. a wheel and a checkout) "
-            "make juliapkg fail with \"'path' entries are not unique\". Keep one of them on sys.path."
+            "PyHBNODEBridge is declared by more than one juliapkg.json ("
+            + ", ".join(declared) + "): two pyhbnode installations (e.g. a wheel and an editable "
+            "install or a checkout on sys.path) make juliapkg fail with \"'path' entries are not "
+            "unique\". Keep one of them (pip uninstall the other, or drop it from sys.path)."
         )
     return probe()
 
@@ -257,8 +237,6 @@ def available(*, raise_if_required: bool = True) -> tuple[bool, str]:
         _cache["result"] = _decide()
     result = _cache["result"]
     if not result[0] and raise_if_required and m == REQUIRE:
-        from .errors import JuliaBackendUnavailable
-
         raise JuliaBackendUnavailable(
             f"PYHBNODE_JULIA=require but the julia backend is unusable: {result[1]}"
         )

@@ -1,20 +1,23 @@
 """The live Julia side: juliacall, the ``PyHBNODEBridge`` module and tensor transport.
 
 Only :func:`get_runtime` imports juliacall, with the switches of
-:func:`._detect.julia_environment` (one Julia thread unless asked, juliapkg offline: the
-first use never downloads).  Every call into Julia goes through :meth:`JuliaRuntime.call`,
+:func:`._env.julia_environment` (one Julia thread unless asked, juliapkg offline: the
+first use never downloads), which are removed from ``os.environ`` again once juliacall
+has read them.  Every call into Julia goes through :meth:`JuliaRuntime.call`,
 which enforces the main-thread rule and maps Julia exceptions onto Python ones
 (``_maps.exception_error``).
 
-Transport: a CPU tensor goes to Julia flat (``x.detach().contiguous().reshape(-1)``)
+Transport: a tensor goes to Julia flat (``x.detach().contiguous().reshape(-1)``)
 through DLPack (zero-copy) and is reshaped there to ``reverse(torch shape)``; sending flat
 vectors sidesteps DLPack.jl's guess between row- and column-major layouts for tensors with
 size-1 dimensions.  Results come back flat through ``DLPack.share`` and are cloned at
 once, so the shared Julia buffer is released on the main thread and torch owns the result.
+A CUDA tensor crosses as a host copy (``.cpu()`` before, ``.to(device)`` after; the bridge
+uploads and downloads on the Julia side), counted in :attr:`JuliaRuntime.host_copies`: no
+stream or allocator is shared between torch and CUDA.jl (julia/README.md, "GPU").
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 import torch
 
 from . import _maps
-from ._detect import INSTALL_ADVICE, julia_environment
+from ._env import INSTALL_ADVICE, juliacall_switches
 from .errors import JuliaBackendError, JuliaBackendUnavailable
 
 __all__ = ["JuliaRuntime", "get_runtime", "require_main_thread", "JuliaImportOrderWarning",
@@ -49,10 +52,9 @@ def require_main_thread(what: str) -> None:
 
 
 def _import_juliacall():
-    """``import juliacall`` with pyhbnode's switches, turning its torch-first warning into advice."""
-    for key, value in julia_environment(os.environ).items():
-        os.environ.setdefault(key, value)
-    with warnings.catch_warnings(record=True) as caught:
+    """``import juliacall`` with pyhbnode's switches (set for the import only: see
+    :func:`._env.juliacall_switches`), turning its torch-first warning into advice."""
+    with juliacall_switches(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         import juliacall  # noqa: F401  (starts Julia)
     for w in caught:
@@ -104,6 +106,8 @@ class JuliaRuntime:
         self.bridge = self.module.PyHBNODEBridge
         self.dlpack = self.bridge.DLPack
         self._handles: dict[str, Any] = {}
+        self._cuda_loaded = False
+        self.host_copies = {"count": 0, "bytes": 0}
 
     def call(self, name: str, *args, phase: str = "forward", **kwargs):
         """``PyHBNODEBridge.<name>(args...; kwargs...)`` with exceptions mapped."""
@@ -138,16 +142,41 @@ class JuliaRuntime:
             self._handles[spec_json] = handle
         return handle
 
+    def load_cuda(self) -> None:
+        """``using CUDA`` in the runtime's module (once), which loads the bridge's CUDA extension."""
+        if self._cuda_loaded:
+            return
+        require_main_thread("loading CUDA.jl")
+        try:
+            self.module.seval("using CUDA")
+        except self.JuliaError as err:
+            raise JuliaBackendUnavailable(
+                f"CUDA tensors need CUDA.jl in the Julia project, and `using CUDA` failed: {err}. "
+                "Run `python -m pyhbnode.solving.backends.julia install --cuda` once, or solve on the CPU."
+            ) from err
+        self._cuda_loaded = True
+
+    def _count_host_copy(self, x: torch.Tensor) -> None:
+        if x.device.type != "cpu":
+            self.host_copies["count"] += 1
+            self.host_copies["bytes"] += x.numel() * x.element_size()
+
     def to_julia(self, x: torch.Tensor):
-        """A flat Julia vector over ``x``'s memory (zero-copy through DLPack)."""
-        flat = x.detach().contiguous().reshape(-1)
+        """A flat Julia vector over ``x``'s memory (zero-copy through DLPack; a host copy
+        first for a CUDA tensor)."""
+        self._count_host_copy(x)
+        flat = x.detach().contiguous().reshape(-1).cpu()
         return self._invoke(self.dlpack.from_dlpack, (flat,), {}, "transfer")
 
-    def to_torch(self, vec, shape: tuple[int, ...]) -> torch.Tensor:
-        """Copy a flat Julia vector into a new torch tensor of ``shape``."""
+    def to_torch(self, vec, shape: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
+        """Copy a flat Julia (host) vector into a new torch tensor of ``shape`` on ``device``
+        (default the CPU)."""
         shared = self._invoke(self.dlpack.share, (vec, torch.from_dlpack), {}, "transfer")
         out = shared.reshape(shape).clone()
         del shared  # releases the Julia buffer now, on this (main) thread
+        if device is not None and device.type != "cpu":
+            out = out.to(device)
+            self._count_host_copy(out)
         return out
 
 

@@ -5,13 +5,14 @@ The Julia half of pyhbnode's `backend="julia"`: rebuilds a pyhbnode vector field
 ANODE, SONODE, HBNODE, GHBNODE over dense / conv / activation / tpad layers) from the JSON
 spec written by `pyhbnode/solving/backends/julia/_spec.py` as plain functions of one flat
 parameter vector, solves it with `DP5()` and differentiates it with SciMLSensitivity's
-`adjoint_sensitivities` (BacksolveAdjoint or InterpolatingAdjoint, Zygote VJPs). CPU only.
+`adjoint_sensitivities` (BacksolveAdjoint or InterpolatingAdjoint, Zygote VJPs), on the CPU
+or, with CUDA.jl loaded (the extension in `ext/`), on a CUDA device for dense fields.
 
 Python calls, in order: `build(spec_json)` once per field structure, then per solve
-`forward(field, u0, usize, p, ts; rtol, atol, maxiters, sensealg, seminorm, keep)` and,
-for gradients, `backward(fw, Δ)`; `rhs(field, u, usize, p, t)` for the layout check. All
-arrays cross the boundary flat (DLPack, zero-copy); `usize` is the torch shape reversed,
-i.e. the column-major Julia size.
+`forward(field, u0, usize, p, ts; rtol, atol, maxiters, sensealg, seminorm, keep, device)`
+and, for gradients, `backward(fw, Δ)`; `rhs(field, u, usize, p, t; device)` for the layout
+check. All arrays cross the boundary flat, as host vectors (DLPack, zero-copy); `usize` is
+the torch shape reversed, i.e. the column-major Julia size.
 
 State layouts (Julia order): first order `(features..., B)`; second order
 `(features..., 2, B)` with half 1 = h and half 2 = v (SONODE) or m ((G)HBNODE). Paper sign
@@ -45,6 +46,7 @@ struct SpecError <: Exception
 end
 Base.showerror(io::IO, e::SpecError) = print(io, "PyHBNODEBridge.SpecError: ", e.msg)
 
+include("device.jl")
 include("field.jl")
 include("solve.jl")
 include("selftest.jl")

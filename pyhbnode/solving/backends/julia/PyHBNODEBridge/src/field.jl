@@ -1,6 +1,7 @@
 # A pyhbnode vector field rebuilt from its JSON spec: plain structs over one flat parameter
 # vector `p`, each parameter block read as `reshape(p[range], size)` (Zygote-friendly: no
-# mutation, no nested parameter containers). Mirrored in numpy by tests/julia_emulate.py.
+# mutation, no nested parameter containers; GPU-friendly: no scalar indexing, so `p` and the
+# state may be CUDA arrays). Mirrored in numpy by tests/julia_emulate.py.
 
 # --- activations, with torch's definitions (`oftype` keeps Float32 Float32 and works on
 # the ForwardDiff duals Zygote broadcasts with) ----------------------------------------
@@ -40,6 +41,38 @@ end
 
 struct Identity end
 (::Identity)(x) = x
+
+# Derivatives as torch's backward defines them (ReLU and HardTanh: 0 at the kinks;
+# Softplus: 1 above its threshold), from the input `x` and the output `y = f(x)`.
+derivative(::Tanh, x, y) = one(y) - y * y
+derivative(::ReLU, x, y) = x > zero(x) ? one(x) : zero(x)
+derivative(::Sigmoid, x, y) = y * (one(y) - y)
+derivative(f::ELU, x, y) = x > zero(x) ? one(x) : oftype(x, f.alpha) * exp(x)
+derivative(f::LeakyReLU, x, y) = x > zero(x) ? one(x) : oftype(x, f.slope)
+derivative(f::HardTanh, x, y) = oftype(x, f.lo) < x < oftype(x, f.hi) ? one(x) : zero(x)
+derivative(f::Softplus, x, y) = oftype(x, f.beta) * x > oftype(x, f.threshold) ? one(x) :
+    Sigmoid()(oftype(x, f.beta) * x)
+derivative(::Identity, x, y) = one(x)
+
+"""
+    activate(f, x) = f.(x)
+
+With its own `rrule`: Zygote's broadcast takes its fast dual-number path only for singleton
+`Function`s (`_dual_purefun`, Zygote v0.7.12 `src/lib/broadcast.jl:201`), which ELU,
+LeakyReLU, HardTanh and Softplus (they carry parameters) are not, and otherwise runs one
+closure pullback per element in every vector-Jacobian product. The rule makes it one fused
+broadcast forward and one backward, on the CPU and the GPU alike.
+"""
+activate(f, x::AbstractArray) = f.(x)
+
+function ChainRulesCore.rrule(::typeof(activate), f, x::AbstractArray)
+    y = activate(f, x)
+    function activate_pullback(Δ)
+        dx = ChainRulesCore.unthunk(Δ) .* derivative.((f,), x, y)
+        return ChainRulesCore.NoTangent(), ChainRulesCore.NoTangent(), dx
+    end
+    return y, activate_pullback
+end
 
 "The activation of a spec entry `{\"kind\": \"act\", \"fn\": ...}`."
 function make_act(d)
@@ -107,9 +140,9 @@ function apply(l::Conv, x, p, t)
     return y .+ reshape(b, (ntuple(_ -> 1, ndims(y) - 2)..., length(b), 1))
 end
 
-"A channel of size `sz` filled with `t` (not differentiated: `t` is never a parameter)."
+"A channel of size `sz` filled with `t`, on `x`'s device (not differentiated: `t` is never a parameter)."
 function tchannel(x::AbstractArray{T}, sz, t) where {T}
-    return fill(T(t), sz)
+    return fill!(similar(x, T, sz), T(t))
 end
 ChainRulesCore.@non_differentiable tchannel(::Any...)
 
@@ -118,7 +151,7 @@ function apply(::TPad, x::AbstractArray{T, N}, p, t) where {T, N}
     return cat(x, tchannel(x, sz, t); dims = N - 1)
 end
 
-apply(l::Act, x, p, t) = l.f.(x)
+apply(l::Act, x, p, t) = activate(l.f, x)
 
 apply_all(::Tuple{}, x, p, t) = x
 apply_all(ls::Tuple, x, p, t) = apply_all(Base.tail(ls), apply(first(ls), x, p, t), p, t)
@@ -177,9 +210,11 @@ struct SoftplusOf
     index::Int          # χ = p[index]
 end
 
+# A learnable coefficient is a 1-element array read as `p[i:i]` (never `p[i]`: scalar
+# indexing is an error on a CUDA array), broadcast against the state.
 coef(c::Fixed, p, ::Type{T}) where {T} = T(c.value)
-coef(c::SigmoidOf, p, ::Type{T}) where {T} = T(c.eps) * Sigmoid()(p[c.index])
-coef(c::SoftplusOf, p, ::Type{T}) where {T} = Softplus(1.0, 20.0)(p[c.index])   # F.softplus defaults
+coef(c::SigmoidOf, p, ::Type{T}) where {T} = T(c.eps) .* activate(Sigmoid(), p[c.index:c.index])
+coef(c::SoftplusOf, p, ::Type{T}) where {T} = activate(Softplus(1.0, 20.0), p[c.index:c.index])   # F.softplus defaults
 
 function make_coef(d, blk, key)
     kind = String(d["kind"])
@@ -212,6 +247,9 @@ end
 
 evaluate(k::FirstOrder, u, p, t) = apply_all(k.net, u, p, t)
 
+"Whether the field has a convolution (those run on the CPU only: no cuDNN is pinned)."
+has_conv(k) = any(l -> l isa Conv, k.net)
+
 function evaluate(k::SecondOrder, u::AbstractArray{T, N}, p, t) where {T, N}
     sz = size(u)
     fsz = sz[1:(N - 2)]                       # (features..., C)
@@ -229,7 +267,7 @@ function evaluate(k::HeavyBall, u::AbstractArray{T, N}, p, t) where {T, N}
     u2 = reshape(u, 2F, B)                    # rows 1:F = h, F+1:2F = m
     h, m = u2[1:F, :], u2[(F + 1):(2F), :]
     f = reshape(apply_all(k.net, reshape(h, (fsz..., B)), p, t), F, B)
-    dh = k.sigma.(m)
+    dh = activate(k.sigma, m)
     dm = f .- coef(k.gamma, p, T) .* m .- coef(k.xi, p, T) .* h
     return reshape(vcat(dh, dm), sz)
 end

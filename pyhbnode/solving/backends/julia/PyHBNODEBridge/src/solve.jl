@@ -39,6 +39,22 @@ function _params(b::Bridge, pv, ::Type{T}) where {T}
 end
 
 """
+    checked_device(field, name) -> Device
+
+The device `name` names, or an `ArgumentError` saying why the field cannot run there:
+convolutions need NNlib's cuDNN extension on the GPU, which the bridge does not pin.
+"""
+function checked_device(b::Bridge, name::AbstractString)
+    dev = parse_device(name)
+    problem = device_problem(dev)
+    isempty(problem) || throw(ArgumentError(problem))
+    if dev isa CUDADevice && has_conv(b.kind)
+        throw(ArgumentError("convolutional fields run on the CPU only (on the GPU NNlib needs cuDNN, which PyHBNODEBridge does not pin); dense (MLP) fields run on cuda:N"))
+    end
+    return dev
+end
+
+"""
     exception_name(e) -> String
 
 The type name Python maps onto a Python exception (`_maps.py`).
@@ -81,9 +97,15 @@ end
 """
     SemiNorm(n, np, backsolve)
 
-torchdiffeq's `seminorm` for the adjoint's step control: the RMS norm over the state adjoint
-λ (and, for backsolve, the re-integrated state y) without the parameter adjoint. Adjoint
-state layouts (SciMLSensitivity v7.112.1): interpolating `[λ; dp]` (interpolating_adjoint.jl,
+The seminorm of Kidger, Chen & Lyons ("Hey, that's not an ODE", 2021) for the adjoint's step
+control, defined as diffrax's `adjoint_rms_seminorm` and pyhbnode's native backend do: the
+RMS over the state adjoint λ and, for backsolve, the re-integrated state y, leaving the
+parameter adjoint out entirely. What it guarantees: the norm does not depend on the
+parameter-adjoint components, so their error never rejects or shrinks a step. It does not
+guarantee fewer evaluations than the full RMS: averaging over fewer components can give a
+larger value when the parameter components' scaled error is below average (torchdiffeq's
+max-of-RMS seminorm has the same caveat against an RMS full norm). Adjoint state layouts
+(SciMLSensitivity v7.112.1): interpolating `[λ; dp]` (interpolating_adjoint.jl,
 `z0 = vec(zero(λ))`, `len = numstates + numparams`), backsolve `[λ; dp; y]`
 (backsolve_adjoint.jl, `z0 = [vec(zero(λ)); vec(sense.y)]`). Plain fields only (isbits).
 """
@@ -150,6 +172,7 @@ struct Forward
     p::Any
     ts::Any
     n_params::Int
+    device::Device
     sensealg::String
     seminorm::Bool
     rtol::Float64
@@ -158,24 +181,27 @@ struct Forward
 end
 
 """
-    forward(field, u0, usize, p, ts; rtol, atol, maxiters, sensealg, seminorm, keep) -> Forward
+    forward(field, u0, usize, p, ts; rtol, atol, maxiters, sensealg, seminorm, keep, device) -> Forward
 
 Solve `du/dt = field(u, p, t)` with `DP5()` from `reshape(u0, usize)` and return the states
 at `ts`. With `keep = true` the solution is kept for `backward`: dense (no `saveat`) for
 `interpolating`, saved at `ts` for `backsolve` (its checkpoints). Failures return
-`success = false` and the retcode (never throw).
+`success = false` and the retcode (never throw). `device` (`"cpu"` or `"cuda:N"`) is where
+the solve runs; the arrays Python sends and reads are host vectors either way.
 """
 function forward(b::Bridge, u0v::AbstractVector, usize, pv, tsv::AbstractVector;
         rtol::Real = 1.0e-7, atol::Real = 1.0e-9, maxiters::Integer = 10_000,
-        sensealg::AbstractString = "backsolve", seminorm::Bool = false, keep::Bool = true)
+        sensealg::AbstractString = "backsolve", seminorm::Bool = false, keep::Bool = true,
+        device::AbstractString = "cpu")
     T = eltype(u0v)
     T <: Union{Float32, Float64} || throw(ArgumentError("states must be Float32 or Float64, got $T"))
     sz = _size(usize)
     prod(sz) == length(u0v) || throw(DimensionMismatch("state of length $(length(u0v)) cannot have size $sz"))
     length(sz) >= 2 || throw(DimensionMismatch("states must be batched: size $sz"))
     make_sensealg(sensealg, b.n_params)   # validate now, not after the forward solve
-    u0 = reshape(Vector{T}(u0v), sz)
-    p = _params(b, pv, T)
+    dev = checked_device(b, device)
+    u0 = on_device(dev, reshape(Vector{T}(u0v), sz))
+    p = on_device(dev, _params(b, pv, T))
     ts = Vector{T}(tsv)
     length(ts) >= 2 || throw(ArgumentError("need at least two output times"))
     rhs = BridgeRHS(b)
@@ -194,14 +220,14 @@ function forward(b::Bridge, u0v::AbstractVector, usize, pv, tsv::AbstractVector;
     if success
         us = dense ? sol(ts).u : sol.u
         length(us) == length(ts) || error("DP5 saved $(length(us)) states for $(length(ts)) output times")
-        ys = reduce(vcat, map(vec, us))   # the flat (usize..., T) trajectory
+        ys = to_host(reduce(vcat, map(vec, us)))   # the flat (usize..., T) trajectory
     end
     st = sol.stats
     dt_last = dense && length(sol.t) >= 2 ? Float64(sol.t[end] - sol.t[end - 1]) : NaN
     return Forward(
         success, String(Symbol(sol.retcode)), Float64(sol.t[end]), dt_last,
         Int(st.nf), Int(st.naccept), Int(st.nreject), rhs.counter[],
-        ys, keep ? sol : nothing, rhs, u0, p, ts, b.n_params,
+        ys, keep ? sol : nothing, rhs, u0, p, ts, b.n_params, dev,
         String(sensealg), seminorm, Float64(rtol), Float64(atol), Int(maxiters),
     )
 end
@@ -235,7 +261,7 @@ function backward(fw::Forward, Δv::AbstractVector; maxiters::Integer = fw.maxit
     n, nT = length(fw.u0), length(fw.ts)
     length(Δv) == n * nT || throw(DimensionMismatch("cotangent of length $(length(Δv)), expected $(n * nT)"))
     eltype(Δv) == T || throw(ArgumentError("the cotangent is $(eltype(Δv)) but the state is $T"))
-    Δ = reshape(Vector{T}(Δv), n, nT)
+    Δ = on_device(fw.device, reshape(Vector{T}(Δv), n, nT))
     sensealg = make_sensealg(fw.sensealg, fw.n_params)
     kw = (abstol = T(fw.atol), reltol = T(fw.rtol), maxiters = Int(maxiters))
     if fw.seminorm
@@ -248,9 +274,9 @@ function backward(fw::Forward, Δv::AbstractVector; maxiters::Integer = fw.maxit
         adjoint_sensitivities(fw.sol, DP5(); t = fw.ts, dgdu_discrete = dgdu, sensealg, kw...)
     end
     nfe = fw.rhs.counter[] - before
-    du0f = Vector{T}(vec(du0))
+    du0f = Vector{T}(to_host(vec(du0)))
     # dp is a 1×np adjoint row (`state_values(adj_sol)[end][...]'`), or nothing without parameters
-    dpf = fw.n_params == 0 || dp === nothing ? T[] : Vector{T}(vec(dp))
+    dpf = fw.n_params == 0 || dp === nothing ? T[] : Vector{T}(to_host(vec(dp)))
     finite = all(isfinite, du0f) && all(isfinite, dpf)
     return Backward(du0f, dpf, nfe, finite, dgdu.lowest[] == 1, watch.hits[] > 0)
 end
@@ -258,13 +284,14 @@ end
 # --- one evaluation (layout checks) ------------------------------------------------------
 
 """
-    rhs(field, u, usize, p, t) -> flat du
+    rhs(field, u, usize, p, t; device = "cpu") -> flat du
 
-One evaluation of the rebuilt field; Python compares it with torch before the first solve
-of each structure (catches layout and conv-orientation mistakes).
+One evaluation of the rebuilt field on `device`; Python compares it with torch before the
+first solve of each structure (catches layout and conv-orientation mistakes).
 """
-function rhs(b::Bridge, uv::AbstractVector, usize, pv, t::Real)
+function rhs(b::Bridge, uv::AbstractVector, usize, pv, t::Real; device::AbstractString = "cpu")
     T = eltype(uv)
-    u = reshape(Vector{T}(uv), _size(usize))
-    return vec(BridgeRHS(b)(u, _params(b, pv, T), T(t)))
+    dev = checked_device(b, device)
+    u = on_device(dev, reshape(Vector{T}(uv), _size(usize)))
+    return to_host(vec(BridgeRHS(b)(u, on_device(dev, _params(b, pv, T)), T(t))))
 end
