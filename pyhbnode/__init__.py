@@ -1,6 +1,6 @@
 """pyhbnode: heavy-ball neural ODEs (Xia et al., NeurIPS 2021).
 
-The public API: the five vector fields, ``odeint`` with its ``Solution`` and statistics,
+The public API: the vector fields (the heavy-ball five, NesterovNODE, GNesterovNODE, AdamNODE), ``odeint`` with its ``Solution`` and statistics,
 the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
 error types.  Importing the package never imports juliacall and never downloads anything:
 Julia starts on the first ``backend="julia"`` solve (put ``import juliacall`` before
@@ -8,7 +8,8 @@ Julia starts on the first ``backend="julia"`` solve (put ``import juliacall`` be
 """
 from . import zoo
 from .fields import (
-    ANODE, GHBNODE, HBNODE, NODE, SONODE, InitialState, TimeModule, TimeSequential, TPad, VectorField,
+    ANODE, GHBNODE, HBNODE, NODE, SONODE, AdamNODE, GNesterovNODE, InitialState, MomentInitialState, NesterovNODE,
+    TimeModule, TimeSequential, TPad, VectorField,
 )
 from .layers import ODEBlock, ODERNN
 from .solving import (
@@ -41,8 +42,8 @@ __all__ = [
     "odeint", "Solution", "SolverStats", "SolverOptions", "Status", "available_backends", "register_backend",
     "record", "Checkpointed", "Backsolve", "Interpolating", "Direct",
     "IController", "PIController", "HairerController", "FixedStep",
-    "VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE",
-    "InitialState", "TimeModule", "TimeSequential", "TPad",
+    "VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE", "NesterovNODE", "GNesterovNODE", "AdamNODE",
+    "InitialState", "MomentInitialState", "TimeModule", "TimeSequential", "TPad",
     "ODEBlock", "ODERNN", "zoo", "fit", "History",
     "SolverError", "MaxStepsExceeded", "StepSizeUnderflow", "NonFiniteState", "SolverFailure",
     "AdjointFailure", "JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError",

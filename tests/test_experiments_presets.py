@@ -102,7 +102,7 @@ def test_nfe_vs_tol_measures_each_pass_on_its_own_not_the_layers_running_totals(
     torch.manual_seed(0)
     model = zoo.build("mnist", "hbnode", tol=1e-3)
     x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
-    for _ in range(3):  # "training": the layers' .stats now hold three passes
+    for _ in range(3):  # "training" before the measurement
         torch.nn.functional.cross_entropy(model(x), y).backward()
     first = measure_nfe(model, [(x, y)], [1e-3, 1e-4])
     assert measure_nfe(model, [(x, y)], [1e-3, 1e-4]) == first

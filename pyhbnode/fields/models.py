@@ -43,6 +43,16 @@ class VectorField(nn.Module, abc.ABC):
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``dy/dt`` at time ``t`` (0-d tensor) and state ``y``."""
 
+    def check_start(self, t0: float, name: str = "t0") -> None:
+        """Raise ``ValueError`` if the field cannot be integrated from ``t0`` (named ``name``
+        in the message).  Every time is valid for these five fields."""
+
+    def readout(self, ts: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """The model's output at times ``ts`` ``(T,)`` from the solved states ``ys``
+        ``(T, batch, *state)``; the layers apply it to every output time but the initial one.
+        The solved state itself for these five fields (NesterovNODE maps it algebraically)."""
+        return ys
+
 
 class NODE(VectorField):
     """Neural ODE: ``dh/dt = f(h, t)``.  State ``(batch, *features)``."""

@@ -56,7 +56,7 @@ class InitialState(nn.Module):
 
 
 def hidden(y: torch.Tensor, order: int) -> torch.Tensor:
-    """The ``h`` part of a state: ``y`` for order 1, ``y[..., 0, ...]`` along the half axis
-    for order 2.  Works on a single state ``(batch, ...)`` and, with ``order`` applied to
-    dim 1, on states only (not time-first trajectories: index ``ys[i]`` first)."""
-    return y[:, 0] if order == 2 else y
+    """The ``h`` part of a state: ``y`` for order 1, ``y[:, 0]`` along the parts axis for
+    order 2 (and AdamNODE's 3).  Works on a single state ``(batch, ...)`` and, with ``order``
+    applied to dim 1, on states only (not time-first trajectories: index ``ys[i]`` first)."""
+    return y[:, 0] if order >= 2 else y

@@ -7,18 +7,19 @@ from torch import nn
 from ..fields import hidden
 from typing import Any
 
+from ..checks import check_bool, check_callable, check_int, check_real, describe
 from ..solving import SolverOptions, odeint
 from ..solving.options import solver_argument
 from ..solving.validation import reraise_field_failure
-from ..checks import check_bool, check_callable, check_int, describe
+from .odeblock import check_start
 
 __all__ = ["ODERNN", "ElapsedTime"]
 
 
 class ElapsedTime(nn.Module):
-    """``field`` slowed or sped up per sample: ``dy/ds = Δt · field(s, y)`` for ``s ∈ [0, 1]``.
+    """``field`` slowed or sped up per sample: ``dy/ds = Δt · field(s, y)`` for ``s ∈ [t0, t0 + 1]``.
 
-    Integrating it over ``[0, 1]`` equals integrating ``field`` over each sample's own
+    Integrating it over a unit interval equals integrating ``field`` over each sample's own
     elapsed time ``Δt`` (the reference code's trick), so one batched solve serves a batch
     of irregular gaps.  ``dt``: ``(batch,)``.
     """
@@ -37,8 +38,9 @@ class ElapsedTime(nn.Module):
 class ODERNN(nn.Module):
     """ODE between observations, RNN cell at observations, dense readout of ``h``.
 
-    The state is ``(batch, n)`` for a first-order field and ``(batch, 2, n)`` for a
-    second-order one (``d`` = ``field.order`` channels of width ``n``).
+    The state is ``(batch, n)`` for a first-order field and ``(batch, d, n)`` otherwise
+    (``d`` = ``field.order`` parts of width ``n``: 2 for (G)HBNODE/SONODE/(G)NesterovNODE, 3 for
+    AdamNODE).
 
     Args:
         field: a vector field on that state (NODE/ANODE/SONODE/HBNODE/GHBNODE).
@@ -50,6 +52,9 @@ class ODERNN(nn.Module):
             *before* ``x[i]``, then read ``x[i]``, then read out.  ``True`` (the paper's
             plane-vibration code): read ``x[i]``, evolve over ``dt[i]``, the gap *after*
             it, then read out — the output forecasts the next stamp.
+        t0: each gap is integrated over ``s ∈ [t0, t0 + 1]`` with the field scaled by the gap
+            (default 0; NesterovNODE needs ``t0 > 0``: its authors use 1).  A field's
+            ``readout(ts, ys)`` is applied to the state at ``t0 + 1`` after each solve.
         solver / solver keywords: as :class:`~pyhbnode.layers.ODEBlock`.
 
     ``forward(x, dt, y0=None)``:
@@ -64,7 +69,7 @@ class ODERNN(nn.Module):
 
     def __init__(
         self, field: nn.Module, cell: nn.Module, readout: nn.Module, width: int, *,
-        cell_first: bool = False, solver: SolverOptions | None = None, **solver_options: Any,
+        cell_first: bool = False, t0: float = 0.0, solver: SolverOptions | None = None, **solver_options: Any,
     ) -> None:
         super().__init__()
         check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")
@@ -73,6 +78,9 @@ class ODERNN(nn.Module):
         check_int("width", width, minimum=1)
         check_bool("cell_first", cell_first)
         self.options = solver_argument(solver, solver_options, where="ODERNN")
+        t0 = check_real("t0", t0)
+        check_start(field, t0, "t0")
+        self.t0 = t0
         self.cell_first = cell_first
         self.field, self.cell, self.readout = field, cell, readout
         self.order = getattr(field, "order", 1)
@@ -82,19 +90,20 @@ class ODERNN(nn.Module):
         self.states: list[torch.Tensor] = []
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
-        return (batch, self.width) if self.order == 1 else (batch, 2, self.width)
+        return (batch, self.width) if self.order == 1 else (batch, self.order, self.width)
 
     def evolve(self, y: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         """Evolve the state ``y`` over the elapsed times ``dt`` ``(batch,)``."""
         if not bool((dt > 0).any()):
             return y
-        s = torch.tensor([0.0, 1.0], dtype=y.dtype, device=y.device)
+        s = torch.tensor([self.t0, self.t0 + 1.0], dtype=y.dtype, device=y.device)
         field = ElapsedTime(self.field, dt)
         try:
             sol = odeint(field, y, s, solver=self.options)
         except Exception as err:
             reraise_field_failure(self.field, s[0], y, err)  # the user's field, not the wrapper
-        return sol.y_final
+        readout = getattr(self.field, "readout", None)
+        return sol.y_final if readout is None else readout(s[1:], sol.y_final[None])[0]
 
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor | None = None
@@ -118,7 +127,7 @@ class ODERNN(nn.Module):
         if y0 is not None and (not isinstance(y0, torch.Tensor) or tuple(y0.shape) != self.state_shape(batch)):
             got = tuple(y0.shape) if isinstance(y0, torch.Tensor) else describe(y0)
             raise ValueError(f"y0 must be the initial state of shape {self.state_shape(batch)} "
-                             f"(batch, {'2, ' if self.order == 2 else ''}width), got {got}")
+                             f"(batch, {f'{self.order}, ' if self.order > 1 else ''}width), got {got}")
         y = x.new_zeros(self.state_shape(batch)) if y0 is None else y0
         self.states = []
         outputs = []

@@ -64,6 +64,11 @@ def check_problem(
             f"y0 has shape {tuple(y0.shape)}, but the field {_field_name(field)} is second order: its state "
             "stacks position and velocity/momentum as (batch, 2, *features) (e.g. InitialState builds it)"
         )
+    if order > 2 and (y0.dim() < 3 or y0.shape[1] != order):
+        raise ValueError(
+            f"y0 has shape {tuple(y0.shape)}, but the field {_field_name(field)} stacks {order} parts as "
+            f"(batch, {order}, *features) (AdamNODE: h, m, v; e.g. MomentInitialState builds it)"
+        )
 
     t = _as_time_grid(t, y0)
     if not t.is_floating_point():

@@ -11,11 +11,11 @@ from ..solving import SolverOptions
 from ..solving.options import solver_argument
 from . import tasks
 from ._validate import check_build_args
-from .presets import AUTHORS, Variant, same_in_both_presets, variant
-from .fields import MODELS, make_field, order_of
+from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
+from .fields import MODELS, RUNS_ON, check_task, make_field, order_of
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 
-__all__ = ["build", "TASKS", "PRESETS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "make_field", "order_of",
+__all__ = ["build", "TASKS", "PRESETS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "RUNS_ON", "make_field", "order_of",
            "ContinuousModel", "SequenceModel", "DrivenModel", "DrivenLinear"]
 
 TASKS = ("pointcloud", "mnist", "cifar10", "plane_vibration", "walker2d", "silverbox")
@@ -28,7 +28,9 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
 
     Args:
         task: one of ``TASKS``.
-        model: one of ``MODELS`` (``"node"``, ``"anode"``, ``"sonode"``, ``"hbnode"``, ``"ghbnode"``).
+        model: one of ``MODELS`` (``"node"``, ``"anode"``, ``"sonode"``, ``"hbnode"``, ``"ghbnode"``,
+            ``"nesterovnode"``, ``"gnesterovnode"``, ``"adamnode"``); the last three only on the
+            tasks their authors ran (``RUNS_ON``; another task raises ``ValueError``).
         preset: ``"paper"`` (Appendix E and Sec. 1 as written; the default) or ``"authors"``
             (the settings of the authors' code: heavy-ball coefficients, the point-cloud readout,
             Walker2D's residual update; see :mod:`pyhbnode.zoo.presets`).  Both build the same
@@ -47,6 +49,7 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
         vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """
     check_build_args(task, model, field_kwargs, TASKS, MODELS)
+    check_task(task, model)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
@@ -56,6 +59,7 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
     kwargs = dict(field_kwargs or {})
     if model not in ("hbnode", "ghbnode") and kwargs:
         raise ValueError(f"field_kwargs {sorted(kwargs)} apply only to hbnode/ghbnode, not {model!r}")
+    kwargs = {**family_kwargs(task, model), **kwargs}
     v = variant(task, model, preset)
     if task in ("mnist", "cifar10"):
         net = tasks.images(task, model, options, kwargs, v)

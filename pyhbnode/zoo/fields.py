@@ -3,22 +3,65 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..fields import ANODE, GHBNODE, HBNODE, NODE, SONODE, VectorField
+from ..fields import (
+    ANODE, GHBNODE, HBNODE, NODE, SONODE, AdamNODE, GNesterovNODE, InitialState, MomentInitialState, NesterovNODE,
+    VectorField,
+)
 
-__all__ = ["MODELS", "make_field", "order_of"]
+__all__ = ["MODELS", "RUNS_ON", "make_field", "order_of", "start_time", "extra_channels", "initial_state",
+           "check_task"]
 
-MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
+MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode", "adamnode")
+
+# The tasks each later model's authors ran it on (their repositories' scripts); the heavy-ball
+# five run on every task.
+RUNS_ON: dict[str, tuple[str, ...]] = {
+    "nesterovnode": ("pointcloud", "mnist", "cifar10", "walker2d", "silverbox"),
+    "gnesterovnode": ("pointcloud", "mnist", "cifar10", "walker2d", "silverbox"),
+    "adamnode": ("pointcloud", "mnist", "cifar10", "silverbox"),
+}
+
+
+def check_task(task: str, model: str) -> None:
+    """Refuse a task ``model``'s authors did not run: the zoo has no architecture for it."""
+    tasks = RUNS_ON.get(model)
+    if tasks is not None and task not in tasks:
+        raise ValueError(f"the zoo has no {task!r} architecture for model {model!r}: its authors ran it on "
+                         f"{list(tasks)} only; choose one of those tasks or another model")
 
 
 def order_of(model: str) -> int:
-    return 2 if model in ("sonode", "hbnode", "ghbnode") else 1
+    """Parts of the model's state: 1 (h), 2 (h and m/v; Nesterov's a and b) or 3 (AdamNODE's h, m, v)."""
+    if model == "adamnode":
+        return 3
+    return 2 if model in ("sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode") else 1
+
+
+def start_time(model: str) -> float:
+    """Where the model's integration starts: NesterovNODE's ``k(t)`` is singular at 0, so its
+    authors integrate over ``[1, 2]``; the others start at 0."""
+    return 1.0 if model in ("nesterovnode", "gnesterovnode") else 0.0
+
+
+def extra_channels(model: str, n: int, c: int) -> int:
+    """Channels the initial-state network adds to an input of ``c`` channels for a state of
+    width ``n``: ``2n - c`` (order 2) or ``(3n - c) / 2`` (AdamNODE's ``[x, g, g²]``)."""
+    return (3 * n - c) // 2 if order_of(model) == 3 else order_of(model) * n - c
+
+
+def initial_state(model: str, n: int, net: nn.Module | None) -> nn.Module:
+    """The initial-state builder of ``model`` for width ``n`` around the network ``net``."""
+    if order_of(model) == 3:
+        return MomentInitialState(n, net)
+    return InitialState(order_of(model), n, net)
 
 
 def make_field(model: str, f: nn.Module, *, augment: int = 0, **field_kwargs) -> VectorField:
     """The field of ``model`` around network ``f``.
 
-    ``augment`` is ANODE's number of zero channels; ``field_kwargs`` go to HBNODE/GHBNODE
-    (``gamma``, ``omega``, ``eps``, and for GHBNODE ``xi``, ``chi``, ``sigma``)."""
+    ``augment`` is ANODE's number of zero channels; ``field_kwargs`` go to the field's
+    constructor (HBNODE/GHBNODE: ``gamma``, ``omega``, ``eps``, ``xi``, ``chi``, ``sigma``; the
+    later models: see :mod:`pyhbnode.fields.momentum`)."""
     if model == "node":
         return NODE(f)
     if model == "anode":
@@ -29,4 +72,10 @@ def make_field(model: str, f: nn.Module, *, augment: int = 0, **field_kwargs) ->
         return HBNODE(f, **field_kwargs)
     if model == "ghbnode":
         return GHBNODE(f, **field_kwargs)
+    if model == "nesterovnode":
+        return NesterovNODE(f, **field_kwargs)
+    if model == "gnesterovnode":
+        return GNesterovNODE(f, **field_kwargs)
+    if model == "adamnode":
+        return AdamNODE(f, **field_kwargs)
     raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")

@@ -76,13 +76,17 @@ class DrivenModel(nn.Module):
     """The Silverbox model: predict V2 from V1 (spec §4, Fig. 3).
 
     ``forward(v1 (batch, S), v2_0 (batch, 1), ts (S,)) -> h (S, batch, n)``: the hidden
-    trajectory; ``h[..., 0]`` is the V2 prediction."""
+    trajectory; ``h[..., 0]`` is the V2 prediction.  ``time_offset`` is added to ``ts`` for the
+    solve and the drive: NesterovNODE's clock must start after 0 (its authors integrate
+    Silverbox from t = 1)."""
 
-    def __init__(self, initial: InitialState, block: ODEBlock, drive: DrivenLinear) -> None:
+    def __init__(self, initial: nn.Module, block: ODEBlock, drive: DrivenLinear, time_offset: float = 0.0) -> None:
         super().__init__()
         self.initial, self.block, self.drive = initial, block, drive
+        self.time_offset = float(time_offset)
 
     def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        ts = ts + self.time_offset if self.time_offset else ts
         self.drive.drive(ts, v1)
         ys = self.block.solve(self.initial(v2_0), ts).ys
-        return ys[:, :, 0] if self.block.order == 2 else ys
+        return ys[:, :, 0] if self.block.order >= 2 else ys

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["Variant", "AUTHORS", "INIT_SCALE", "variant", "same_in_both_presets"]
+from torch import nn
+
+__all__ = ["Variant", "AUTHORS", "FAMILY", "INIT_SCALE", "family_kwargs", "variant", "same_in_both_presets"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class Variant:
         residual_cell: Walker2D: the recurrent update adds to the state (``y + cell([y, x])``).
         time_scale: ODE-RNNs: the elapsed times are multiplied by this before the solves
             (the authors' Walker2D scripts divide them by 64).
+        time_input: point cloud: the field's network also reads ``t`` (one more input; the
+            NesterovNODE authors' ``NesterovNODEfunc``).
+        field_hidden: Walker2D: hidden tanh layers of the field's network (the NesterovNODE
+            authors' ``tempf``: two of width n); empty is the paper's single fc_n.
         init_scale: every parameter multiplied by this after initialisation (the task's
             :data:`INIT_SCALE`, the same in both presets).
         dormant: ``(name, initial value)`` of the scalars the authors' modules register but
@@ -60,6 +66,8 @@ class Variant:
     head: str | None = None
     residual_cell: bool = False
     time_scale: float = 1.0
+    time_input: bool = False
+    field_hidden: tuple[int, ...] = ()
     init_scale: float | None = None
     dormant: tuple[tuple[str, float], ...] = ()
     source: str = ""
@@ -100,6 +108,62 @@ AUTHORS: dict[tuple[str, str], Variant] = {
                                      source=_WALKER.format("ghbnode") + " (corr=1, corrf=False, actv_h=Tanh, "
                                                                         "out + h, times / 64)"),
 }
+
+
+# The later models (NesterovNODE, GNesterovNODE, AdamNODE): their authors' repositories are the
+# sources of their layers; the "authors" preset builds those, the "paper" preset the heavy-ball
+# paper's layers of the task (the NesterovNODE paper follows HBNODE's tasks and baselines).
+_NAG = "minhtannguyen/NesterovNODE "
+_ADAM = "Seunghyeon-Cho/AdamNODE "
+# AdamNODEs registers γ (trainable, never read) and two frozen corrections.
+_ADAM_DORMANT = (("gamma", -3.0), ("corr", -100.0), ("corr2", -100.0))
+AUTHORS.update({
+    ("pointcloud", "nesterovnode"): Variant(head="hardtanh", time_input=True, source=_NAG + "nested_n_spheres.py"),
+    ("pointcloud", "gnesterovnode"): Variant(head="hardtanh", time_input=True, source=_NAG + "nested_n_spheres.py"),
+    ("pointcloud", "adamnode"): Variant(head="hardtanh", time_input=True, dormant=_ADAM_DORMANT,
+                                        source=_NAG + "nested_n_spheres.py layers (AdamNODE's authors ran no "
+                                               "point cloud script); " + _ADAM + "base.py AdamNODEs"),
+    ("mnist", "nesterovnode"): Variant(dormant=_FROZEN_CORR, source=_NAG + "mnist/mnist_full_run.py (corr frozen)"),
+    ("mnist", "adamnode"): Variant(dormant=_ADAM_DORMANT, source=_ADAM + "mnist/mnist_full_run.py, base.py AdamNODEs"),
+    ("cifar10", "adamnode"): Variant(dormant=(("gamma", -3.0),), source=_ADAM + "cifar10/models.py AdamNODE (gamma unused)"),
+    ("walker2d", "nesterovnode"): Variant(residual_cell=True, time_scale=1 / 64, field_hidden=(24, 24),
+                                          dormant=_FROZEN_CORR,
+                                          source=_NAG + "walker2d/nesterovnode_rnn_walker.py (tempf, out + h, times / 64)"),
+    ("walker2d", "gnesterovnode"): Variant(residual_cell=True, time_scale=1 / 64, field_hidden=(24, 24),
+                                           source=_NAG + "walker2d/gnesterovnode_rnn_walker.py (tempf, out + h, "
+                                                         "times / 64)"),
+    ("silverbox", "nesterovnode"): Variant(dormant=_FROZEN_CORR, source=_NAG + "silverbox_init.py"),
+    ("silverbox", "adamnode"): Variant(dormant=_ADAM_DORMANT, source=_ADAM + "silverbox_init.py"),
+})
+
+
+def _htanh(bound: float) -> Callable[[], nn.Module]:
+    return lambda: nn.Hardtanh(-bound, bound)
+
+
+# The later models' coefficients per task, the same in both presets (each task script of their
+# authors states its own; a module is built fresh per model).  Official -> ours: ``sign`` is the
+# sign of f in db/dt; a frozen corr c is a fixed ξ = softplus(c) (c = -100: ξ = 0), a trainable
+# one a learnable ξ from χ = c; their point-cloud and CIFAR ``xi`` enters as ξ itself.
+FAMILY: dict[tuple[str, str], dict[str, Any]] = {
+    ("pointcloud", "nesterovnode"): {"sign": -1},
+    ("pointcloud", "gnesterovnode"): {"sign": -1, "xi": 0.5, "sigma_h": _htanh(5.0), "sigma_f": _htanh(5.0),
+                                      "sigma_k": _htanh(5.0)},
+    ("mnist", "nesterovnode"): {"sign": -1},
+    ("mnist", "gnesterovnode"): {"sign": -1, "xi": None, "chi": 2.0, "sigma_h": _htanh(0.5), "sigma_f": _htanh(0.5),
+                                 "sigma_k": _htanh(0.5)},
+    ("cifar10", "gnesterovnode"): {"xi": 1.5, "sigma_h": "tanh", "sigma_f": "tanh", "sigma_k": "tanh"},
+    ("cifar10", "adamnode"): {"second_moment": "sigmoid", "alpha1": 3.0, "alpha2": 3.0},
+    ("walker2d", "gnesterovnode"): {"xi": None, "chi": 0.0, "sigma_out": "tanh"},
+    ("silverbox", "gnesterovnode"): {"xi": None, "chi": 0.0, "sigma_h": _htanh(0.25), "sigma_f": _htanh(0.25),
+                                     "sigma_k": _htanh(0.25)},
+}
+
+
+def family_kwargs(task: str, model: str) -> dict[str, Any]:
+    """The field coefficients of :data:`FAMILY` for ``(task, model)``, modules built fresh."""
+    return {k: v() if callable(v) and not isinstance(v, nn.Module) else v
+            for k, v in FAMILY.get((task, model), {}).items()}
 
 
 # Every parameter is multiplied by this after initialisation, in both presets (plane_vibration/

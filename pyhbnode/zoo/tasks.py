@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..fields import InitialState, TimeSequential, TPad, activation, mlp
+from ..fields import TimeSequential, TPad, activation, mlp
 from ..layers import ODERNN, ODEBlock
 from ..solving import SolverOptions
 from .cells import PartwiseLinear, Residual, WindowInitial
-from .fields import make_field, order_of
+from .fields import extra_channels, initial_state, make_field, order_of, start_time
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 from .presets import Variant
 
@@ -29,9 +29,12 @@ __all__ = ["SIZES", "TASK_DEFAULTS", "pointcloud", "images", "plane_vibration", 
 # except plane vibration's ANODE-RNN h1 (Appendix E: 83) and SONODE-RNN h1 (19): the authors' 81 and
 # 38, which give the paper's counts 16,730 and 16,649.
 SIZES: dict[str, dict[str, tuple[int, ...]]] = {
-    "pointcloud": {"node": (2, 20), "anode": (3, 20), "sonode": (2, 13), "hbnode": (2, 14), "ghbnode": (2, 14)},
-    "mnist": {"node": (1, 92), "anode": (6, 64), "sonode": (5, 50), "hbnode": (5, 50), "ghbnode": (6, 45)},
-    "cifar10": {"node": (3, 125), "anode": (13, 64), "sonode": (12, 50), "hbnode": (12, 51), "ghbnode": (12, 51)},
+    "pointcloud": {"node": (2, 20), "anode": (3, 20), "sonode": (2, 13), "hbnode": (2, 14), "ghbnode": (2, 14),
+                   "nesterovnode": (2, 14), "gnesterovnode": (2, 14), "adamnode": (2, 14)},
+    "mnist": {"node": (1, 92), "anode": (6, 64), "sonode": (5, 50), "hbnode": (5, 50), "ghbnode": (6, 45),
+              "nesterovnode": (5, 50), "gnesterovnode": (5, 50), "adamnode": (5, 50)},
+    "cifar10": {"node": (3, 125), "anode": (13, 64), "sonode": (12, 50), "hbnode": (12, 51), "ghbnode": (12, 51),
+                "nesterovnode": (12, 51), "gnesterovnode": (12, 51), "adamnode": (15, 31)},
     "plane_vibration": {
         "node": (1, 21, 63, 84), "anode": (1, 27, 81, 108), "sonode": (2, 19, 38, 19),
         "hbnode": (2, 20, 20, 20), "ghbnode": (2, 20, 20, 20),
@@ -39,8 +42,10 @@ SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "walker2d": {
         "node": (1, 24, 72, 48), "anode": (1, 24, 72, 48), "sonode": (2, 23, 46, 46),
         "hbnode": (2, 24, 48, 48), "ghbnode": (2, 24, 48, 48),
+        "nesterovnode": (2, 24, 48, 48), "gnesterovnode": (2, 24, 48, 48),
     },
-    "silverbox": {"node": (1,), "anode": (2,), "sonode": (1,), "hbnode": (1,), "ghbnode": (1,)},
+    "silverbox": {"node": (1,), "anode": (2,), "sonode": (1,), "hbnode": (1,), "ghbnode": (1,),
+                  "nesterovnode": (1,), "gnesterovnode": (1,), "adamnode": (1,)},
 }
 
 # Solver tolerance per task (spec §4 table); the zoo's default when none is given.
@@ -62,18 +67,26 @@ def _field(model: str, f: nn.Module, augment: int, v: Variant, field_kwargs: dic
     return make_field(v.field_model or model, f, augment=augment, **{**v.field_kwargs, **field_kwargs})
 
 
+def _block(model: str, field, options: SolverOptions) -> ODEBlock:
+    """The ODE block over ``[t0, t0 + 1]``: ``[0, 1]``, or ``[1, 2]`` for the Nesterov models."""
+    t0 = start_time(model)
+    return ODEBlock(field, t0, t0 + 1.0, solver=options)
+
+
 def pointcloud(model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> ContinuousModel:
     """2-D points -> a value in (-1, 1): initial velocity 2 → fc_h → HTanh → fc_h → HTanh →
     fc_n; field n* → fc_h → ELU → fc_h → ELU → fc_n; output n → fc_1 → tanh (the authors:
     hardtanh clipped to [-1, 1])."""
     n, h = SIZES["pointcloud"][model]
     order = order_of(model)
-    f = mlp([_field_input(model, n), h, h, n], "elu")
+    f = mlp([_field_input(model, n) + v.time_input, h, h, n], "elu")
+    if v.time_input:
+        f = TimeSequential(TPad(), f)
     field = _field(model, f, n - 2, v, field_kwargs)
-    velocity = mlp([2, h, h, n], "htanh") if order == 2 else None
+    velocity = mlp([2, h, h, extra_channels(model, n, 2)], "htanh") if order >= 2 else None
     squash = nn.Hardtanh(-1.0, 1.0) if v.head == "hardtanh" else nn.Tanh()
     head = nn.Sequential(nn.Linear(n, 1), squash)
-    return ContinuousModel(InitialState(order, n, velocity), ODEBlock(field, solver=options), head)
+    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head)
 
 
 def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> ContinuousModel:
@@ -94,14 +107,14 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v:
     )
     field = _field(model, f, n - channels, v, field_kwargs)
     velocity = None
-    if order == 2:
+    if order >= 2:
         velocity = nn.Sequential(
             nn.Conv2d(channels, h, 1), activation("lrelu"),
             nn.Conv2d(h, h, 3, padding=1), activation("lrelu"),
-            nn.Conv2d(h, 2 * n - channels, 1),
+            nn.Conv2d(h, extra_channels(model, n, channels), 1),
         )
     head = nn.Sequential(nn.Flatten(), nn.Linear(n * side * side, 10))
-    return ContinuousModel(InitialState(order, n, velocity), ODEBlock(field, solver=options), head)
+    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head)
 
 
 # The ANODE-RNNs' initial state fills this many data channels; the rest start at zero.
@@ -109,8 +122,8 @@ ANODE_DATA_CHANNELS = 5
 
 
 def _sequence(n: int, field, cell: nn.Module, out: int, options: SolverOptions, cell_first: bool,
-              initial: nn.Module | None, v: Variant) -> SequenceModel:
-    rnn = ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, solver=options)
+              initial: nn.Module | None, v: Variant, t0: float = 0.0) -> SequenceModel:
+    rnn = ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, t0=t0, solver=options)
     return SequenceModel(rnn, initial, time_scale=v.time_scale)
 
 
@@ -141,13 +154,13 @@ def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
     d, n, h1, h2 = SIZES["walker2d"][model]
     k = 17
     anode = model == "anode"
-    field = _field(model, nn.Linear(_field_input(model, n), n), n - (ANODE_DATA_CHANNELS if anode else n),
-                   v, field_kwargs)
+    f = mlp([_field_input(model, n), *v.field_hidden, n], "tanh") if v.field_hidden else nn.Linear(_field_input(model, n), n)
+    field = _field(model, f, n - (ANODE_DATA_CHANNELS if anode else n), v, field_kwargs)
     cell = mlp([d * n + k, h1, h2, d * n], "tanh")
     if v.residual_cell:
         cell = Residual(cell, d * n)
     initial = WindowInitial(1, k, d, n, out=ANODE_DATA_CHANNELS) if anode else None
-    return _sequence(n, field, cell, k, options, False, initial, v)
+    return _sequence(n, field, cell, k, options, False, initial, v, t0=start_time(model))
 
 
 def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> DrivenModel:
@@ -160,5 +173,7 @@ def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant
         field_kwargs = {"sigma": "hardtanh", **field_kwargs}
     drive = DrivenLinear(_field_input(model, n), n)
     field = _field(model, drive, n - 1, v, field_kwargs)
-    velocity = mlp([1, 22, n], "tanh") if order == 2 else None
-    return DrivenModel(InitialState(order, n, velocity), ODEBlock(field, solver=options), drive)
+    velocity = mlp([1, 22, extra_channels(model, n, 1)], "tanh") if order >= 2 else None
+    t0 = start_time(model)
+    return DrivenModel(initial_state(model, n, velocity), ODEBlock(field, t0, t0 + 1.0, solver=options), drive,
+                       time_offset=t0)

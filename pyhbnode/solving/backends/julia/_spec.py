@@ -223,6 +223,13 @@ def describe(field: nn.Module) -> FieldSpec:
             f"the julia backend solves pyhbnode's vector fields (NODE, ANODE, SONODE, HBNODE, "
             f"GHBNODE); got {type(field).__name__}. Use backend='torchdiffeq' for other modules."
         )
+    if not isinstance(field, (NODE, SONODE, GHBNODE)):
+        # The Julia package rebuilds only the heavy-ball five; NesterovNODE (with its readout),
+        # GNesterovNODE and AdamNODE have no counterpart there.
+        raise NotTranslatableError(
+            f"the julia backend has no {type(field).__name__} model: it translates NODE, ANODE, SONODE, "
+            "HBNODE and GHBNODE only. Solve it with backend='torch' or backend='torchdiffeq'."
+        )
     b = _Builder()
     data: dict = {"format": SPEC_FORMAT}
     if isinstance(field, GHBNODE) and not _overrides_forward(field, GHBNODE):
