@@ -6,6 +6,8 @@ error types.  Importing the package never imports juliacall and never downloads 
 Julia starts on the first ``backend="julia"`` solve (put ``import juliacall`` before
 ``import torch`` in such scripts, as juliacall advises).
 """
+from importlib import metadata as _metadata
+
 from . import zoo
 from .fields import (
     ANODE, GHBNODE, HBNODE, NODE, SONODE, AdamNODE, GNesterovNODE, InitialState, MomentInitialState, NesterovNODE,
@@ -19,7 +21,10 @@ from .solving import (
     available_backends, odeint, record, register_backend,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("pyhbnode")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 _JULIA_ERRORS = ("JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError")

@@ -1,4 +1,4 @@
-"""The five vector fields of the heavy-ball family (spec §1).
+"""The five vector fields of the heavy-ball paper (spec §1).
 
 Every field is an ``nn.Module`` with ``forward(t, y) -> dy/dt`` and an ``order``:
 
@@ -67,7 +67,7 @@ class ANODE(NODE):
     """Augmented neural ODE: NODE dynamics on ``h = [x, 0_p]``.
 
     ``augment`` is the number ``p`` of zero channels appended to the input (dim 1) by
-    :class:`~pyhbnode.fields.initial.InitialState`; the dynamics are NODE's.
+    :class:`~pyhbnode.fields.states.InitialState`; the dynamics are NODE's.
     """
 
     def __init__(self, f: nn.Module, augment: int) -> None:

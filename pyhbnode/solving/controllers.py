@@ -9,7 +9,14 @@ A controller given to ``odeint`` is a template: every solve works on its own cop
 (:meth:`Controller.start`), so one controller object can serve many solves and layers.
 Each controller also names the embedded error estimator it is meant for (``embedded``):
 ``"shampine"`` (torchdiffeq's and ode45's) or ``"dp"`` (Dormand & Prince's, Hairer's and
-scipy's).  Only the native ``torch`` backend takes controllers.
+scipy's).  Only the native backend takes controllers.
+
+The tolerances are not the controller's (diffrax's ``PIDController(rtol, atol)`` holds them):
+here ``rtol``/``atol`` are :class:`~pyhbnode.solving.SolverOptions` fields because every
+backend honours them — torchdiffeq and Julia included, which take no controller object — and
+the paper states one tolerance per task.  The method owns its tableau and error estimator
+(:mod:`pyhbnode.solving.backends.native.tableau`); the controller picks which estimator it
+is tuned for (``embedded``).
 """
 from __future__ import annotations
 

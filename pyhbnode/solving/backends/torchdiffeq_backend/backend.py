@@ -57,7 +57,7 @@ class TorchDiffEqBackend(Backend):
     (a fresh solve per output interval) gets one extra attempt per interval, so a grid with more
     intervals than ``max_steps`` still differentiates.  A step size at the float64 floor raises
     :class:`StepSizeUnderflow`, a pace that cannot finish within the budget raises
-    :class:`MaxStepsExceeded` early (see :mod:`pyhbnode.solving.counting`).  Time grids may be
+    :class:`MaxStepsExceeded` early (see :mod:`pyhbnode.solving.backends.torchdiffeq_backend.counting`).  Time grids may be
     increasing or decreasing (integration backward in time), with gradients in every mode.
     """
 
