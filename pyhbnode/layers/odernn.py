@@ -55,7 +55,7 @@ class ODERNN(nn.Module):
         t0: each gap is integrated over ``s ∈ [t0, t0 + 1]`` with the field scaled by the gap
             (default 0; NesterovNODE needs ``t0 > 0``: its authors use 1).  A field's
             ``readout(ts, ys)`` is applied to the state at ``t0 + 1`` after each solve.
-        solver / solver keywords: as :class:`~pyhbnode.layers.ODEBlock`.
+        solver, **solver_options: as :class:`~pyhbnode.layers.ODEBlock`.
 
     ``forward(x, dt, y0=None)``:
         x: ``(T, batch, k)`` observations; dt: ``(T, batch)`` or ``(T,)`` time elapsed since
