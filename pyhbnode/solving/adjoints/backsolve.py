@@ -7,7 +7,7 @@ __all__ = ["Backsolve"]
 
 
 class Backsolve(Adjoint):
-    """The continuous adjoint ``da/dt = -a ∂f/∂y``, ``dL/dθ = ∫ a ∂f/∂θ dt`` (spec §2),
+    """The continuous adjoint ``da/dt = -a ∂f/∂y``, ``dL/dθ = ∫ a ∂f/∂θ dt`` (Chen et al. 2018),
     solved backward together with the state ``y`` (torchdiffeq's ``odeint_adjoint``).
 
     Memory is O(1) in the number of steps; the gradient approximates that of the exact
