@@ -8,7 +8,7 @@ import pytest
 
 from pyhbnode.cli import main
 from pyhbnode.experiments import registry
-from pyhbnode.experiments.commands import EXIT_DATA_MISSING, parse_overrides
+from pyhbnode.cli.reproduce import EXIT_DATA_MISSING, parse_overrides
 from pyhbnode.experiments.common import (
     HELD, NOT_ASSESSED, NOT_HELD, PARTLY, combine_verdicts, metric_verdict, nfe_verdict,
 )
@@ -162,7 +162,7 @@ def test_config_of_a_run_is_json(tmp_path):
 
 @pytest.mark.parametrize("key,value", [("iters", "abc"), ("iters", 1.5), ("iters", True), ("tol", "x"), ("seeds", [1])])
 def test_reproduce_set_values_of_the_wrong_kind_are_refused_by_name(key, value):
-    from pyhbnode.experiments.commands import merge_settings
+    from pyhbnode.cli.reproduce import merge_settings
 
     defaults = {"iters": 300, "tol": 1e-7, "seeds": 20}
     with pytest.raises(ValueError, match=f"--set {key}="):

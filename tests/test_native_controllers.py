@@ -65,7 +65,7 @@ def test_adjoints_and_controllers_reach_layers_zoo_train_and_compare():
     from pyhbnode import Checkpointed, ODEBlock, zoo
     from pyhbnode.cli import build_parser
     from pyhbnode.layers import set_solver_options
-    from pyhbnode.training.train_command import add_parser, resolve_config
+    from pyhbnode.cli.train import add_parser, resolve_config
 
     net = zoo.build("pointcloud", "hbnode", controller="hairer", adjoint="checkpointed:8")
     assert net.block.options.controller == HairerController() and net.block.options.adjoint == Checkpointed(8)

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from pyhbnode.solving.options import DEFAULT_BACKEND
-from pyhbnode.training import History, train_command
-from pyhbnode.training.train_config import merge, parse_assignment, read_config_file
+from pyhbnode.cli import train as train_command
+from pyhbnode.training import History
+from pyhbnode.cli.config import merge, parse_assignment, read_config_file
 
 FAST = ["--task", "pointcloud", "--model", "hbnode", "--epochs", "2", "--tol", "1e-3", "--quiet"]
 

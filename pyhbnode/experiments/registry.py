@@ -155,7 +155,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         name="mnist", figure="Fig. 6", title="MNIST classification",
         description="Train the five conv-field models on MNIST; forward/backward NFE, time and test accuracy vs epoch.",
         data="mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz", claim=CLAIM_NFE,
-        module="mnist", models=ALL,
+        module="images", models=ALL,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
         quick={"train_limit": 512, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
         full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
@@ -169,7 +169,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="Train the five conv-field models on CIFAR-10; forward/backward NFE, time and test accuracy "
                     "vs epoch.",
         data="cifar10/data_batch_*.bin[.gz], cifar10/test_batch*.bin[.gz] (any subset; ours: 4,000 train + 1,000 test)",
-        claim=CLAIM_NFE, module="cifar10", models=ALL,
+        claim=CLAIM_NFE, module="images", models=ALL,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
         quick={"train_limit": 256, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
         full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},

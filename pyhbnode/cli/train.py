@@ -22,14 +22,14 @@ import torch
 from .. import zoo
 from ..layers import solver_layers
 from ..solving import SolverError
-from .checkpoint import list_checkpoints, writable_dir
-from .distributed import is_main_process
-from .errors import RunLocked, TrainingDiverged, WriteFailed
-from .fit import fit
+from ..training.checkpoint import list_checkpoints, writable_dir
+from ..training.distributed import is_main_process
+from ..training.errors import RunLocked, TrainingDiverged, WriteFailed
+from ..training.fit import fit
 from .task_setups import task_setup
-from .metadata import run_metadata
-from .run_lock import RunLock
-from .train_config import TrainConfig, merge, parse_assignment, read_config_file
+from ..training.metadata import run_metadata
+from ..training.run_lock import RunLock
+from .config import TrainConfig, merge, parse_assignment, read_config_file
 
 __all__ = ["add_parser", "run", "resolve_config", "train"]
 
@@ -76,7 +76,7 @@ _FLAG_KEYS = ("task", "model", "epochs", "lr", "batch_size", "tol", "backend", "
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`~pyhbnode.training.train_config.TrainConfig` from ``args``: file, then flags,
+    """The :class:`~pyhbnode.cli.config.TrainConfig` from ``args``: file, then flags,
     then ``--set``; task and model checked, task defaults filled in."""
     layers: list[tuple[str, dict]] = []
     if getattr(args, "config", None):

@@ -35,8 +35,8 @@ RESULT_COLUMNS = (
 def _cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
-    from . import zoo
-    from .experiments import pointcloud
+    from .. import zoo
+    from ..experiments import pointcloud
 
     torch.set_num_threads(args.threads)
     # The heavy-ball five by default: the later models (zoo.RUNS_ON) are selectable but not yet wired into
@@ -54,10 +54,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .cli_checks import check_run_dir
-    from .experiments.commands import redraw_run
-    from .experiments.pointcloud import redraw_separation
-    from .experiments.runner import redraw_training
+    from .checks import check_run_dir
+    from .reproduce import redraw_run
+    from ..experiments.pointcloud import redraw_separation
+    from ..experiments.runner import redraw_training
 
     run = check_run_dir(args.run_dir, needs_history=True)
     paths = redraw_run(run)  # a `reproduce` run knows its own figures
@@ -73,8 +73,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, zoo
-    from .experiments.pointcloud import DEFAULT_ITERS
+    from .. import __version__, zoo
+    from ..experiments.pointcloud import DEFAULT_ITERS
 
     parser = argparse.ArgumentParser(prog="pyhbnode", description="Heavy-ball neural ODEs: train, compare, reproduce.")
     parser.add_argument("--version", action="version", version=f"pyhbnode {__version__}")
@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_plot)
 
-    from .experiments.commands import add_report_parser, add_reproduce_parser
-    from .training.train_command import add_parser as add_train_parser
+    from .reproduce import add_report_parser, add_reproduce_parser
+    from .train import add_parser as add_train_parser
 
     add_train_parser(sub)
     add_reproduce_parser(sub)
@@ -117,10 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     range (as argparse), else 1 for a failure (``train`` keeps its own 2 for bad settings), 130
     interrupted."""
     args = build_parser().parse_args(argv)
-    from .cli_checks import check_arguments, check_run_dir
-    from .solving import SolverError
-    from .training import TrainingDiverged
-    from .training.errors import RunLocked, WriteFailed
+    from .checks import check_arguments, check_run_dir
+    from ..solving import SolverError
+    from ..training import TrainingDiverged
+    from ..training.errors import RunLocked, WriteFailed
 
     def fail(err: BaseException | str, code: int) -> int:
         print(f"pyhbnode {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)

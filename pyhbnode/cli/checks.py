@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .checks import check_device, regular_file
+from ..checks import check_device, regular_file
 
 __all__ = ["check_arguments", "check_run_dir"]
 
@@ -35,7 +35,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be a finite number > 0, got {value}")
     backend = getattr(args, "backend", None)
     if backend is not None:
-        from .solving import available_backends
+        from ..solving import available_backends
 
         if backend not in available_backends():
             raise ValueError(f"--backend {backend!r} is not a backend; choose one of {available_backends()}")

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..training.train_config import parse_assignment
-from . import registry
+from .config import parse_assignment
+from ..experiments import registry
 
 __all__ = ["add_reproduce_parser", "run_reproduce", "add_report_parser", "run_report", "redraw_run",
            "parse_overrides", "merge_settings", "default_data_dir", "EXIT_DATA_MISSING"]
@@ -140,7 +140,7 @@ def print_list(file=None) -> None:
 
 
 def _print_assessment(exp: registry.Experiment, run_dir: Path) -> None:
-    from .common import fmt
+    from ..experiments.common import fmt
 
     a = exp.assess(run_dir)
     cells = [[h for _, h in a.columns]] + [[fmt(r.get(k)) for k, _ in a.columns] for r in a.rows]
@@ -159,7 +159,7 @@ def _print_assessment(exp: registry.Experiment, run_dir: Path) -> None:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from ..data import DataNotFoundError
-    from .common import RunContext
+    from ..experiments.common import RunContext
 
     if args.list:
         print_list()
@@ -226,7 +226,7 @@ def _command(args: argparse.Namespace, out: Path, data_dir: Path) -> str:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from ..experiments.report import build_report
 
     try:
         paths = build_report(args.run_dirs, args.out, html=args.html)
@@ -241,7 +241,7 @@ def run_report(args: argparse.Namespace) -> int:
 def redraw_run(run_dir: str | Path) -> list[Path] | None:
     """Redraw a reproduce run's figures (for ``pyhbnode plot``); ``None`` if ``run_dir`` is
     not a reproduce run."""
-    from .common import load_config
+    from ..experiments.common import load_config
 
     name = load_config(run_dir).get("experiment")
     if not name:
