@@ -1,30 +1,43 @@
-"""The settings of ``pyhbnode train``: one flat table read from TOML or YAML, then overridden by
-command-line flags and ``--set key=value``; an unknown key is an error that names it."""
+"""The settings of ``pyhbnode train``: a table read from TOML or YAML, then overridden by
+command-line flags and ``--set key=value``.  The solver options sit in a ``[solver]`` table
+whose keys and values are :class:`~pyhbnode.SolverOptions`'s; a solver key given at the top
+level (``--set tol=1e-5``) lands there too.  An unknown key is an error that names it and the
+closest valid one; every value is checked by its type and range."""
 from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..checks import regular_file
+from ..checks import COUNT, INDEX, NON_NEGATIVE, POSITIVE, Setting, regular_file
+from ..solving.options import SolverOptions, option_names, parse_option
 
-__all__ = ["TrainConfig", "read_config_file", "parse_assignment", "merge"]
+__all__ = ["TrainConfig", "SOLVER_TABLE", "read_config_file", "parse_assignment", "merge", "check_solver_table"]
+
+SOLVER_TABLE = "solver"
+
+
+def _setting(default: Any, bounds: Setting | None = None) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=type(default), metadata={"bounds": bounds})
+    return field(default=default, metadata={"bounds": bounds})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything ``pyhbnode train`` needs; ``None`` means "the task's default".
+    """Everything ``pyhbnode train`` needs; ``None`` means "the task's default"
+    (:data:`pyhbnode.zoo.TASK_SPECS`).
 
     Attributes:
         task, model: a zoo task and model name.
-        epochs, lr, batch_size: training length and the paper's settings (task defaults).
-        tol / rtol / atol / backend / method / adjoint / controller: solver options (zoo
-            defaults); ``adjoint`` as ``"checkpointed"``, ``"checkpointed:8"``, ``"backsolve"``,
-            ``"direct"``; ``controller`` as ``"i"``, ``"pi"``, ``"hairer"`` (torch backend).
+        epochs, lr, batch_size: training length and the paper's settings.
+        solver: solver options by name (``{"tol": 1e-5, "adjoint": "backsolve"}``), applied
+            over the task's; the ``[solver]`` table of a config file.
         seed: seeds the model's initial weights and training.
         out: the run directory (``runs/train-<task>-<model>`` by default).
         data_dir: the folder holding the downloaded data sets.
@@ -36,91 +49,74 @@ class TrainConfig:
         preset: the zoo preset, ``"paper"`` or ``"authors"`` (see :func:`pyhbnode.zoo.build`).
     """
 
-    task: str | None = None
-    model: str | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    tol: float | None = None
-    rtol: float | None = None
-    atol: float | None = None
-    backend: str | None = None
-    method: str | None = None
-    adjoint: str | None = None
-    controller: str | None = None
-    seed: int = 0
-    out: str | None = None
-    data_dir: str = "data"
-    resume: bool = True
-    optimizer: str = "adam"
-    lr_schedule: str | None = None
-    grad_clip: float | None = None
-    weight_decay: float = 0.0
-    device: str = "cpu"
-    checkpoint_every: int | None = None
-    max_batches: int | None = None
-    strategy: str | None = None
-    progress: bool = True
-    limit: int | None = None
-    field_kwargs: dict = field(default_factory=dict)
-    preset: str = "paper"
+    task: str | None = _setting(None)
+    model: str | None = _setting(None)
+    epochs: int | None = _setting(None, COUNT)
+    lr: float | None = _setting(None, POSITIVE)
+    batch_size: int | None = _setting(None, COUNT)
+    solver: dict = _setting({})
+    seed: int = _setting(0, INDEX)
+    out: str | None = _setting(None)
+    data_dir: str = _setting("data")
+    resume: bool = _setting(True)
+    optimizer: str = _setting("adam")
+    lr_schedule: str | None = _setting(None)
+    grad_clip: float | None = _setting(None, POSITIVE)
+    weight_decay: float = _setting(0.0, NON_NEGATIVE)
+    device: str = _setting("cpu")
+    checkpoint_every: int | None = _setting(None, COUNT)
+    max_batches: int | None = _setting(None, COUNT)
+    strategy: str | None = _setting(None)
+    progress: bool = _setting(True)
+    limit: int | None = _setting(None, COUNT)
+    field_kwargs: dict = _setting({})
+    preset: str | None = _setting(None)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# The type each key takes; ints are accepted for floats, and ``None`` wherever the default is.
-_TYPES: dict[str, type] = {
-    "task": str, "model": str, "epochs": int, "lr": float, "batch_size": int, "tol": float, "rtol": float,
-    "atol": float, "backend": str, "method": str, "adjoint": str, "controller": str, "seed": int, "out": str, "data_dir": str,
-    "resume": bool, "optimizer": str, "lr_schedule": str, "grad_clip": float, "weight_decay": float,
-    "device": str, "checkpoint_every": int, "max_batches": int, "strategy": str, "progress": bool,
-    "limit": int, "field_kwargs": dict, "preset": str,
-}
-_NULLABLE = {f.name for f in fields(TrainConfig) if f.default is None}
-KEYS = tuple(f.name for f in fields(TrainConfig))
+def _declared(f: Field, hint: Any) -> Setting:
+    """The field's setting: its type from the annotation (``X | None`` is nullable), its
+    range from the field's ``bounds``."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kind = next(a for a in args if a is not type(None))
+    bounds = f.metadata["bounds"]
+    low, high, open_low = (bounds.low, bounds.high, bounds.open_low) if bounds else (None, None, False)
+    return Setting(kind, low, high, open_low, nullable=type(None) in args)
 
 
-def _check_key(key: str, source: str) -> str:
-    name = key.replace("-", "_")
-    if name not in _TYPES:
-        close = difflib.get_close_matches(name, KEYS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown setting {key!r} in {source}{hint} Allowed: {', '.join(KEYS)}")
-    return name
+_HINTS = typing.get_type_hints(TrainConfig)
+SETTINGS: dict[str, Setting] = {f.name: _declared(f, _HINTS[f.name]) for f in fields(TrainConfig)}
+KEYS = tuple(SETTINGS)
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
-    kind = _TYPES[name]
-    if value is None and name in _NULLABLE:
-        return None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        _check_range(name, value, source)
-        return dict(value) if kind is dict else value
-    raise ValueError(f"setting {name!r} in {source} must be {'a' if kind is not int else 'an'} "
-                     f"{kind.__name__}{' or none' if name in _NULLABLE else ''}, got {value!r}")
+def _unknown(key: str, source: str, valid: Iterable[str], what: str = "setting") -> ValueError:
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown {what} {key!r} in {source}{hint} Allowed: {', '.join(valid)}")
 
 
-# Allowed ranges: ("int", minimum) or ("positive",) (a finite number > 0) or ("non-negative",).
-_RANGES: dict[str, tuple] = {
-    "epochs": ("int", 1), "batch_size": ("int", 1), "checkpoint_every": ("int", 1), "max_batches": ("int", 1),
-    "limit": ("int", 1), "seed": ("int", 0), "lr": ("positive",), "tol": ("positive",), "rtol": ("positive",),
-    "atol": ("positive",), "grad_clip": ("positive",), "weight_decay": ("non-negative",),
-}
-
-
-def _check_range(name: str, value: Any, source: str) -> None:
-    rule = _RANGES.get(name)
-    if rule is None:
-        return
-    if rule[0] == "int":
-        if value < rule[1]:
-            raise ValueError(f"setting {name!r} in {source} must be an integer >= {rule[1]}, got {value!r}")
-    elif not math.isfinite(value) or (value <= 0 if rule[0] == "positive" else value < 0):
-        raise ValueError(f"setting {name!r} in {source} must be a finite number {'> 0' if rule[0] == 'positive' else '>= 0'}, "
-                         f"got {value!r}")
+def check_solver_table(table: Any, source: str) -> dict[str, Any]:
+    """``table`` as solver options by name, each value read by its option's parser; the whole
+    checked by building the :class:`SolverOptions` it describes."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"the [{SOLVER_TABLE}] table in {source} must map solver options to values, got {table!r}")
+    parsed = {}
+    for key, value in table.items():
+        name = str(key).replace("-", "_")
+        if name not in option_names():
+            raise _unknown(name, source, option_names(), "solver option")
+        try:
+            parsed[name] = parse_option(name, value)
+        except ValueError as err:
+            raise ValueError(f"solver option {name!r} in {source}: {err}") from None
+    try:
+        SolverOptions.from_kwargs(**parsed)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"solver options in {source}: {err}") from None
+    return parsed
 
 
 def _text(path: Path) -> str:
@@ -182,11 +178,20 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def merge(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> TrainConfig:
-    """A :class:`TrainConfig` from ``(source name, settings)`` layers, later ones winning.
-    Raises ``ValueError`` on an unknown key (suggesting the closest) or a value of the wrong type."""
+    """A :class:`TrainConfig` from ``(source name, settings)`` layers, later ones winning (the
+    solver table option by option).  Raises ``ValueError`` on an unknown key (suggesting the
+    closest) or a value of the wrong type or range."""
     values: dict[str, Any] = {}
+    solver: dict[str, Any] = {}
     for source, settings in layers:
         for key, value in settings.items():
-            name = _check_key(key, source)
-            values[name] = _coerce(name, value, source)
-    return TrainConfig(**values)
+            name = key.replace("-", "_")
+            if name == SOLVER_TABLE:
+                solver.update(check_solver_table(value, source))
+            elif name in option_names():
+                solver.update(check_solver_table({name: value}, source))
+            elif name in SETTINGS:
+                values[name] = SETTINGS[name].check(f"setting {name!r} in {source}", value)
+            else:
+                raise _unknown(key, source, [*KEYS, *option_names()])
+    return TrainConfig(**values, solver=check_solver_table(solver, "the merged settings"))
