@@ -222,3 +222,49 @@ def test_report_names_the_folders_it_found_no_run_in(tmp_path, capsys):
     assert main(["report", str(empty), str(other), "--out", str(tmp_path / "r.md")]) != 0
     err = capsys.readouterr().err
     assert str(empty) in err and str(other) in err and not (tmp_path / "r.md").exists()
+
+
+def test_silverbox_norms_come_from_one_solve_per_trajectory():
+    """``reproduce silverbox-init`` records the NFE of one trajectory, not of two solves."""
+    import torch
+
+    from pyhbnode import record, zoo
+    from pyhbnode.experiments.silverbox_init import trajectory_norms
+
+    v1 = torch.linspace(-0.3, 0.3, 12)[None]
+    v2_0, ts = torch.tensor([[0.05]]), torch.arange(12.0)
+    for name in ("node", "hbnode", "ghbnode"):
+        torch.manual_seed(0)
+        model = zoo.build("silverbox", name, tol=1e-5)
+        with record() as one, torch.no_grad():
+            h_forward = model(v1, v2_0, ts)
+        with record() as measured:
+            h, state = trajectory_norms(model, v1, v2_0, ts)
+        assert measured.stats.nfe_forward == one.stats.nfe_forward > 0, name
+        assert (torch.from_numpy(h) == h_forward.flatten(1).norm(dim=1)).all(), name
+        assert state.shape == h.shape
+
+
+def test_compare_is_reproduce_pointcloud_with_one_seed_in_place(tmp_path, capsys):
+    from pyhbnode.experiments.records import read_csv
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "pointcloud", "--iters", "2", "--models", "node", "--tol", "1e-3", "--quiet",
+                 "--adjoint", "backsolve", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "paper's claim" in printed and "verdict" in printed  # reproduce's assessment
+    config = json.loads((out / "config.json").read_text())
+    assert config["experiment"] == "pointcloud" and config["experiment_settings"]["seeds"] is None
+    assert config["experiment_settings"]["tol"] == 1e-3 and config["solver_options"] == {"tol": "0.001",
+                                                                                         "adjoint": "backsolve"}
+    assert config["command"].startswith("pyhbnode reproduce pointcloud") and "--set seeds=none" in config["command"]
+    row = read_csv(out / "results.csv")[0]
+    assert (row["seeds"], row["iterations"]) == (1, 2) and not list(out.glob("seed-*"))
+    # the defaults are the task's: the paper's tolerance and length
+    from pyhbnode import zoo
+    from pyhbnode.cli.main import build_parser
+
+    args = build_parser().parse_args(["compare", "pointcloud"])
+    assert args.iters is None and args.tol is None
+    full = registry.get("pointcloud").settings("full")
+    assert (full["iters"], full["tol"]) == (zoo.task_spec("pointcloud").iterations, zoo.task_spec("pointcloud").tol)
