@@ -94,7 +94,7 @@ KEYS = tuple(SETTINGS)
 def _unknown(key: str, source: str, valid: Iterable[str], what: str = "setting") -> ValueError:
     valid = list(valid)
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     return ValueError(f"unknown {what} {key!r} in {source}{hint} Allowed: {', '.join(valid)}")
 
 

@@ -134,7 +134,7 @@ def merge_settings(defaults: dict[str, Any], overrides: dict[str, Any], *,
     for key, value in overrides.items():
         if key not in valid:
             close = difflib.get_close_matches(key, valid + list(option_names()), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(f"--set {key}: unknown setting{hint} This experiment's settings: {', '.join(valid)}; "
                              f"solver options: {', '.join(o for o in option_names() if o != TOL)}")
         out[key] = registry.SETTINGS[key].check(f"--set {key}={value!r}: {key}", value)
