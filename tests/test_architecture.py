@@ -39,24 +39,6 @@ MAY_IMPORT = {
 # and only the app (which nothing imports) may use it.
 EXEMPT = {"pyhbnode", "pyhbnode.__main__"}
 FRONT_DOOR_USERS = {8}
-# Known cycles, each named by modules it must contain; a cycle passes only if it stays inside
-# its prefix.  solving.options -> solving.backends (SolverOptions checks its backend name
-# against the registry) -> backends.native / backends.julia (the registry loads a backend on
-# first use, a function-level import) -> solving.options (each backend takes SolverOptions).
-# Both backends are being rewritten in parallel (pyhbnode/solving/backends/native/, .../julia/),
-# so the cycle is recorded here rather than broken from this branch; breaking it means the
-# registry no longer importing backends or options no longer asking the registry.
-KNOWN_CYCLES: dict[tuple[str, ...], str] = {
-    ("pyhbnode.solving.backends", "pyhbnode.solving.options"): "pyhbnode.solving.",
-}
-
-
-def _known(cycle: list[str]) -> bool:
-    members = set(cycle)
-    return any(set(names) <= members and all(m.startswith(prefix) for m in members)
-               for names, prefix in KNOWN_CYCLES.items())
-
-
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -205,13 +187,13 @@ def _one_cycle(component: list[str]) -> list[str]:
 
 
 def test_no_import_cycles():
-    cycles = [_one_cycle(c) + [f"(modules in the cycle: {', '.join(c)})"] for c in _cycles() if not _known(c)]
+    cycles = [_one_cycle(c) + [f"(modules in the cycle: {', '.join(c)})"] for c in _cycles()]
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
 def test_the_cycle_finder_reports_a_cycle(monkeypatch):
     monkeypatch.setitem(GRAPH, "pyhbnode.zoo.specs", {**GRAPH["pyhbnode.zoo.specs"], "pyhbnode.zoo": 1})
-    found = [c for c in _cycles() if not _known(c)]
+    found = [c for c in _cycles()]
     assert any("pyhbnode.zoo.specs" in c and "pyhbnode.zoo" in c for c in found)
 
 

@@ -32,7 +32,7 @@ import pyhbnode
 from pyhbnode import (
     JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow, odeint,
 )
-from pyhbnode.solving import backends as registry
+from pyhbnode.solving.backends import registry
 from pyhbnode.solving.backends import julia as julia_backend
 from pyhbnode.solving.backends.julia import BRIDGE_DIR, JULIAPKG_JSON
 from pyhbnode.solving.backends.julia import _detect as detect
