@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
-__all__ = ["describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "check_device",
+__all__ = ["Setting", "COUNT", "INDEX", "POSITIVE", "NON_NEGATIVE", "describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "check_device",
            "regular_file"]
 
 
@@ -25,6 +26,77 @@ def describe(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one setting takes: its type and, for a number, its range ``[low, high]``
+    (``(low, high]`` with ``open_low``).  Declared once per setting and checked wherever the
+    setting is read: a config file, a flag, ``--set``.
+
+    Ints are accepted for floats and whole floats for ints (``5.0`` from JSON); bools are
+    neither; ``None`` only when ``nullable``."""
+
+    type: type
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    nullable: bool = False
+
+    def with_none(self) -> "Setting":
+        return Setting(self.type, self.low, self.high, self.open_low, nullable=True)
+
+    def __str__(self) -> str:
+        words = {int: "an int", float: "a float", str: "a str", bool: "a bool (true or false)", list: "a list",
+                 dict: "a table"}.get(self.type, f"a {self.type.__name__}")
+        if self.low is not None and self.high is not None:
+            bounds = f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            bounds = f"{'>' if self.open_low else '>='} {self.low:g}"
+        elif self.high is not None:
+            bounds = f"<= {self.high:g}"
+        else:
+            bounds = ""
+        if self.nullable:
+            return f"{words} or none" + (f", {bounds}" if bounds else "")
+        return f"{words} {bounds}".strip()
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` as this setting takes it, or ``ValueError``: "``name`` must be ..., got ..."."""
+        if value is None and self.nullable:
+            return None
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.type is int and number and float(value).is_integer():
+            value = int(value)
+        elif self.type is float and number:
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
+            raise ValueError(f"{name} must be {self}, got {value!r}")
+        if self.type in (int, float):
+            inside = ((self.low is None or (value > self.low if self.open_low else value >= self.low))
+                      and (self.high is None or value <= self.high) and math.isfinite(value))
+            if not inside:
+                raise ValueError(f"{name} must be {self}, got {value!r}")
+        return type(value)(value) if self.type in (list, dict) else value
+
+    def parse(self, text: str) -> Any:
+        """A command-line word as this setting takes it (for ``argparse``'s ``type=``)."""
+        if self.nullable and text.strip().lower() in ("none", "null"):
+            return None
+        if self.type in (int, float):
+            try:
+                value: Any = float(text) if self.type is float else int(text)
+            except ValueError:
+                raise ValueError(f"expected {self}, got {text!r}") from None
+            return self.check("the value", value)
+        return self.check("the value", text)
+
+
+# The ranges our settings take, each a name for the reader.
+COUNT = Setting(int, low=1)  # epochs, iterations, batch sizes, seeds to run
+INDEX = Setting(int, low=0)  # a seed, a limit that may be 0
+POSITIVE = Setting(float, low=0, open_low=True)  # learning rates, tolerances, clip norms
+NON_NEGATIVE = Setting(float, low=0)  # weight decay
 
 
 def check_real(

@@ -8,7 +8,7 @@ import pytest
 
 from pyhbnode.cli import main
 from pyhbnode.experiments import registry
-from pyhbnode.experiments.commands import EXIT_DATA_MISSING, parse_overrides
+from pyhbnode.cli.reproduce import EXIT_DATA_MISSING, parse_overrides
 from pyhbnode.experiments.common import (
     HELD, NOT_ASSESSED, NOT_HELD, PARTLY, combine_verdicts, metric_verdict, nfe_verdict,
 )
@@ -153,18 +153,118 @@ def test_config_of_a_run_is_json(tmp_path):
     ctx = RunContext(experiment="hbode-vs-ode", out=tmp_path, settings={"tol": 1e-3}, seed=3)
     import time
 
-    cfg = json.loads(Path(ctx.record(time.time())).read_text())
+    cfg = json.loads(Path(ctx.write_config(time.time())).read_text())
     for key in ("experiment", "scale", "experiment_settings", "seed", "pyhbnode", "torch", "backend", "device",
                 "wall_seconds", "machine", "torch_threads", "command"):
         assert key in cfg, key
     assert cfg["seed"] == 3 and cfg["experiment"] == "hbode-vs-ode"
 
 
-@pytest.mark.parametrize("key,value", [("iters", "abc"), ("iters", 1.5), ("iters", True), ("tol", "x"), ("seeds", [1])])
-def test_reproduce_set_values_of_the_wrong_kind_are_refused_by_name(key, value):
-    from pyhbnode.experiments.commands import merge_settings
+@pytest.mark.parametrize("key,value", [("iters", "abc"), ("iters", 1.5), ("iters", True), ("tol", "x"), ("seeds", [1]),
+                                       ("iters", 0), ("seeds", -1), ("tol", 0), ("tol", -1e-3)])
+def test_reproduce_set_values_of_the_wrong_kind_or_range_are_refused_by_name(key, value):
+    from pyhbnode.cli.reproduce import merge_settings
 
     defaults = {"iters": 300, "tol": 1e-7, "seeds": 20}
     with pytest.raises(ValueError, match=f"--set {key}="):
         merge_settings(defaults, {key: value})
-    assert merge_settings(defaults, {"iters": 5.0, "tol": 1, "limit": 3}) == {"iters": 5, "tol": 1, "seeds": 20, "limit": 3}
+    assert merge_settings(defaults, {"iters": 5.0, "tol": 1}) == {"iters": 5, "tol": 1, "seeds": 20}
+
+
+def test_reproduce_set_refuses_an_unknown_key_listing_the_valid_ones(capsys):
+    assert main(["reproduce", "pointcloud", "--tiny", "--set", "foo=1"]) == 2
+    err = capsys.readouterr().err
+    assert "--set foo: unknown setting" in err and "seeds, iters, tol" in err and "Traceback" not in err
+    assert main(["reproduce", "pointcloud", "--tiny", "--set", "iter=3"]) == 2
+    assert "did you mean 'iters'?" in capsys.readouterr().err
+    # a setting another experiment has is still unknown here
+    assert main(["reproduce", "pointcloud", "--tiny", "--set", "train_limit=3"]) == 2
+    assert "unknown setting" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item, words", [("epochs=-1", "--set epochs=-1: epochs must be an int >= 1"),
+                                         ("lr=0", "lr must be a float > 0"),
+                                         ("test_limit=-2", "test_limit must be an int or none, >= 0"),
+                                         ("adjoint=sideways", "unknown gradient mode 'sideways'")])
+def test_reproduce_set_refuses_values_out_of_range(capsys, item, words):
+    assert main(["reproduce", "mnist", "--tiny", "--set", item]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_every_setting_an_experiment_has_is_declared_with_its_range():
+    for e in registry.EXPERIMENTS:
+        for key in e.keys():
+            assert key in registry.SETTINGS, (e.name, key)
+        for scale in registry.SCALES:  # every shipped value passes its own declaration
+            for key, value in e.settings(scale).items():
+                registry.SETTINGS[key].check(key, value)
+
+
+def test_reproduce_takes_solver_options_as_flags_and_as_set_keys(tmp_path):
+    from pyhbnode.cli.main import build_parser
+
+    args = build_parser().parse_args(["reproduce", "pointcloud", "--rtol", "1e-4", "--max-steps", "500",
+                                      "--set", "adjoint=backsolve", "--tol", "1e-3"])
+    assert (args.rtol, args.max_steps, args.tol) == (1e-4, 500, 1e-3)
+    from pyhbnode.cli.reproduce import _solver_overrides
+
+    settings, solver = _solver_overrides({"adjoint": "backsolve", "tol": 1e-3, "iters": 2},
+                                         registry.get("pointcloud").keys())
+    assert settings == {"tol": 1e-3, "iters": 2} and solver == {"adjoint": "backsolve"}
+
+
+def test_report_names_the_folders_it_found_no_run_in(tmp_path, capsys):
+    empty, other = tmp_path / "empty", tmp_path / "other"
+    empty.mkdir()
+    other.mkdir()
+    (other / "notes.txt").write_text("no run here")
+    assert main(["report", str(empty), str(other), "--out", str(tmp_path / "r.md")]) != 0
+    err = capsys.readouterr().err
+    assert str(empty) in err and str(other) in err and not (tmp_path / "r.md").exists()
+
+
+def test_silverbox_norms_come_from_one_solve_per_trajectory():
+    """``reproduce silverbox-init`` records the NFE of one trajectory, not of two solves."""
+    import torch
+
+    from pyhbnode import record, zoo
+    from pyhbnode.experiments.silverbox_init import trajectory_norms
+
+    v1 = torch.linspace(-0.3, 0.3, 12)[None]
+    v2_0, ts = torch.tensor([[0.05]]), torch.arange(12.0)
+    for name in ("node", "hbnode", "ghbnode"):
+        torch.manual_seed(0)
+        model = zoo.build("silverbox", name, tol=1e-5)
+        with record() as one, torch.no_grad():
+            h_forward = model(v1, v2_0, ts)
+        with record() as measured:
+            h, state = trajectory_norms(model, v1, v2_0, ts)
+        assert measured.stats.nfe_forward == one.stats.nfe_forward > 0, name
+        assert (torch.from_numpy(h) == h_forward.flatten(1).norm(dim=1)).all(), name
+        assert state.shape == h.shape
+
+
+def test_compare_is_reproduce_pointcloud_with_one_seed_in_place(tmp_path, capsys):
+    from pyhbnode.experiments.records import read_csv
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "pointcloud", "--iters", "2", "--models", "node", "--tol", "1e-3", "--quiet",
+                 "--adjoint", "backsolve", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "paper's claim" in printed and "verdict" in printed  # reproduce's assessment
+    config = json.loads((out / "config.json").read_text())
+    assert config["experiment"] == "pointcloud" and config["experiment_settings"]["seeds"] is None
+    assert config["experiment_settings"]["tol"] == 1e-3 and config["solver_options"] == {"tol": "0.001",
+                                                                                         "adjoint": "backsolve"}
+    assert config["command"].startswith("pyhbnode reproduce pointcloud") and "--set seeds=none" in config["command"]
+    row = read_csv(out / "results.csv")[0]
+    assert (row["seeds"], row["iterations"]) == (1, 2) and not list(out.glob("seed-*"))
+    # the defaults are the task's: the paper's tolerance and length
+    from pyhbnode import zoo
+    from pyhbnode.cli.main import build_parser
+
+    args = build_parser().parse_args(["compare", "pointcloud"])
+    assert args.iters is None and args.tol is None
+    full = registry.get("pointcloud").settings("full")
+    assert (full["iters"], full["tol"]) == (zoo.task_spec("pointcloud").iterations, zoo.task_spec("pointcloud").tol)

@@ -31,7 +31,7 @@ from pyhbnode import (
     odeint,
 )
 from pyhbnode.fields import activation, mlp
-from pyhbnode.solving import backends as registry
+from pyhbnode.solving.backends import registry
 from pyhbnode.solving.backends.julia._backend import JuliaBackend
 from pyhbnode.solving.backends.julia._runtime import JuliaRuntime
 from pyhbnode.solving.backends.julia._spec import describe, pack_parameters, unpack_parameters
@@ -473,7 +473,7 @@ def test_default_gradient_mode_is_refused_by_julia_and_auto_keeps_it(fake, monke
     do it, says so; ``auto`` takes julia only for a mode julia has, so the gradient mode
     never depends on whether the machine has Julia."""
     from pyhbnode import Checkpointed
-    from pyhbnode.solving import backends as registry_module
+    from pyhbnode.solving.backends import registry as registry_module
     from pyhbnode.solving.backends import julia as julia_module
 
     runtime = fake()

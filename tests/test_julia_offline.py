@@ -32,7 +32,7 @@ import pyhbnode
 from pyhbnode import (
     JuliaBackendUnavailable, MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow, odeint,
 )
-from pyhbnode.solving import backends as registry
+from pyhbnode.solving.backends import registry
 from pyhbnode.solving.backends import julia as julia_backend
 from pyhbnode.solving.backends.julia import BRIDGE_DIR, JULIAPKG_JSON
 from pyhbnode.solving.backends.julia import _detect as detect
@@ -643,7 +643,7 @@ def test_project_toml():
     assert project["weakdeps"] == {"CUDA": KNOWN_UUIDS["CUDA"]}
     assert project["extensions"] == {"PyHBNODEBridgeCUDAExt": "CUDA"}
     assert sorted(p.name for p in (BRIDGE_DIR / "ext").iterdir()) == ["PyHBNODEBridgeCUDAExt.jl"]
-    assert compat["CUDA"] == "5.9.7"   # [5.9.7, 6): see julia/README.md, "GPU"
+    assert compat["CUDA"] == "~5.9.7"   # [5.9.7, 5.10): the reviewed release, see julia/README.md, "GPU"
     assert "CUDA" in extras and "CUDA" in project["targets"]["test"]   # runtests.jl's GPU testset
     assert set(deps) | set(extras) | {"julia"} == set(compat)
     assert compat["julia"] == "1.10"
@@ -666,7 +666,7 @@ def test_juliapkg_json_matches_the_project():
 # Digest of the bridge's [deps]/[weakdeps]/[extensions]/[compat]/[extras] at the version in Project.toml. When this
 # fails: bump `version` in Project.toml AND in pyhbnode/juliapkg.json (so that installed
 # environments re-resolve), then update both values here.
-DEPS_DIGEST = ("0.3.0", "18d0fd52f31316dd")
+DEPS_DIGEST = ("0.3.1", "4ec071df0da681c1")
 
 
 def test_dependency_changes_bump_the_bridge_version():

@@ -63,9 +63,9 @@ def test_adjoints_and_controllers_reach_layers_zoo_train_and_compare():
     import argparse
 
     from pyhbnode import Checkpointed, ODEBlock, zoo
-    from pyhbnode.cli import build_parser
+    from pyhbnode.cli.main import build_parser
     from pyhbnode.layers import set_solver_options
-    from pyhbnode.training.train_command import add_parser, resolve_config
+    from pyhbnode.cli.train import add_parser, resolve_config
 
     net = zoo.build("pointcloud", "hbnode", controller="hairer", adjoint="checkpointed:8")
     assert net.block.options.controller == HairerController() and net.block.options.adjoint == Checkpointed(8)
@@ -80,6 +80,6 @@ def test_adjoints_and_controllers_reach_layers_zoo_train_and_compare():
     add_parser(p.add_subparsers())
     cfg = resolve_config(p.parse_args(["train", "--task", "pointcloud", "--model", "hbnode",
                                        "--adjoint", "checkpointed:8", "--set", "controller=hairer"]))
-    assert (cfg.adjoint, cfg.controller) == ("checkpointed:8", "hairer")
+    assert (cfg.solver["adjoint"], cfg.solver["controller"]) == ("checkpointed:8", "hairer")
     args = build_parser().parse_args(["compare", "pointcloud", "--adjoint", "backsolve", "--controller", "hairer"])
     assert (args.adjoint, args.controller) == ("backsolve", "hairer")

@@ -216,7 +216,7 @@ def test_a_fifo_named_like_a_checkpoint_is_refused_without_being_opened(tmp_path
 
 
 def test_config_files_that_are_not_regular_files_are_refused(tmp_path):
-    from pyhbnode.training.train_config import read_config_file
+    from pyhbnode.cli.config import read_config_file
 
     fifo, folder = tmp_path / "c.toml", tmp_path / "d.toml"
     os.mkfifo(fifo)

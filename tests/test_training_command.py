@@ -8,8 +8,9 @@ import json
 import pytest
 
 from pyhbnode.solving.options import DEFAULT_BACKEND
-from pyhbnode.training import History, train_command
-from pyhbnode.training.train_config import merge, parse_assignment, read_config_file
+from pyhbnode.cli import train as train_command
+from pyhbnode.training import History
+from pyhbnode.cli.config import merge, parse_assignment, read_config_file
 
 FAST = ["--task", "pointcloud", "--model", "hbnode", "--epochs", "2", "--tol", "1e-3", "--quiet"]
 
@@ -152,3 +153,36 @@ def test_the_pyhbnode_command_reaches_train(tmp_path):
 
     code = cli.main(["train", *FAST, "--max-batches", "1", "--out", str(tmp_path / "run")])
     assert code == 0 and (tmp_path / "run" / "results.csv").exists()
+
+
+def test_solver_table_keys_and_values_come_from_solver_options(tmp_path):
+    from pyhbnode.cli.config import SETTINGS, TrainConfig
+    from pyhbnode.solving.options import option_fields
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('task = "pointcloud"\nmodel = "node"\n[solver]\nrtol = "1e-4"\nmax-steps = 500\n'
+                    'seminorm = "off"\nadjoint = "backsolve"\n')
+    config = merge([("file", read_config_file(toml)), ("--set", {"tol": 1e-3})])
+    assert config.solver == {"rtol": 1e-4, "max_steps": 500, "seminorm": False, "adjoint": "backsolve", "tol": 1e-3}
+    # no solver option is a field of its own, and every field's type is its annotation's
+    assert not {f.name for f in option_fields()} & set(SETTINGS)
+    assert SETTINGS["epochs"].type is int and SETTINGS["epochs"].nullable and SETTINGS["epochs"].low == 1
+    assert TrainConfig().solver == {}
+    with pytest.raises(ValueError, match="unknown solver option 'rtool'.*did you mean 'rtol'"):
+        merge([("file", {"solver": {"rtool": 1e-3}})])
+    with pytest.raises(ValueError, match="rtol must be a finite positive number"):
+        merge([("--set", {"rtol": -1})])
+    with pytest.raises(ValueError, match="setting 'epochs' in --set must be an int or none, >= 1"):
+        merge([("--set", {"epochs": -1})])
+
+
+def test_train_has_a_flag_per_solver_option():
+    from pyhbnode.solving.options import option_names
+
+    parser = argparse.ArgumentParser(prog="pyhbnode")
+    train_command.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", "--compile", "false", "--max-steps", "99", "--seminorm", "on"])
+    assert all(hasattr(args, name) for name in option_names())
+    assert (args.compile, args.max_steps, args.seminorm) == (False, 99, True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--rtol", "tiny"])

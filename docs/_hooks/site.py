@@ -1,6 +1,8 @@
 """MkDocs hooks (built into MkDocs, no plugin): publish the experiments' figures without
 copying them into docs/, and refuse to build when a public name has no API entry.
 
+* The measured runs stay in ``experiments/runs/``; the PNG figures that a page or
+  ``experiments/RESULTS.md`` shows from there are added to the site under ``runs/``.
 * ``experiments/RESULTS.md`` is the reproduction's record and stays where its runs are; the
   page ``reproducing.md`` includes it with a ``--8<--`` line, expanded here rather than by
   pymdownx.snippets so that its links can be adjusted: the PNG figures it shows are added to
@@ -29,14 +31,18 @@ def _root(config) -> Path:
     return Path(config["config_file_path"]).parent
 
 
-def _figures(root: Path) -> list[str]:
+def _figures(root: Path, docs: Path) -> list[str]:
+    # the figures RESULTS.md shows, and those the pages show from the runs (`runs/...png`)
     text = (root / RESULTS).read_text(encoding="utf-8")
-    return sorted({m.group(2) for m in LINK.finditer(text) if m.group(2).endswith(".png")})
+    shown = {m.group(2) for m in LINK.finditer(text) if m.group(2).endswith(".png")}
+    for page in docs.rglob("*.md"):
+        shown |= set(re.findall(r"\]\((?:\.\./)*(runs/[^)#\s]*\.png)\)", page.read_text(encoding="utf-8")))
+    return sorted(shown)
 
 
 def on_files(files, config):
     root = _root(config)
-    for rel in _figures(root):
+    for rel in _figures(root, Path(config["docs_dir"])):
         path = root / "experiments" / rel
         if not path.is_file():
             log.warning("%s shows %s, which does not exist", RESULTS, rel)

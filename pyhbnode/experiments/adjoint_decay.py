@@ -94,8 +94,8 @@ def run(ctx: RunContext) -> None:
 
     def measure(name: str, trained: nn.Module, run_dir: Path) -> None:
         torch.manual_seed(ctx.seed)  # the runner's initialisation of this model, rebuilt
-        initial = zoo.build("walker2d", name, preset=ctx.preset, tol=float(ctx["tol"]), backend=ctx.backend,
-                            window=int(ctx.get("seq_len", 64)))
+        initial = zoo.build("walker2d", name, preset=ctx.preset, window=int(ctx.get("seq_len", 64)),
+                            **ctx.solver_keywords(tol=float(ctx["tol"])))
         saved["models"][name] = {"init": adjoint_norms(initial, x, dt, y), "trained": adjoint_norms(trained, x, dt, y)}
         write_json(path, saved)
 

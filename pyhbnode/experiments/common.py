@@ -20,17 +20,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .. import zoo
+from ..solving import SolverOptions
 from ..training.metadata import with_wall_time
 from .records import read_csv, run_metadata, writable_dir
 
 __all__ = [
-    "MODELS", "HB_MODELS", "BASELINES", "MODEL_NAMES", "RunContext", "Assessment", "read_json", "write_json",
+    "HB_MODELS", "BASELINES", "MODEL_NAMES", "RunContext", "Assessment", "read_json", "write_json",
     "load_config", "nfe_verdict", "metric_verdict", "combine_verdicts", "training_assessment", "ratio",
     "existing", "fmt", "complete_row", "train_comparison", "image_comparison", "subset", "sequence_data",
     "sequence_comparison",
 ]
 
-MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
 HB_MODELS = ("hbnode", "ghbnode")
 BASELINES = ("node", "anode", "sonode")
 MODEL_NAMES = {"node": "NODE", "anode": "ANODE", "sonode": "SONODE", "hbnode": "HBNODE", "ghbnode": "GHBNODE"}
@@ -48,8 +49,9 @@ class RunContext:
         settings: the scale's settings (``quick``/``full``/``tiny``) after ``--set`` overrides.
         scale: ``"quick"``, ``"full"`` or ``"tiny"``.
         seed: the seed of model initialisation, data subsampling and batching.
-        backend: solver backend, ``None`` for the zoo's default.
-        models: the models to run (a subset of the experiment's).
+        solver: solver options by name (``backend``, ``adjoint``, ``rtol`` ...) over every
+            solve's; the tolerance is the setting ``tol``.
+        models: the models to run.
         data_dir: the data root holding ``mnist/``, ``cifar10/``, ``pv.csv``, ``sb.csv``, ``walker/``.
         progress: show progress bars.
         command: the command line that started the run (recorded in ``config.json``).
@@ -62,8 +64,8 @@ class RunContext:
     settings: Mapping[str, Any]
     scale: str = "quick"
     seed: int = 0
-    backend: str | None = None
-    models: tuple[str, ...] = MODELS
+    solver: Mapping[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = zoo.PAPER_MODELS
     data_dir: Path = Path("data")
     progress: bool = True
     command: str = ""
@@ -90,13 +92,17 @@ class RunContext:
             "data_dir": str(self.data_dir), "command": self.command or " ".join(sys.argv),
         }
 
-    def record(self, started: float, **extra) -> Path:
-        """Write ``config.json``: settings, seed, versions, machine, backend, device, wall time."""
-        from ..solving import SolverOptions
+    def solver_keywords(self, **defaults: Any) -> dict[str, Any]:
+        """The experiment's solver ``defaults`` (``tol``, ``max_steps`` ...) with the run's
+        options on top: keywords for ``zoo.build`` or ``odeint``."""
+        return {**defaults, **self.solver}
 
+    def write_config(self, started: float, **extra) -> Path:
+        """Write ``config.json``: settings, seed, versions, machine, backend, device, wall time."""
         config = run_metadata(
             **self.identity(), models=list(self.models), seed=self.seed,
-            backend=self.backend or SolverOptions().backend, device="cpu", **extra,
+            backend=SolverOptions.from_kwargs(**self.solver).backend, device="cpu",
+            solver_options={k: str(v) for k, v in self.solver.items()}, **extra,
         )
         path = self.out_dir() / "config.json"
         write_json(path, with_wall_time(config, path, time.time() - started))
@@ -297,7 +303,7 @@ def training_assessment(
                       reasons=[f"NFE: {nfe}; {metric_label}: {acc}"] + reasons, figures=existing(run, figures))
 
 
-# --- training comparisons over the lead's runner -------------------------------------------
+# --- training comparisons over the runner ------------------------------------------------
 
 def train_comparison(ctx: RunContext, spec, *, after_model=None, out: Path | None = None,
                      extra: Mapping[str, Any] | None = None) -> list[dict]:
@@ -307,7 +313,7 @@ def train_comparison(ctx: RunContext, spec, *, after_model=None, out: Path | Non
     ``<out>/checkpoints/<model>/``, so rerunning the same command resumes."""
     from .runner import run_comparison
 
-    return run_comparison(spec, list(ctx.models), out or ctx.out, seed=ctx.seed, backend=ctx.backend,
+    return run_comparison(spec, list(ctx.models), out or ctx.out, seed=ctx.seed, solver=ctx.solver,
                           progress=ctx.progress, after_model=after_model,
                           extra_config={**ctx.identity(), **(extra or {})})
 
@@ -315,8 +321,8 @@ def train_comparison(ctx: RunContext, spec, *, after_model=None, out: Path | Non
 def image_comparison(ctx: RunContext, task: str, *, tol: float | None = None, max_batches: int | None = None,
                      epochs: int | None = None):
     """MNIST or CIFAR-10 as a :class:`~pyhbnode.experiments.runner.Comparison`: the first
-    ``train_limit``/``test_limit`` images (all when ``None``), cross-entropy, test accuracy
-    per epoch (``val`` is the test split, as in the paper's plots)."""
+    ``train_limit``/``test_limit`` images (all when ``None``), the task's loss and metrics
+    (cross-entropy, accuracy), per epoch on the test split (``val``, as in the paper's plots)."""
     from ..data import CIFAR10Dataset, MNISTDataset
     from .runner import Comparison
 
@@ -324,7 +330,8 @@ def image_comparison(ctx: RunContext, task: str, *, tol: float | None = None, ma
     train = dataset(ctx.data_dir, "train", limit=ctx.get("train_limit"))
     test = dataset(ctx.data_dir, "test", limit=ctx.get("test_limit")) if ctx.get("test_limit", 1) != 0 else None
     return Comparison(
-        task=task, train=train, val=test, loss="cross_entropy", metrics=("accuracy",), lr=float(ctx["lr"]),
+        task=task, train=train, val=test, loss=zoo.task_spec(task).loss, metrics=zoo.task_spec(task).metrics,
+        lr=float(ctx["lr"]),
         batch_size=int(ctx["batch_size"]), tol=float(tol if tol is not None else ctx["tol"]),
         epochs=int(epochs if epochs is not None else ctx.get("epochs", 1)),
         max_batches=max_batches if max_batches is not None else ctx.get("max_batches"),
@@ -362,13 +369,13 @@ def sequence_data(split):
 
 def sequence_comparison(ctx: RunContext, task: str, train, test):
     """An ODE-RNN task (``plane_vibration``/``walker2d``) as a
-    :class:`~pyhbnode.experiments.runner.Comparison`: MSE on every step, the test split as
-    ``val`` (so ``val_loss`` is the test MSE per epoch)."""
+    :class:`~pyhbnode.experiments.runner.Comparison`: the task's loss (MSE on every step), the
+    test split as ``val`` (so ``val_loss`` is the test MSE per epoch)."""
     from .runner import Comparison
 
     return Comparison(
         task=task, train=sequence_data(train), val=sequence_data(test) if test is not None and test.n_windows else None,
-        loss="mse", metrics=(), lr=float(ctx["lr"]), batch_size=int(ctx["batch_size"]), tol=float(ctx["tol"]),
+        loss=zoo.task_spec(task).loss, metrics=zoo.task_spec(task).metrics, lr=float(ctx["lr"]), batch_size=int(ctx["batch_size"]), tol=float(ctx["tol"]),
         epochs=int(ctx.get("epochs", 1)), max_batches=ctx.get("max_batches"),
         fit_kwargs=_fit_extras(ctx), preset=ctx.preset,
         build_kwargs={"window": int(ctx.get("seq_len", 64))},

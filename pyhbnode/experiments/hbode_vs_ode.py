@@ -20,6 +20,7 @@ import abc
 
 import time
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -89,9 +90,10 @@ class NegativeGradient(nn.Module):
         return -torch.stack([gx, gy], dim=-1)
 
 
-def solve_pair(objective: Objective, *, x0=(0.0, 0.0), t1: float, step: float, gamma: float, tol: float,
-               backend: str | None = None) -> dict:
-    """Both trajectories on ``t = 0, step, ..., t1``: ``{"t", "ode", "hbode", "nfe"}`` (lists)."""
+def solve_pair(objective: Objective, *, x0=(0.0, 0.0), t1: float, step: float, gamma: float,
+               solver: Mapping[str, Any]) -> dict:
+    """Both trajectories on ``t = 0, step, ..., t1``: ``{"t", "ode", "hbode", "nfe"}`` (lists);
+    ``solver``: ``odeint``'s options by name."""
     n = int(round(t1 / step)) + 1
     t = torch.linspace(0.0, t1, n, dtype=torch.float64)
     f = NegativeGradient(objective)
@@ -102,7 +104,7 @@ def solve_pair(objective: Objective, *, x0=(0.0, 0.0), t1: float, step: float, g
             ("ode", NODE(f), start),
             ("hbode", HBNODE(f, gamma=gamma), torch.stack([start, torch.zeros_like(start)], dim=1)),
         ):
-            sol = odeint(field, y0, t, rtol=tol, atol=tol, backend=backend, max_steps=200_000)
+            sol = odeint(field, y0, t, **solver)
             path = sol.ys[:, 0] if sol.ys.dim() == 3 else sol.ys[:, 0, 0]
             out[key] = np.round(path.numpy(), 7).tolist()
             out["nfe"][key] = sol.stats.nfe_forward
@@ -125,7 +127,7 @@ def run(ctx: RunContext) -> None:
         if name not in OBJECTIVES:
             raise ValueError(f"unknown objective {name!r}; choose from {sorted(OBJECTIVES)}")
         s = solve_pair(OBJECTIVES[name], x0=tuple(spec.get("x0", (0.0, 0.0))), t1=spec["t1"], step=spec["step"],
-                       gamma=spec["gamma"], tol=ctx["tol"], backend=ctx.backend)
+                       gamma=spec["gamma"], solver=ctx.solver_keywords(tol=ctx["tol"], max_steps=200_000))
         solved[name] = s
         t = np.asarray(s["t"])
         for key in ("ode", "hbode"):
@@ -140,7 +142,7 @@ def run(ctx: RunContext) -> None:
     write_json(out / "trajectories.json", solved)
     write_csv(rows, out / "results.csv")
     redraw(out)
-    ctx.record(started)
+    ctx.write_config(started)
 
 
 def redraw(run_dir: str | Path) -> list[Path]:

@@ -49,7 +49,7 @@ def run(ctx: RunContext) -> None:
         raise ValueError(f"nfe-vs-tol runs on 'cifar10' or 'mnist', got dataset={dataset!r}")
     if ctx.get("train_iters"):
         _run_trained(ctx, out, dataset)
-        ctx.record(started, dataset=dataset, mode="trained fields")
+        ctx.write_config(started, dataset=dataset, mode="trained fields")
         redraw(out)
         return
     iters, batch = int(ctx["iters"]), int(ctx["batch_size"])
@@ -59,7 +59,7 @@ def run(ctx: RunContext) -> None:
         spec = replace(spec, val=None, metrics=(), epochs=math.ceil(iters / per_epoch))
         train_comparison(ctx, spec, out=out / _tol_dir(float(tol)), extra={"tol": float(tol)})
     write_csv(_aggregate(out, [float(t) for t in ctx["tols"]]), out / "results.csv")
-    ctx.record(started, dataset=dataset)
+    ctx.write_config(started, dataset=dataset)
     redraw(out)
 
 

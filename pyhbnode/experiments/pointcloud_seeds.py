@@ -1,6 +1,7 @@
 """Fig. 5 over several seeds: the built-in point-cloud comparison
 (:mod:`pyhbnode.experiments.pointcloud`) run once per seed into ``seed-<k>/``, then summarised
-as mean ± std across seeds.
+as mean ± std across seeds.  With the setting ``seeds`` none (``pyhbnode compare pointcloud``,
+an alias of this experiment), one seed is run into the run directory itself.
 
 Files: ``seed-<k>/`` (each a complete point-cloud run: ``results.csv``, ``history.jsonl``,
 ``nfe.png``, ``loss.png``, ``separation.png``, checkpoints), ``results.csv`` (one row per
@@ -36,15 +37,31 @@ def _seed_dirs(run: Path) -> list[Path]:
                   key=lambda p: int(p.name.split("-")[1]))
 
 
+def _single(run: Path) -> bool:
+    """A one-seed run written into the run directory itself (``seeds`` none)."""
+    return not _seed_dirs(run) and (run / "history.jsonl").exists()
+
+
 def run(ctx: RunContext) -> None:
     started = time.time()
     out = ctx.out_dir()
+    settings = dict(iters=int(ctx["iters"]), tol=float(ctx["tol"]), solver=ctx.solver, progress=ctx.progress,
+                    preset=ctx.preset)
+    if ctx["seeds"] is None:
+        rows = pointcloud.run(list(ctx.models), out, seed=ctx.seed, extra_config=ctx.identity(), **settings)
+        write_csv([_with_seed_counts(r) for r in rows], out / "results.csv")
+        return
     for k in range(int(ctx["seeds"])):
-        pointcloud.run(list(ctx.models), out / f"seed-{k}", iters=int(ctx["iters"]), tol=float(ctx["tol"]),
-                       seed=ctx.seed + k, backend=ctx.backend, progress=ctx.progress, preset=ctx.preset)
+        pointcloud.run(list(ctx.models), out / f"seed-{k}", seed=ctx.seed + k, **settings)
     write_csv(_aggregate(out), out / "results.csv")
     redraw(out)
-    ctx.record(started, seeds=[ctx.seed + k for k in range(int(ctx["seeds"]))])
+    ctx.write_config(started, seeds=[ctx.seed + k for k in range(int(ctx["seeds"]))])
+
+
+def _with_seed_counts(row: dict) -> dict:
+    """A one-seed row with the columns the verdict reads from an aggregate."""
+    loss = row.get("final_loss")
+    return {**row, "seeds": 1, "seeds_zero_loss": int(isinstance(loss, (int, float)) and loss < ZERO_LOSS)}
 
 
 def _aggregate(run: Path) -> list[dict]:
@@ -67,17 +84,17 @@ def _aggregate(run: Path) -> list[dict]:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
+    from .runner import redraw_training
+
     run = Path(run_dir)
     paths = []
-    for d in _seed_dirs(run):
-        from .runner import redraw_training
-
+    for d in _seed_dirs(run) or ([run] if _single(run) else []):
         paths += redraw_training(d)
         sep = pointcloud.redraw_separation(d)
         if sep:
             paths.append(sep)
     histories = {d: read_jsonl(d / "history.jsonl") for d in _seed_dirs(run)}
-    if not histories:
+    if not histories:  # the one-seed layout: its own figures are the run's
         return paths
     models = list(dict.fromkeys(line["model"] for lines in histories.values() for line in lines))
     for key, name, label, logy in (("nfe_forward", "nfe_forward.png", "forward NFE per iteration", False),
@@ -129,7 +146,8 @@ def assess(run_dir: str | Path) -> Assessment:
     a.columns = [c for c in a.columns if c[0] != "seconds_per_epoch"] + [
         ("seconds_per_iter", "s/iter"), ("final_train_sign_accuracy", "train accuracy"), ("seeds", "seeds"),
         ("seeds_zero_loss", f"seeds loss<{ZERO_LOSS:g}")]
-    first = _seed_dirs(run)[:1]
-    if first:
-        a.figures += existing(first[0], ["separation.png"])
+    if _single(run):
+        a.figures = existing(run, ["nfe.png", "loss.png", "separation.png"])
+    elif _seed_dirs(run):
+        a.figures += existing(_seed_dirs(run)[0], ["separation.png"])
     return a

@@ -15,13 +15,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["Experiment", "EXPERIMENTS", "SCALES", "get", "names", "CLAIM_NFE"]
+from .. import zoo
+from ..checks import COUNT, INDEX, POSITIVE, Setting
+
+__all__ = ["Experiment", "EXPERIMENTS", "SCALES", "SETTINGS", "get", "names", "CLAIM_NFE"]
 
 SCALES = ("tiny", "quick", "standard", "full")
 
 # Spec §4, last paragraph: the claim every training comparison checks.
 CLAIM_NFE = ("(G)HBNODE needs markedly fewer forward and especially backward NFEs than NODE/ANODE/SONODE, "
              "with equal or better accuracy")
+
+
+# Every setting an experiment reads, declared once: its type and range (``--set`` is checked here).
+SETTINGS: dict[str, Setting] = {
+    "tol": POSITIVE, "train_tol": POSITIVE, "lr": POSITIVE, "tols": Setting(list),
+    "batch_size": COUNT, "epochs": COUNT, "iters": COUNT, "stamps": COUNT, "seq_len": COUNT,
+    "curve_windows": COUNT, "measure_batches": COUNT, "train_iters": COUNT,
+    "max_batches": COUNT.with_none(), "max_files": COUNT.with_none(), "train_limit": COUNT.with_none(),
+    "test_limit": INDEX.with_none(),  # 0: no test split
+    # none: one seed, written into the run directory itself (what `pyhbnode compare` runs)
+    "seeds": COUNT.with_none(),
+    "functions": Setting(list), "dataset": Setting(str), "device": Setting(str, nullable=True),
+}
+# What a training comparison reads besides its scales' settings.
+TRAINING_OPTIONS = ("max_batches", "device")
+
+
+def _paper(task: str) -> dict[str, Any]:
+    """The paper's learning rate, batch size and tolerance for ``task`` (its TaskSpec)."""
+    spec = zoo.task_spec(task)
+    return {"lr": spec.lr, "batch_size": spec.batch_size, "tol": spec.tol}
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,7 @@ class Experiment:
         models: the models it runs by default.
         tiny, quick, standard, full: settings per scale.
         notes: caveats (subsets, differences from the paper).
+        optional: settings it reads that its scales leave unset (``max_batches`` ...).
     """
 
     name: str
@@ -55,11 +80,17 @@ class Experiment:
     standard: Mapping[str, Any]
     notes: str = ""
     needs_data: bool = True
+    optional: tuple[str, ...] = ()
 
     def settings(self, scale: str) -> dict[str, Any]:
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
         return dict(getattr(self, scale))
+
+    def keys(self) -> tuple[str, ...]:
+        """Every setting ``--set`` may change: those of its scales and the optional ones."""
+        found = dict.fromkeys(k for scale in SCALES for k in getattr(self, scale))
+        return tuple({**found, **dict.fromkeys(self.optional)})
 
     def _fn(self, what: str) -> Callable:
         return getattr(importlib.import_module(f"pyhbnode.experiments.{self.module}"), what)
@@ -79,8 +110,6 @@ class Experiment:
         """``assess(run_dir) -> Assessment``: the report's table and verdict."""
         return self._fn("assess")
 
-
-ALL = ("node", "anode", "sonode", "hbnode", "ghbnode")
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment(
@@ -111,11 +140,11 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                     "of the training series from V2(0), over several random initialisations; plot ‖h(t)‖ "
                     "per model.",
         data="sb.csv", claim="GHBNODE keeps ‖h(t)‖ bounded at initialisation while the other models can blow up.",
-        module="silverbox_init", models=ALL,
+        module="silverbox_init", models=zoo.PAPER_MODELS,
         tiny={"seeds": 2, "stamps": 12, "tol": 1e-5},
-        quick={"seeds": 10, "stamps": 64, "tol": 1e-7},
-        full={"seeds": 10, "stamps": 64, "tol": 1e-7},
-        standard={"seeds": 10, "stamps": 64, "tol": 1e-7},
+        quick={"seeds": 10, "stamps": 64, "tol": zoo.task_spec("silverbox").tol},
+        full={"seeds": 10, "stamps": 64, "tol": zoo.task_spec("silverbox").tol},
+        standard={"seeds": 10, "stamps": 64, "tol": zoo.task_spec("silverbox").tol},
         notes="The reference averages 10 initialisations over 64 stamps at tolerance 1e-7; quick does the same.",
     ),
     Experiment(
@@ -129,12 +158,12 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         module="adjoint_decay", models=("node", "hbnode", "ghbnode"),
         tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
               "lr": 0.003, "tol": 1e-4},
-        quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 64, "batch_size": 256, "epochs": 2,
-               "lr": 0.003, "tol": 1e-7},
-        full={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 256, "batch_size": 256,
-              "epochs": 50, "lr": 0.003, "tol": 1e-7},
-        standard={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 256, "batch_size": 256,
-                  "epochs": 1, "max_batches": 20, "lr": 0.003, "tol": 1e-7},
+        quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 64, "epochs": 2, **_paper("walker2d")},
+        full={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 256, "epochs": 50,
+              **_paper("walker2d")},
+        standard={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 256, "epochs": 1,
+                  "max_batches": 20, **_paper("walker2d")},
+        optional=TRAINING_OPTIONS,
         notes="standard: 20 batches of 256 windows from all 400 rollouts (about half an epoch).",
     ),
     Experiment(
@@ -144,23 +173,23 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         data="built in (generated)", needs_data=False,
         claim=CLAIM_NFE + "; NODE cannot separate the point cloud (it preserves topology) while (G)HBNODE "
                           "drive the loss to zero.",
-        module="pointcloud_seeds", models=ALL,
+        module="pointcloud_seeds", models=zoo.PAPER_MODELS,
         tiny={"seeds": 1, "iters": 2, "tol": 1e-4},
-        quick={"seeds": 3, "iters": 300, "tol": 1e-7},
-        full={"seeds": 5, "iters": 300, "tol": 1e-7},
-        standard={"seeds": 20, "iters": 300, "tol": 1e-7},
+        quick={"seeds": 3, "iters": zoo.task_spec("pointcloud").iterations, "tol": zoo.task_spec("pointcloud").tol},
+        full={"seeds": 5, "iters": zoo.task_spec("pointcloud").iterations, "tol": zoo.task_spec("pointcloud").tol},
+        standard={"seeds": 20, "iters": zoo.task_spec("pointcloud").iterations, "tol": zoo.task_spec("pointcloud").tol},
         notes="standard: 20 seeds x 300 iterations (mean and spread of NFE, share of seeds separated).",
     ),
     Experiment(
         name="mnist", figure="Fig. 6", title="MNIST classification",
         description="Train the five conv-field models on MNIST; forward/backward NFE, time and test accuracy vs epoch.",
         data="mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz", claim=CLAIM_NFE,
-        module="mnist", models=ALL,
+        module="images", models=zoo.PAPER_MODELS,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
-        quick={"train_limit": 512, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
-        full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
-        standard={"train_limit": None, "test_limit": 2000, "batch_size": 64, "epochs": 1, "max_batches": 60,
-                  "lr": 0.001, "tol": 1e-5},
+        quick={"train_limit": 512, "test_limit": 128, "epochs": 1, **_paper("mnist")},
+        full={"train_limit": None, "test_limit": None, "epochs": 40, **_paper("mnist")},
+        standard={"train_limit": None, "test_limit": 2000, "epochs": 1, "max_batches": 60, **_paper("mnist")},
+        optional=TRAINING_OPTIONS,
         notes=("standard: 60 iterations of batch 64 on the full training set (NFE per iteration over training), "
                "test accuracy on the first 2,000 test images."),
     ),
@@ -169,12 +198,12 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="Train the five conv-field models on CIFAR-10; forward/backward NFE, time and test accuracy "
                     "vs epoch.",
         data="cifar10/data_batch_*.bin[.gz], cifar10/test_batch*.bin[.gz] (any subset; ours: 4,000 train + 1,000 test)",
-        claim=CLAIM_NFE, module="cifar10", models=ALL,
+        claim=CLAIM_NFE, module="images", models=zoo.PAPER_MODELS,
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
-        quick={"train_limit": 256, "test_limit": 128, "batch_size": 64, "epochs": 1, "lr": 0.001, "tol": 1e-5},
-        full={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 40, "lr": 0.001, "tol": 1e-5},
-        standard={"train_limit": None, "test_limit": None, "batch_size": 64, "epochs": 1, "max_batches": 30,
-                  "lr": 0.001, "tol": 1e-5},
+        quick={"train_limit": 256, "test_limit": 128, "epochs": 1, **_paper("cifar10")},
+        full={"train_limit": None, "test_limit": None, "epochs": 40, **_paper("cifar10")},
+        standard={"train_limit": None, "test_limit": None, "epochs": 1, "max_batches": 30, **_paper("cifar10")},
+        optional=TRAINING_OPTIONS,
         notes=("standard: 30 iterations of batch 64, test accuracy on all 1,000 local test images. The local "
                "copy holds only 4,000 training and 1,000 test images; the paper used 50,000/10,000."),
     ),
@@ -185,14 +214,16 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         data="cifar10/ (or mnist/)",
         claim="(G)HBNODE needs fewer forward and backward NFEs than NODE/ANODE/SONODE at every tolerance, the gap "
               "widening as the tolerance shrinks, with forward and backward NFE growing roughly in proportion.",
-        module="nfe_vs_tol", models=ALL,
+        module="nfe_vs_tol", models=zoo.PAPER_MODELS,
         tiny={"dataset": "mnist", "tols": [1e-2, 1e-3], "iters": 1, "train_limit": 4, "batch_size": 4, "lr": 0.001},
         quick={"dataset": "cifar10", "tols": [1e-3, 1e-4, 1e-5], "iters": 2, "train_limit": 256, "batch_size": 32,
                "lr": 0.001},
         full={"dataset": "cifar10", "tols": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7], "iters": 200,
-              "train_limit": None, "batch_size": 64, "lr": 0.001},
-        standard={"dataset": "mnist", "train_tol": 1e-5, "train_iters": 40, "tols": [1e-3, 1e-4, 1e-5, 1e-6],
-                  "measure_batches": 2, "train_limit": None, "batch_size": 64, "lr": 0.001},
+              "train_limit": None, "batch_size": zoo.task_spec("cifar10").batch_size, "lr": zoo.task_spec("cifar10").lr},
+        standard={"dataset": "mnist", "train_tol": zoo.task_spec("mnist").tol, "train_iters": 40,
+                  "tols": [1e-3, 1e-4, 1e-5, 1e-6], "measure_batches": 2, "train_limit": None,
+                  "batch_size": zoo.task_spec("mnist").batch_size, "lr": zoo.task_spec("mnist").lr},
+        optional=("device",),
         notes=("standard: each model trained 40 iterations on MNIST at 1e-5, then its trained field measured "
                "(forward and backward, 2 batches) at each tolerance."),
     ),
@@ -200,15 +231,16 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         name="plane-vibration", figure="Fig. 8", title="plane vibration (F-16 GVT) forecasting",
         description="Train the five ODE-RNN hybrids on irregular 64-stamp windows of the F-16 vibration data; NFE, "
                     "train/test MSE vs epoch, and learned one-step predictions against the truth.",
-        data="pv.csv", claim=CLAIM_NFE, module="plane_vibration", models=ALL,
+        data="pv.csv", claim=CLAIM_NFE, module="plane_vibration", models=zoo.PAPER_MODELS,
         tiny={"seq_len": 8, "train_limit": 8, "test_limit": 4, "curve_windows": 2, "batch_size": 4, "epochs": 1,
               "lr": 0.0001, "tol": 1e-4},
-        quick={"seq_len": 64, "train_limit": 256, "test_limit": 64, "curve_windows": 3, "batch_size": 64, "epochs": 2,
-               "lr": 0.0001, "tol": 1e-7},
-        full={"seq_len": 64, "train_limit": None, "test_limit": None, "curve_windows": 4, "batch_size": 64,
-              "epochs": 500, "lr": 0.0001, "tol": 1e-7},
-        standard={"seq_len": 64, "train_limit": None, "test_limit": None, "curve_windows": 4, "batch_size": 64,
-                  "epochs": 3, "lr": 0.0001, "tol": 1e-7},
+        quick={"seq_len": 64, "train_limit": 256, "test_limit": 64, "curve_windows": 3, "epochs": 2,
+               **_paper("plane_vibration")},
+        full={"seq_len": 64, "train_limit": None, "test_limit": None, "curve_windows": 4, "epochs": 500,
+              **_paper("plane_vibration")},
+        standard={"seq_len": 64, "train_limit": None, "test_limit": None, "curve_windows": 4, "epochs": 3,
+                  **_paper("plane_vibration")},
+        optional=TRAINING_OPTIONS,
         notes="standard: 3 epochs on the full training split (509 windows) and the full test split.",
     ),
     Experiment(
@@ -217,15 +249,16 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                     "NFE and train/test MSE vs epoch.",
         data="walker/rollout_*.npy",
         claim=CLAIM_NFE + "; SONODE blows up at initialisation on Walker2D.",
-        module="walker2d", models=ALL,
+        module="walker2d", models=zoo.PAPER_MODELS,
         tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
               "lr": 0.003, "tol": 1e-4},
-        quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 120, "batch_size": 256, "epochs": 2,
-               "lr": 0.003, "tol": 1e-7},
-        full={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": None, "batch_size": 256,
-              "epochs": 500, "lr": 0.003, "tol": 1e-7},
-        standard={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 512, "batch_size": 256,
-                  "epochs": 1, "max_batches": 20, "lr": 0.003, "tol": 1e-7},
+        quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 120, "epochs": 2,
+               **_paper("walker2d")},
+        full={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": None, "epochs": 500,
+              **_paper("walker2d")},
+        standard={"max_files": None, "seq_len": 64, "train_limit": None, "test_limit": 512, "epochs": 1,
+                  "max_batches": 20, **_paper("walker2d")},
+        optional=TRAINING_OPTIONS,
         notes=("standard: 20 batches of 256 windows from all 400 rollouts (about half an epoch), test MSE on "
                "512 test windows."),
     ),

@@ -34,17 +34,24 @@ class RunSection:
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """Run directories among ``paths``: each path itself if its ``config.json`` names an
     experiment, else the run directories below it (two levels deep).  Ordered as the
-    registry lists the experiments."""
+    registry lists the experiments.  A path holding no run is a ``ValueError`` naming it."""
     found: list[Path] = []
+    empty: list[str] = []
     for p in map(Path, paths):
         if not p.exists():
             raise ValueError(f"{p} does not exist")
+        before = len(found)
         if load_config(p).get("experiment"):
             found.append(p)
-            continue
-        for c in sorted(list(p.glob("*/config.json")) + list(p.glob("*/*/config.json"))):
-            if load_config(c.parent).get("experiment") and not any(c.parent.is_relative_to(f) for f in found):
-                found.append(c.parent)
+        else:
+            for c in sorted(list(p.glob("*/config.json")) + list(p.glob("*/*/config.json"))):
+                if load_config(c.parent).get("experiment") and not any(c.parent.is_relative_to(f) for f in found):
+                    found.append(c.parent)
+        if len(found) == before:
+            empty.append(str(p))
+    if empty:
+        raise ValueError(f"no reproduce runs found in {', '.join(empty)} (a run directory holds a config.json "
+                         "naming its experiment, here or up to two levels below); point report at run directories")
     order = {n: i for i, n in enumerate(registry.names())}
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda d: (order.get(_name(d), 99), str(d)))
@@ -264,8 +271,6 @@ def build_report(paths: Iterable[str | Path], out: str | Path = "report.md", *, 
                  title: str = "pyhbnode: reproducing the paper") -> list[Path]:
     """Write the report for the runs found under ``paths``; returns the files written."""
     runs = find_runs(paths)
-    if not runs:
-        raise ValueError("no reproduce runs found (a run directory holds a config.json naming its experiment)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sections = [assess_run(r) for r in runs]

@@ -7,12 +7,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .. import zoo
+from ..solving import SolverOptions
 from ..training.metadata import with_wall_time
 from .plots import plot_curves, plot_nfe
 from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
@@ -22,13 +23,13 @@ __all__ = ["Comparison", "run_comparison", "redraw_training"]
 
 @dataclass
 class Comparison:
-    """What to train and how (the spec §4 table row of a task).
+    """What to train and how (the experiment's settings for a zoo task).
 
     Attributes:
         task: a zoo task name.
         train, val: training and validation data for ``fit``.
         loss, metrics: as ``fit`` takes them.
-        lr, batch_size, tol: the paper's settings for the task.
+        lr, batch_size, tol: the run's settings (the task's TaskSpec at the paper's scale).
         epochs: passes over ``train``; ``max_batches`` caps the total iterations instead.
         field_kwargs: per-model overrides of the heavy-ball coefficients.
         fit_kwargs: anything else for ``fit`` (e.g. ``device``).
@@ -38,12 +39,12 @@ class Comparison:
 
     task: str
     train: Any
+    lr: float
+    batch_size: int
+    tol: float
+    loss: Any
     val: Any = None
-    loss: Any = "mse"
     metrics: Sequence[Any] = ()
-    lr: float = 1e-3
-    batch_size: int = 32
-    tol: float = 1e-7
     epochs: int = 1
     max_batches: int | None = None
     field_kwargs: dict[str, dict] = field(default_factory=dict)
@@ -68,12 +69,11 @@ def run_comparison(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    backend: str | None = None,
+    solver: Mapping[str, Any] | None = None,
     progress: bool = True,
     resume: bool = True,
     after_model: Callable[[str, nn.Module, Path], None] | None = None,
     extra_config: dict | None = None,
-    solver_options: dict | None = None,
 ) -> list[dict]:
     """Train each of ``models`` on ``spec`` and write the run to ``out_dir``.
 
@@ -81,8 +81,9 @@ def run_comparison(
     the model's name), ``epochs.jsonl``, ``config.json`` (settings, seed, versions, machine,
     wall time), ``nfe.png`` and ``loss.png``; checkpoints under ``checkpoints/<model>/`` so an
     interrupted run resumes.  ``after_model(name, trained_model, out_dir)`` may add
-    experiment-specific artefacts.  ``solver_options`` (``adjoint``, ``controller``, ...) go to
-    ``zoo.build`` for every model.  Returns the results rows.
+    experiment-specific artefacts.  ``solver`` (options by name: ``backend``, ``adjoint``,
+    ``rtol`` ...) goes to ``zoo.build`` for every model, over ``spec.tol``.  Returns the
+    results rows.
     """
     from ..solving import SolverError
     from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
@@ -90,14 +91,14 @@ def run_comparison(
     unknown = [m for m in models if m not in zoo.MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {list(zoo.MODELS)}")
+    solver = {"tol": spec.tol, **(solver or {})}
     out = writable_dir(out_dir)
     started = time.time()
     rows, batch_lines, epoch_lines = [], [], []
     for name in models:
         torch.manual_seed(seed)
-        model = zoo.build(spec.task, name, preset=spec.preset, tol=spec.tol, backend=backend,
-                          field_kwargs=spec.field_kwargs.get(name), **spec.build_kwargs,
-                          **(solver_options or {}))
+        model = zoo.build(spec.task, name, preset=spec.preset, field_kwargs=spec.field_kwargs.get(name),
+                          **spec.build_kwargs, **solver)
         try:
             history = fit(
                 model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),
@@ -119,9 +120,9 @@ def run_comparison(
     write_jsonl(batch_lines, out / "history.jsonl")
     write_jsonl(epoch_lines, out / "epochs.jsonl")
     config = run_metadata(settings=spec.settings(), models=list(models), seed=seed,
-                          backend=backend or zoo.tasks.TASK_DEFAULTS[spec.task].backend,
+                          backend=SolverOptions.from_kwargs(zoo.task_spec(spec.task).solver, **solver).backend,
                           device=str(spec.fit_kwargs.get("device", "cpu")),
-                          solver_options={k: str(v) for k, v in (solver_options or {}).items() if v is not None},
+                          solver_options={k: str(v) for k, v in solver.items()},
                           **(extra_config or {}))
     config = with_wall_time(config, out / "config.json", time.time() - started)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))

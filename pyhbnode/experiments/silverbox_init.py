@@ -31,12 +31,12 @@ __all__ = ["BOUND_FACTOR", "trajectory_norms", "run", "redraw", "assess"]
 BOUND_FACTOR = 10.0
 
 
-def trajectory_norms(model: torch.nn.Module, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor):
-    """``(‖h(t)‖, ‖state(t)‖)`` as float arrays ``(S,)`` for a single series (batch 1)."""
+def trajectory_norms(model: zoo.DrivenModel, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor):
+    """``(‖h(t)‖, ‖state(t)‖)`` as float arrays ``(S,)`` for a single series (batch 1), from
+    one solve (so a ``record()`` around it counts the NFE of one trajectory)."""
     with torch.no_grad():
-        h = model(v1, v2_0, ts)  # (S, 1, n)
-        model.drive.drive(ts, v1)
-        ys = model.block.solve(model.initial(v2_0), ts).ys  # (S, 1, [2,] n)
+        ys = model.trajectory(v1, v2_0, ts)  # (S, 1, [parts,] n)
+        h = model.hidden(ys)  # (S, 1, n)
     return h.flatten(1).norm(dim=1).numpy(), ys.flatten(1).norm(dim=1).numpy()
 
 
@@ -55,8 +55,7 @@ def run(ctx: RunContext) -> None:
         rec = {"h_norm": [], "state_norm": [], "nfe": [], "status": []}
         for s in range(seeds):
             torch.manual_seed(ctx.seed * 1000 + s)
-            model = zoo.build("silverbox", name, tol=ctx["tol"], backend=ctx.backend,
-                              max_steps=ctx.get("max_steps", 20_000))
+            model = zoo.build("silverbox", name, **ctx.solver_keywords(tol=ctx["tol"], max_steps=20_000))
             with record() as solves:
                 try:
                     h, state = trajectory_norms(model, v1, v2_0, ts)
@@ -72,7 +71,7 @@ def run(ctx: RunContext) -> None:
     write_json(out / "norms.json", saved)
     write_csv(_rows(saved), out / "results.csv")
     redraw(out)
-    ctx.record(started)
+    ctx.write_config(started)
 
 
 def _rows(saved: dict) -> list[dict]:

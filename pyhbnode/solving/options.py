@@ -15,7 +15,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 from .adjoints import Adjoint, parse_adjoint
-from .backends import canonical_backend
+from .backends.registry import canonical_backend
 from .controllers import Controller, parse_controller
 
 __all__ = ["SolverOptions", "DEFAULT_BACKEND", "MIN_RTOL", "TOL", "option_fields", "option_names", "parse_option",

@@ -1,7 +1,7 @@
 """Training — ``fit``, ``History``, checkpoints, callbacks and data-parallel training.
 
 Works with any ``nn.Module``; the zoo's models add forward/backward NFE to every record.
-The ``pyhbnode train`` command lives in :mod:`pyhbnode.training.train_command`.
+The ``pyhbnode train`` command is an app on top of it, in :mod:`pyhbnode.cli.train`.
 """
 from .callbacks import Callback
 from .checkpoint import (

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import metadata
 import platform
 import time
 from pathlib import Path
@@ -12,12 +13,18 @@ import torch
 __all__ = ["run_metadata", "with_wall_time"]
 
 
+def _version() -> str:
+    # read from the installed distribution: training is a floor below the package's __init__
+    try:
+        return metadata.version("pyhbnode")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def run_metadata(**extra) -> dict:
     """Machine, threads, versions and date, plus ``extra`` (config, seed, backend, ...)."""
-    from .. import __version__  # on use: the package sets it after importing its floors
-
     return {
-        "pyhbnode": __version__,
+        "pyhbnode": _version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -12,17 +12,18 @@ from ..solving.options import solver_argument
 from . import tasks
 from ._validate import check_build_args
 from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
-from .fields import MODELS, RUNS_ON, check_task, make_field, order_of
+from .fields import MODELS, PAPER_MODELS, RUNS_ON, check_task, make_field, order_of
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
+from .specs import DEFAULT_PRESET, TASK_SPECS, TaskSpec, task_spec
 
-__all__ = ["build", "TASKS", "PRESETS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "RUNS_ON", "make_field", "order_of",
+__all__ = ["build", "TASKS", "TASK_SPECS", "TaskSpec", "task_spec", "PRESETS", "DEFAULT_PRESET", "PAPER_MODELS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "RUNS_ON", "make_field", "order_of",
            "ContinuousModel", "SequenceModel", "DrivenModel", "DrivenLinear"]
 
-TASKS = ("pointcloud", "mnist", "cifar10", "plane_vibration", "walker2d", "silverbox")
-PRESETS = ("paper", "authors")
+TASKS = tuple(TASK_SPECS)
+PRESETS = (DEFAULT_PRESET, "authors")
 
 
-def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | None = None,
+def build(task: str, model: str, *, preset: str = DEFAULT_PRESET, field_kwargs: dict | None = None,
           window: int = 64, solver: SolverOptions | None = None, **solver_options: Any) -> nn.Module:
     """The paper's architecture for ``task`` and ``model``.
 
@@ -55,7 +56,7 @@ def build(task: str, model: str, *, preset: str = "paper", field_kwargs: dict | 
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int (input stamps), got {window!r}")
     options = solver_argument(solver, solver_options, where=f"zoo.build({task!r}, {model!r})",
-                              default=tasks.TASK_DEFAULTS[task])
+                              default=TASK_SPECS[task].solver)
     kwargs = dict(field_kwargs or {})
     if model not in ("hbnode", "ghbnode") and kwargs:
         raise ValueError(f"field_kwargs {sorted(kwargs)} apply only to hbnode/ghbnode, not {model!r}")

@@ -86,7 +86,14 @@ class DrivenModel(nn.Module):
         self.time_offset = float(time_offset)
 
     def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.trajectory(v1, v2_0, ts))
+
+    def trajectory(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        """The whole state along ``ts``: ``(S, batch, [parts,] n)`` (one solve)."""
         ts = ts + self.time_offset if self.time_offset else ts
         self.drive.drive(ts, v1)
-        ys = self.block.solve(self.initial(v2_0), ts).ys
+        return self.block.solve(self.initial(v2_0), ts).ys
+
+    def hidden(self, ys: torch.Tensor) -> torch.Tensor:
+        """``h (S, batch, n)`` of a :meth:`trajectory`."""
         return ys[:, :, 0] if self.block.order >= 2 else ys

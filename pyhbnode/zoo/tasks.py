@@ -23,7 +23,7 @@ from .fields import extra_channels, initial_state, make_field, order_of, start_t
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 from .presets import Variant
 
-__all__ = ["SIZES", "TASK_DEFAULTS", "pointcloud", "images", "plane_vibration", "walker2d", "silverbox"]
+__all__ = ["SIZES", "pointcloud", "images", "plane_vibration", "walker2d", "silverbox"]
 
 # (n, h) for the ODE-block tasks and (d, n, h1, h2) for the ODE-RNN tasks, as the spec lists them
 # except plane vibration's ANODE-RNN h1 (Appendix E: 83) and SONODE-RNN h1 (19): the authors' 81 and
@@ -47,17 +47,6 @@ SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "silverbox": {"node": (1,), "anode": (2,), "sonode": (1,), "hbnode": (1,), "ghbnode": (1,),
                   "nesterovnode": (1,), "gnesterovnode": (1,), "adamnode": (1,)},
 }
-
-# Solver tolerance per task (spec §4 table); the zoo's default when none is given.
-TASK_DEFAULTS: dict[str, SolverOptions] = {
-    "pointcloud": SolverOptions(rtol=1e-7, atol=1e-7),
-    "mnist": SolverOptions(rtol=1e-5, atol=1e-5),
-    "cifar10": SolverOptions(rtol=1e-5, atol=1e-5),
-    "plane_vibration": SolverOptions(rtol=1e-7, atol=1e-7),
-    "walker2d": SolverOptions(rtol=1e-7, atol=1e-7),
-    "silverbox": SolverOptions(rtol=1e-7, atol=1e-7),
-}
-
 
 def _field_input(model: str, n: int) -> int:
     return 2 * n if model == "sonode" else n

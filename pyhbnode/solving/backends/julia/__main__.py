@@ -20,7 +20,7 @@ from ._detect import available, bridge_declarations, julia_candidates, julia_env
 
 # CUDA.jl for CUDA tensors (the bridge's weak dependency; its extension loads with it).
 # The version bound is the bridge's [compat] entry: julia/README.md, "GPU", says why.
-CUDA_PACKAGE = ("CUDA", "052768ef-5323-5732-b1bb-66c8b64840ba", "5.9.7")
+CUDA_PACKAGE = ("CUDA", "052768ef-5323-5732-b1bb-66c8b64840ba", "~5.9.7")
 
 INSTALL_SCRIPT = r'''
 import sys, time

@@ -58,8 +58,8 @@ derivative(::Identity, x, y) = one(x)
     activate(f, x) = f.(x)
 
 With its own `rrule`: Zygote's broadcast takes its fast dual-number path only for singleton
-`Function`s (`_dual_purefun`, Zygote v0.7.12 `src/lib/broadcast.jl:201`), which ELU,
-LeakyReLU, HardTanh and Softplus (they carry parameters) are not, and otherwise runs one
+`Function`s (`_dual_purefun`, Zygote v0.7.12 `src/lib/broadcast.jl:201`), which none of the
+activation structs are (plain callable structs, not `Function`s), and otherwise runs one
 closure pullback per element in every vector-Jacobian product. The rule makes it one fused
 broadcast forward and one backward, on the CPU and the GPU alike.
 """

@@ -22,14 +22,15 @@ import torch
 from .. import zoo
 from ..layers import solver_layers
 from ..solving import SolverError
-from .checkpoint import list_checkpoints, writable_dir
-from .distributed import is_main_process
-from .errors import RunLocked, TrainingDiverged, WriteFailed
-from .fit import fit
+from ..training.checkpoint import list_checkpoints, writable_dir
+from ..training.distributed import is_main_process
+from ..training.errors import RunLocked, TrainingDiverged, WriteFailed
+from ..training.fit import fit
+from ..training.metadata import run_metadata
+from ..training.run_lock import RunLock
+from .config import KEYS, SETTINGS, SOLVER_TABLE, TrainConfig, merge, parse_assignment, read_config_file
+from .flags import add_solver_flags, solver_flags, typed
 from .task_setups import task_setup
-from .metadata import run_metadata
-from .run_lock import RunLock
-from .train_config import TrainConfig, merge, parse_assignment, read_config_file
 
 __all__ = ["add_parser", "run", "resolve_config", "train"]
 
@@ -41,23 +42,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train one model on one task (config file + overrides; resumes when rerun)",
         description="Train one zoo model on one task. Settings come from the task's defaults, then --config "
-                    "(TOML, or YAML with PyYAML), then the flags below, then --set key=value.",
+                    "(TOML, or YAML with PyYAML; solver options in a [solver] table), then the flags below, "
+                    "then --set key=value.",
     )
-    p.add_argument("--task", help="pointcloud, mnist, cifar10, plane_vibration, walker2d or silverbox")
-    p.add_argument("--model", help="node, anode, sonode, hbnode or ghbnode")
+    p.add_argument("--task", help=f"one of {', '.join(zoo.TASKS)}")
+    p.add_argument("--model", help=f"one of {', '.join(zoo.MODELS)} (see zoo.RUNS_ON for the later ones)")
     p.add_argument("--config", help="a .toml/.yaml file of settings (keys as for --set)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int, help="the global batch (split across ranks under DDP)")
-    p.add_argument("--tol", type=float, help="solver rtol = atol")
-    p.add_argument("--backend", help="solver backend (torchdiffeq, torch, julia, auto)")
-    p.add_argument("--adjoint", help="gradient mode: checkpointed (default), checkpointed:<max_checkpoints>, "
-                                     "backsolve, direct")
-    p.add_argument("--controller", help="step-size controller (torch backend): i (default), pi, hairer")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=typed(SETTINGS["epochs"]))
+    p.add_argument("--lr", type=typed(SETTINGS["lr"]))
+    p.add_argument("--batch-size", type=typed(SETTINGS["batch_size"]),
+                   help="the global batch (split across ranks under DDP)")
+    p.add_argument("--seed", type=typed(SETTINGS["seed"]))
     p.add_argument("--out", help="run directory (default runs/train-<task>-<model>)")
     p.add_argument("--data-dir", help="folder holding the data sets (default ./data)")
-    p.add_argument("--max-batches", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--max-batches", type=typed(SETTINGS["max_batches"]), help="stop after this many optimiser steps")
     p.add_argument("--device")
     p.add_argument("--preset", choices=list(zoo.PRESETS),
                    help="zoo preset: 'paper' (Appendix E, the default) or 'authors' (the authors' code)")
@@ -66,34 +64,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="continue from the last checkpoint in OUT/checkpoints (default: yes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any setting, e.g. --set lr_schedule=cosine --set 'field_kwargs={\"xi\": 2}'")
+                   help="any setting, e.g. --set lr_schedule=cosine --set 'field_kwargs={\"xi\": 2}' --set tol=1e-5")
+    add_solver_flags(p)
     p.set_defaults(func=run)
     return p
 
 
-_FLAG_KEYS = ("task", "model", "epochs", "lr", "batch_size", "tol", "backend", "adjoint", "controller", "seed",
-              "out", "data_dir", "max_batches", "device", "strategy", "resume", "preset")
-
-
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`~pyhbnode.training.train_config.TrainConfig` from ``args``: file, then flags,
-    then ``--set``; task and model checked, task defaults filled in."""
+    """The :class:`~pyhbnode.cli.config.TrainConfig` from ``args``: file, then flags,
+    then ``--set``; task and model checked."""
     layers: list[tuple[str, dict]] = []
     if getattr(args, "config", None):
         layers.append((f"config file {args.config}", read_config_file(args.config)))
-    flags = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None}
+    flags = {k: getattr(args, k) for k in KEYS if k != SOLVER_TABLE and getattr(args, k, None) is not None}
     if getattr(args, "quiet", False):
         flags["progress"] = False
-    layers.append(("the command line", flags))
+    layers.append(("the command line", {**flags, SOLVER_TABLE: solver_flags(args)}))
     layers.append(("--set", dict(parse_assignment(a) for a in getattr(args, "set", []) or [])))
     config = merge(layers)
     if config.task is None or config.model is None:
         raise ValueError("say which task and model to train: --task TASK --model MODEL (or task/model in --config)")
-    if config.task not in zoo.TASKS:
-        raise ValueError(f"unknown task {config.task!r}; choose one of {list(zoo.TASKS)}")
+    zoo.task_spec(config.task)
     if config.model not in zoo.MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of {list(zoo.MODELS)}")
-    if config.preset not in zoo.PRESETS:
+    if config.preset is not None and config.preset not in zoo.PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; choose one of {list(zoo.PRESETS)}")
     if config.out is None:
         config = replace(config, out=f"runs/train-{config.task}-{config.model}")
@@ -128,19 +122,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
+    spec = zoo.task_spec(config.task)
     setup = task_setup(config.task, config.data_dir, seed=config.seed, limit=config.limit)
-    config = replace(config, epochs=_given(config.epochs, setup.epochs), lr=_given(config.lr, setup.lr),
-                     batch_size=_given(config.batch_size, setup.batch_size))
+    config = replace(config, epochs=_given(config.epochs, spec.epochs), lr=_given(config.lr, spec.lr),
+                     batch_size=_given(config.batch_size, spec.batch_size), preset=_given(config.preset, spec.preset))
     torch.manual_seed(config.seed)  # the model's initial weights
-    model = zoo.build(config.task, config.model, preset=config.preset, field_kwargs=config.field_kwargs or None)
+    model = zoo.build(config.task, config.model, preset=config.preset, field_kwargs=config.field_kwargs or None,
+                      **config.solver)
     started = time.time()
     history = fit(
         model, setup.train, val_data=setup.val, loss=setup.loss, metrics=setup.metrics,
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         optimizer=config.optimizer, lr_schedule=config.lr_schedule, grad_clip=config.grad_clip,
         weight_decay=config.weight_decay,
-        solver=dict(backend=config.backend, method=config.method, rtol=config.rtol, atol=config.atol,
-                    tol=config.tol, adjoint=config.adjoint, controller=config.controller),
         device=config.device, seed=config.seed,
         checkpoint_dir=out / "checkpoints", checkpoint_every=config.checkpoint_every,
         resume=config.resume, progress=config.progress, strategy=config.strategy, max_batches=config.max_batches,

@@ -1,44 +1,32 @@
 """What a user types or points ``pyhbnode`` at, checked before a command runs.
 
-:func:`check_arguments` covers the flags every subcommand shares by name (``--tol``,
-``--threads``, ``--seed`` ...); :func:`check_run_dir` the files ``plot`` and ``report`` read.
-Each failure is a ``ValueError`` whose message names the flag or the file."""
+Numeric flags are bounded where they are declared (:func:`pyhbnode.cli.flags.typed`);
+:func:`check_arguments` checks what only makes sense together: the solver flags as one
+:class:`~pyhbnode.SolverOptions`, and the device.  :func:`check_run_dir` checks the files
+``plot`` and ``report`` read.  Each failure is a ``ValueError`` whose message names the flag
+or the file."""
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from .checks import check_device, regular_file
+from ..checks import check_device, regular_file
+from ..solving import SolverOptions
+from .flags import solver_flags
 
 __all__ = ["check_arguments", "check_run_dir"]
 
-# flag -> (kind, bound): "int" with a minimum, or "positive" (a finite number > 0)
-_FLAGS: dict[str, tuple[str, float]] = {
-    "iters": ("int", 1), "threads": ("int", 1), "seed": ("int", 0), "epochs": ("int", 1),
-    "batch_size": ("int", 1), "max_batches": ("int", 1), "tol": ("positive", 0), "lr": ("positive", 0),
-}
-
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Refuse out-of-range numbers, an unknown backend and an unusable device."""
-    for name, (kind, bound) in _FLAGS.items():
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if kind == "int" and value < bound:
-            raise ValueError(f"{flag} must be an integer >= {int(bound)}, got {value}")
-        if kind == "positive" and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{flag} must be a finite number > 0, got {value}")
-    backend = getattr(args, "backend", None)
-    if backend is not None:
-        from .solving import available_backends
-
-        if backend not in available_backends():
-            raise ValueError(f"--backend {backend!r} is not a backend; choose one of {available_backends()}")
+    """Refuse solver flags that make no :class:`SolverOptions` and an unusable device."""
+    flags = solver_flags(args)
+    try:
+        SolverOptions.from_kwargs(**flags)
+    except (TypeError, ValueError) as err:
+        given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
+        raise ValueError(f"solver flags {given}: {err}") from None
     device = getattr(args, "device", None)
     if device is not None:
         check_device("--device", device)

@@ -1,5 +1,5 @@
-"""What ``pyhbnode train`` feeds ``fit`` for each zoo task: data, loss, metrics and the paper's
-settings (spec §4 table).  Data comes from :mod:`pyhbnode.data`, imported on use."""
+"""What ``pyhbnode train`` feeds ``fit`` for each zoo task: the data, and the loss and metrics
+its :class:`~pyhbnode.zoo.TaskSpec` names.  Data comes from :mod:`pyhbnode.data`, imported on use."""
 from __future__ import annotations
 
 import os
@@ -10,26 +10,29 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from ..zoo import task_spec
+
 __all__ = ["TaskSetup", "task_setup", "silverbox_mse"]
 
 
 @dataclass
 class TaskSetup:
-    """Data and defaults of one task.
+    """Data, loss and metrics of one task.
 
     Attributes:
         train, val: what ``fit`` takes as ``train_data``/``val_data``.
         loss, metrics: as ``fit`` takes them.
-        lr, batch_size, epochs: defaults when the user sets none.
     """
 
     train: Any
     val: Any
     loss: str | Callable
     metrics: Sequence[str | Callable]
-    lr: float
-    batch_size: int
-    epochs: int
+
+
+def _setup(task: str, train: Any, val: Any) -> TaskSetup:
+    spec = task_spec(task)
+    return TaskSetup(train, val, _TASK_LOSSES.get(spec.loss, spec.loss), spec.metrics)
 
 
 def _limit(dataset: Dataset, limit: int | None) -> Dataset:
@@ -45,8 +48,8 @@ def _pointcloud(data_dir: str, seed: int, limit: int | None) -> TaskSetup:
         x, y = make_pointcloud(seed=s)
         return torch.from_numpy(x[:limit]), torch.from_numpy(y[:limit])
 
-    # A second cloud from the next seed measures generalisation; labels ±1, tanh readout.
-    return TaskSetup(tensors(seed), tensors(seed + 1), "mse", ("accuracy",), lr=0.01, batch_size=50, epochs=20)
+    # A second cloud from the next seed measures generalisation.
+    return _setup("pointcloud", tensors(seed), tensors(seed + 1))
 
 
 def _images(task: str, data_dir: str, limit: int | None) -> TaskSetup:
@@ -54,7 +57,7 @@ def _images(task: str, data_dir: str, limit: int | None) -> TaskSetup:
 
     cls = data.MNISTDataset if task == "mnist" else data.CIFAR10Dataset
     train, test = cls(data_dir, "train", limit=limit), cls(data_dir, "test", limit=limit)
-    return TaskSetup(train, test, "cross_entropy", ("accuracy",), lr=1e-3, batch_size=64, epochs=1)
+    return _setup(task, train, test)
 
 
 def _sequences(task: str, data_dir: str, limit: int | None) -> TaskSetup:
@@ -63,8 +66,7 @@ def _sequences(task: str, data_dir: str, limit: int | None) -> TaskSetup:
     splits = data.load_plane_vibration(data_dir) if task == "plane_vibration" else data.load_walker(data_dir)
     # (x, dt, y) only: the model takes (x, dt) and the last element is the target.
     train, valid = (_limit(data.SequenceDataset(s.x, s.dt, s.y), limit) for s in (splits.train, splits.valid))
-    lr, batch = (1e-4, 64) if task == "plane_vibration" else (3e-3, 256)
-    return TaskSetup(train, valid, "mse", (), lr=lr, batch_size=batch, epochs=1)
+    return _setup(task, train, valid)
 
 
 class _SilverboxSeries(Dataset):
@@ -93,12 +95,16 @@ def silverbox_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(out[..., :1], target.to(out.dtype))
 
 
+# Losses the app defines for its tasks, by the name a TaskSpec gives them; other names are fit's.
+_TASK_LOSSES: dict[str, Callable] = {"silverbox_mse": silverbox_mse}
+
+
 def _silverbox(data_dir: str, limit: int | None) -> TaskSetup:
     from ..data import load_silverbox
 
     splits = load_silverbox(data_dir, **({"n_train": limit} if limit else {}))
     train, test = (_SilverboxSeries(*s) for s in splits)
-    return TaskSetup(train, test, silverbox_mse, (), lr=1e-3, batch_size=1, epochs=1)
+    return _setup("silverbox", train, test)
 
 
 def task_setup(task: str, data_dir: str | os.PathLike, *, seed: int = 0, limit: int | None = None) -> TaskSetup:
@@ -111,6 +117,7 @@ def task_setup(task: str, data_dir: str | os.PathLike, *, seed: int = 0, limit: 
 
     Raises ``ValueError`` for an unknown task and
     :class:`~pyhbnode.data.DataNotFoundError` (a ``FileNotFoundError``) for missing files."""
+    task_spec(task)  # refuses an unknown task, naming the known ones
     data_dir = str(data_dir)
     if task == "pointcloud":
         return _pointcloud(data_dir, seed, limit)
@@ -120,6 +127,4 @@ def task_setup(task: str, data_dir: str | os.PathLike, *, seed: int = 0, limit: 
         return _sequences(task, data_dir, limit)
     if task == "silverbox":
         return _silverbox(data_dir, limit)
-    from ..zoo import TASKS
-
-    raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
+    raise ValueError(f"pyhbnode train has no data set-up for task {task!r} yet; train it with pyhbnode.fit")

@@ -1,15 +1,17 @@
-"""``pyhbnode reproduce`` and ``pyhbnode report``: argument parsers and handlers, wired into
-:mod:`pyhbnode.cli` through ``add_reproduce_parser``/``add_report_parser``.
+"""``pyhbnode reproduce``, its alias ``pyhbnode compare`` and ``pyhbnode report``: argument
+parsers and handlers, wired into :mod:`pyhbnode.cli.main`.
 
     pyhbnode reproduce --list
     pyhbnode reproduce EXPERIMENT [--quick | --standard | --tiny] [--preset paper|authors] [--out DIR]
-                       [--data-dir DIR] [--seed S]
-                       [--backend B] [--models M ...] [--set KEY=VALUE ...] [--threads N] [--redraw]
+                       [--data-dir DIR] [--seed S] [--models M ...] [--set KEY=VALUE ...] [--threads N]
+                       [--redraw] [solver flags: --backend, --rtol, --adjoint, ...]
+    pyhbnode compare pointcloud [--iters N] [...]   (= reproduce pointcloud with one seed, in --out itself)
     pyhbnode report RUN_DIR... [--out report.md] [--html]
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import shlex
 import sys
@@ -17,11 +19,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..training.train_config import parse_assignment
-from . import registry
+from .. import zoo
+from ..checks import COUNT, INDEX
+from ..experiments import registry
+from ..solving import SolverOptions
+from ..solving.options import TOL, option_names, parse_option
+from .config import parse_assignment
+from .flags import add_solver_flags, solver_flags, typed
 
-__all__ = ["add_reproduce_parser", "run_reproduce", "add_report_parser", "run_report", "redraw_run",
-           "parse_overrides", "merge_settings", "default_data_dir", "EXIT_DATA_MISSING"]
+__all__ = ["add_reproduce_parser", "add_compare_parser", "add_report_parser", "run_reproduce", "run_compare",
+           "run_report", "redraw_run", "parse_overrides", "merge_settings", "default_data_dir", "EXIT_DATA_MISSING"]
 
 # Exit status when a data file is missing (after a message naming it and where to get it).
 EXIT_DATA_MISSING = 3
@@ -32,9 +39,21 @@ def default_data_dir() -> str:
     return os.environ.get("PYHBNODE_DATA", "data")
 
 
-def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from .. import zoo
+def _run_flags(p: argparse.ArgumentParser, *, threads: int | None, models_help: str) -> None:
+    """The flags ``reproduce`` and ``compare`` share."""
+    p.add_argument("--seed", type=typed(INDEX), default=0,
+                   help="seed of initialisation, subsampling and batching (default 0)")
+    p.add_argument("--preset", choices=list(zoo.PRESETS), default=zoo.DEFAULT_PRESET,
+                   help="zoo preset: 'paper' (Appendix E as written, the default) or 'authors' (the settings "
+                        "of the authors' code, spec §5)")
+    p.add_argument("--models", nargs="+", choices=list(zoo.MODELS), help=models_help)
+    default = threads if threads else "torch's choice"
+    p.add_argument("--threads", type=typed(COUNT), default=threads, help=f"torch CPU threads (default {default})")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_solver_flags(p, tol_help="the experiment's setting tol (rtol = atol), as --set tol=TOL")
 
+
+def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     listing = "; ".join(f"{e.name} ({e.figure})" for e in registry.EXPERIMENTS)
     p = subparsers.add_parser(
         "reproduce", help="run one of the paper's nine experiments (see --list)",
@@ -58,19 +77,29 @@ def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--out", help="run directory (default: runs/<experiment>[-quick|-tiny])")
     p.add_argument("--data-dir", default=None,
                    help="folder holding mnist/, cifar10/, pv.csv, sb.csv, walker/ (default: $PYHBNODE_DATA or ./data)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, subsampling and batching (default 0)")
-    p.add_argument("--preset", choices=list(zoo.PRESETS), default="paper",
-                   help="zoo preset: 'paper' (Appendix E as written, the default) or 'authors' (the settings "
-                        "of the authors' code, spec §5)")
-    p.add_argument("--backend", default=None, help="solver backend (default: the package default)")
     p.add_argument("--device", default=None, help="torch device for training (default cpu)")
-    p.add_argument("--models", nargs="+", choices=list(zoo.MODELS), help="models to run (default: the experiment's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set epochs=5 --set tols=[1e-3,1e-5] (values are JSON)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+                   help="override a setting, e.g. --set epochs=5 --set tols=[1e-3,1e-5] (values are JSON); "
+                        "solver options too, e.g. --set adjoint=backsolve")
     p.add_argument("--redraw", action="store_true", help="only redraw the figures of an existing run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _run_flags(p, threads=None, models_help="models to run (default: the experiment's)")
     p.set_defaults(func=run_reproduce)
+    return p
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    pointcloud = zoo.task_spec("pointcloud")
+    p = subparsers.add_parser(
+        "compare", help=f"train {', '.join(m.upper() for m in zoo.PAPER_MODELS)} side by side on a built-in task",
+        description="`reproduce pointcloud` with one seed, written into --out itself: results.csv, history.jsonl, "
+                    "config.json, nfe.png, loss.png, separation.png.",
+    )
+    p.add_argument("task", choices=["pointcloud"])
+    p.add_argument("--iters", type=typed(registry.SETTINGS["iters"]), default=None,
+                   help=f"training iterations per model (default {pointcloud.iterations})")
+    p.add_argument("--out", default="runs/compare-pointcloud", help="output directory")
+    _run_flags(p, threads=1, models_help=f"models to compare (default: {' '.join(zoo.PAPER_MODELS)})")
+    p.set_defaults(func=run_compare)
     return p
 
 
@@ -94,36 +123,37 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return dict(parse_assignment(item) for item in items)
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number" if isinstance(value, float) else "int"
-    return type(value).__name__
-
-
-def merge_settings(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` with ``overrides`` applied; a value of another kind than the default's (an
-    int for an int, a number for a float, a list for a list ...) raises ``ValueError`` naming
-    the key, the value given and what is allowed.  A key without a default is one of the
-    optional settings some experiments read (``train_limit``, ``max_batches``, ``seq_len`` ...):
-    it is taken as given, with a note on stderr."""
+def merge_settings(defaults: dict[str, Any], overrides: dict[str, Any], *,
+                   valid: Sequence[str] | None = None) -> dict[str, Any]:
+    """``defaults`` with ``overrides`` applied.  Each key must be one of ``valid`` (default: the
+    keys of ``defaults``) and each value of the type and range :data:`registry.SETTINGS`
+    declares for it; otherwise ``ValueError`` naming the ``--set`` item, what is allowed and
+    the closest valid key."""
+    valid = list(defaults) if valid is None else list(valid)
     out = dict(defaults)
     for key, value in overrides.items():
-        if key not in defaults:
-            print(f"pyhbnode reproduce: note: --set {key} is not among this scale's settings "
-                  f"{sorted(defaults)}; it is used only if the experiment reads it", file=sys.stderr)
-            out[key] = value
-            continue
-        want, default = _kind(defaults[key]), defaults[key]
-        got = _kind(value)
-        ok = (default is None or got == want or (want == "number" and got == "int")
-              or (want == "int" and got == "number" and float(value).is_integer()))
-        if not ok:
-            raise ValueError(f"--set {key}={value!r}: {key} takes a value like its default {default!r} "
-                             f"({want}), got {got}")
-        out[key] = int(value) if want == "int" else value
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid + list(option_names()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            raise ValueError(f"--set {key}: unknown setting{hint} This experiment's settings: {', '.join(valid)}; "
+                             f"solver options: {', '.join(o for o in option_names() if o != TOL)}")
+        out[key] = registry.SETTINGS[key].check(f"--set {key}={value!r}: {key}", value)
     return out
+
+
+def _solver_overrides(overrides: dict[str, Any], valid: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``overrides`` split into experiment settings and solver options (``tol`` is the
+    experiment's setting wherever it has one)."""
+    settings, solver = {}, {}
+    for key, value in overrides.items():
+        if key in option_names() and key not in valid:
+            try:
+                solver[key] = parse_option(key, value)
+            except ValueError as err:
+                raise ValueError(f"--set {key}={value!r}: {err}") from None
+        else:
+            settings[key] = value
+    return settings, solver
 
 
 def print_list(file=None) -> None:
@@ -140,7 +170,7 @@ def print_list(file=None) -> None:
 
 
 def _print_assessment(exp: registry.Experiment, run_dir: Path) -> None:
-    from .common import fmt
+    from ..experiments.common import fmt
 
     a = exp.assess(run_dir)
     cells = [[h for _, h in a.columns]] + [[fmt(r.get(k)) for k, _ in a.columns] for r in a.rows]
@@ -159,7 +189,7 @@ def _print_assessment(exp: registry.Experiment, run_dir: Path) -> None:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     from ..data import DataNotFoundError
-    from .common import RunContext
+    from ..experiments.common import RunContext
 
     if args.list:
         print_list()
@@ -169,9 +199,19 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return 2
     try:
         exp = registry.get(args.experiment)
-        settings = merge_settings(exp.settings(args.scale), parse_overrides(args.overrides))
-    except ValueError as err:
-        print(f"pyhbnode reproduce: error: {err}", file=sys.stderr)
+        flags = solver_flags(args)
+        overrides = parse_overrides(args.overrides)
+        if TOL in flags:
+            overrides = {TOL: flags.pop(TOL), **overrides}
+        overrides, set_solver = _solver_overrides(overrides, exp.keys())
+        settings = merge_settings(exp.settings(args.scale), overrides, valid=exp.keys())
+        solver = {**flags, **set_solver}
+        try:
+            SolverOptions.from_kwargs(**solver)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"solver options {solver} (flags and --set): {err}") from None
+    except (ValueError, TypeError) as err:
+        print(f"pyhbnode {args.command}: error: {err}", file=sys.stderr)
         return 2
     if args.device:
         settings["device"] = args.device
@@ -190,12 +230,12 @@ def run_reproduce(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data_dir = Path(args.data_dir or default_data_dir())
     ctx = RunContext(
-        experiment=exp.name, out=out, settings=settings, scale=args.scale, seed=args.seed, backend=args.backend,
+        experiment=exp.name, out=out, settings=settings, scale=args.scale, seed=args.seed, solver=solver,
         models=tuple(args.models or exp.models), data_dir=data_dir, progress=not args.quiet,
         command=_command(args, out, data_dir), preset=args.preset,
     )
-    print(f"pyhbnode reproduce {exp.name} ({exp.figure}, {args.scale}, preset {args.preset}): models {', '.join(ctx.models)}; "
-          f"seed {args.seed}; data {data_dir} -> {out}")
+    print(f"pyhbnode {args.command} {exp.name} ({exp.figure}, {args.scale}, preset {args.preset}): "
+          f"models {', '.join(ctx.models)}; seed {args.seed}; data {data_dir} -> {out}")
     started = time.time()
     try:
         exp.run(ctx)
@@ -209,15 +249,26 @@ def run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    """``compare pointcloud`` is ``reproduce pointcloud`` at the paper's settings with one seed,
+    written into ``--out`` itself (the setting ``seeds`` none)."""
+    overrides = ["seeds=none"] + ([] if args.iters is None else [f"iters={args.iters}"])
+    reproduce = argparse.Namespace(**vars(args), experiment=args.task, scale="full", overrides=overrides,
+                                   list=False, redraw=False, data_dir=None, device=None)
+    return run_reproduce(reproduce)
+
+
 def _command(args: argparse.Namespace, out: Path, data_dir: Path) -> str:
-    """The command line that reproduces this run (recorded in config.json)."""
+    """The ``reproduce`` command line that reproduces this run (recorded in config.json)."""
     parts = ["pyhbnode", "reproduce", args.experiment]
     if args.scale != "full":
         parts.append(f"--{args.scale}")
     parts += ["--preset", args.preset, "--out", str(out), "--data-dir", str(data_dir), "--seed", str(args.seed)]
-    for flag, value in (("--backend", args.backend), ("--device", args.device), ("--threads", args.threads)):
+    for flag, value in (("--device", args.device), ("--threads", args.threads)):
         if value:
             parts += [flag, str(value)]
+    for name, value in solver_flags(args).items():
+        parts += ["--" + name.replace("_", "-"), str(value)]
     if args.models:
         parts += ["--models", *args.models]
     for item in args.overrides:
@@ -226,7 +277,7 @@ def _command(args: argparse.Namespace, out: Path, data_dir: Path) -> str:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from ..experiments.report import build_report
 
     try:
         paths = build_report(args.run_dirs, args.out, html=args.html)
@@ -241,7 +292,7 @@ def run_report(args: argparse.Namespace) -> int:
 def redraw_run(run_dir: str | Path) -> list[Path] | None:
     """Redraw a reproduce run's figures (for ``pyhbnode plot``); ``None`` if ``run_dir`` is
     not a reproduce run."""
-    from .common import load_config
+    from ..experiments.common import load_config
 
     name = load_config(run_dir).get("experiment")
     if not name:
