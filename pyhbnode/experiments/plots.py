@@ -11,13 +11,15 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .common import MODEL_NAMES  # noqa: E402
+
 __all__ = ["MODEL_STYLE", "save_figure", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
 
-# One colour per model across every figure, as in the paper (HB variants in warm colours).
-MODEL_STYLE = {
-    "node": ("NODE", "tab:blue"), "anode": ("ANODE", "tab:green"), "sonode": ("SONODE", "tab:purple"),
-    "hbnode": ("HBNODE", "tab:red"), "ghbnode": ("GHBNODE", "tab:orange"),
-}
+# One colour per model across every figure, as in the paper (HB variants in warm colours); the
+# momentum family's three in colours none of the five uses.
+_COLOURS = {"node": "tab:blue", "anode": "tab:green", "sonode": "tab:purple", "hbnode": "tab:red",
+            "ghbnode": "tab:orange", "nesterovnode": "tab:brown", "gnesterovnode": "tab:pink", "adamnode": "tab:cyan"}
+MODEL_STYLE = {m: (MODEL_NAMES[m], colour) for m, colour in _COLOURS.items()}
 
 
 def _label(model: str) -> tuple[str, str | None]:
