@@ -119,7 +119,7 @@ def _rows(saved: dict) -> list[dict]:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt, save_figure
+    from .plots import MODEL_STYLE, linestyle, plt, save_figure
     from .runner import redraw_training
 
     run = Path(run_dir)
@@ -134,7 +134,8 @@ def redraw(run_dir: str | Path) -> list[Path]:
                 continue
             color = MODEL_STYLE.get(name, (name, None))[1]
             h = np.asarray(norms[stage]["h"])
-            ax.plot(np.arange(len(h))[::-1], h, color=color, lw=1.8, label=RNN_NAMES.get(name, name))
+            ax.plot(np.arange(len(h))[::-1], h, color=color, ls=linestyle(name), lw=1.8,
+                    label=RNN_NAMES.get(name, name))
         ax.set_yscale("log")
         ax.set_xlabel("T − t")
         ax.set_title("at initialisation" if stage == "init" else "after training")

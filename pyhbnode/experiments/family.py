@@ -123,7 +123,8 @@ def adam_loss(rows: Sequence[Mapping], loss: str = "final_loss") -> list[Claim]:
     """AdamNODE reaches a lower training loss (``loss``: the mean over the last tenth of the
     iterations) than each of HBNODE and GHBNODE, at comparable NFE (mean forward + backward NFE
     at most :data:`COMPARABLE_NFE` × theirs).  Each part: held if AdamNODE wins against both,
-    not held if against neither; the verdict combines the two."""
+    not held if against neither.  The loss is the claim, the NFE its qualifier: a loss not lower
+    than either is not held whatever the NFE; otherwise the verdict combines the two."""
     by = {r["model"]: r for r in rows}
     adam = by.get("adamnode")
     if adam is None:
@@ -144,7 +145,7 @@ def adam_loss(rows: Sequence[Mapping], loss: str = "final_loss") -> list[Claim]:
     reasons.append(f"AdamNODE forward + backward NFE {fmt(total)} vs " + ", ".join(
         f"{MODEL_NAMES[m]} {fmt(_total_nfe(by[m]))} ({'comparable' if m in comparable else 'more'})" for m in hbs))
     loss_v = _share(len(lower), len(hbs))
-    return [Claim(ADAM_PAPER, claim, combine_verdicts(loss_v, nfe_v),
+    return [Claim(ADAM_PAPER, claim, NOT_HELD if loss_v == NOT_HELD else combine_verdicts(loss_v, nfe_v),
                   (f"training loss: {loss_v}; NFE: {nfe_v}", *reasons))]
 
 

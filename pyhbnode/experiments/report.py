@@ -122,7 +122,7 @@ def _claims_md(a: Assessment) -> list[str]:
     lines.append("")
     for c in a.claims:
         lines += [f"- {c.claim}: " + "; ".join(c.reasons)]
-    return lines + [""]
+    return lines
 
 
 def _claims_summary_md(sections: Sequence[RunSection]) -> list[str]:

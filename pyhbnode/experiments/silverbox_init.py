@@ -107,7 +107,7 @@ def _g(x) -> float | None:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt, save_figure
+    from .plots import MODEL_STYLE, linestyle, plt, save_figure
 
     run = Path(run_dir)
     saved = read_json(run / "norms.json")
@@ -119,7 +119,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
         with np.errstate(all="ignore"):
             mean = np.nanmean(h, axis=0)
             lo, hi = np.nanmin(h, axis=0), np.nanmax(h, axis=0)
-        ax.plot(t, mean, color=color, lw=1.8, label=f"{label} (mean of {len(h)})")
+        ax.plot(t, mean, color=color, ls=linestyle(name), lw=1.8, label=f"{label} (mean of {len(h)})")
         ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
     ax.plot(t, np.abs(saved["v2"]), color="k", lw=1.4, label="exact |V2(t)|")
     ax.axhline(BOUND_FACTOR * np.max(np.abs(saved["v2"])), color="k", ls=":", lw=1,
