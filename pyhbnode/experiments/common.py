@@ -34,8 +34,7 @@ __all__ = [
 
 HB_MODELS = ("hbnode", "ghbnode")
 BASELINES = ("node", "anode", "sonode")
-MODEL_NAMES = {"node": "NODE", "anode": "ANODE", "sonode": "SONODE", "hbnode": "HBNODE", "ghbnode": "GHBNODE",
-               "nesterovnode": "NesterovNODE", "gnesterovnode": "GNesterovNODE", "adamnode": "AdamNODE"}
+MODEL_NAMES = zoo.NAMES
 
 HELD, PARTLY, NOT_HELD, NOT_ASSESSED = "held", "partly held", "not held", "not assessed"
 

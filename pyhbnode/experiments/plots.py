@@ -11,8 +11,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..zoo import PAPER_MODELS  # noqa: E402
-from .common import MODEL_NAMES  # noqa: E402
+from ..zoo import NAMES, PAPER_MODELS  # noqa: E402
 
 __all__ = ["MODEL_STYLE", "linestyle", "save_figure", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
 
@@ -20,7 +19,7 @@ __all__ = ["MODEL_STYLE", "linestyle", "save_figure", "smooth", "plot_curves", "
 # momentum family's three in colours none of the five uses.
 _COLOURS = {"node": "tab:blue", "anode": "tab:green", "sonode": "tab:purple", "hbnode": "tab:red",
             "ghbnode": "tab:orange", "nesterovnode": "tab:brown", "gnesterovnode": "tab:pink", "adamnode": "tab:cyan"}
-MODEL_STYLE = {m: (MODEL_NAMES[m], colour) for m, colour in _COLOURS.items()}
+MODEL_STYLE = {m: (NAMES[m], colour) for m, colour in _COLOURS.items()}
 
 
 def linestyle(model: str) -> str:

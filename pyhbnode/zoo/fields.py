@@ -8,12 +8,15 @@ from ..fields import (
     VectorField,
 )
 
-__all__ = ["MODELS", "PAPER_MODELS", "RUNS_ON", "runs_on", "models_for", "make_field", "order_of", "start_time", "extra_channels", "initial_state",
+__all__ = ["MODELS", "PAPER_MODELS", "NAMES", "RUNS_ON", "runs_on", "models_for", "make_field", "order_of", "start_time", "extra_channels", "initial_state",
            "check_task"]
 
 # The heavy-ball paper's five: what ``compare`` and ``reproduce`` run unless told otherwise.
 PAPER_MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
 MODELS = (*PAPER_MODELS, "nesterovnode", "gnesterovnode", "adamnode")
+# How tables, figures and messages write each model: its papers' spelling.
+NAMES = {"node": "NODE", "anode": "ANODE", "sonode": "SONODE", "hbnode": "HBNODE", "ghbnode": "GHBNODE",
+         "nesterovnode": "NesterovNODE", "gnesterovnode": "GNesterovNODE", "adamnode": "AdamNODE"}
 
 # The tasks each later model's authors ran it on (their repositories' scripts); the heavy-ball
 # five run on every task.
