@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pyhbnode import zoo
 from pyhbnode.cli import main
 from pyhbnode.experiments import registry
 from pyhbnode.experiments.records import read_csv
@@ -83,15 +84,20 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
+FAMILY_EXPERIMENTS = ("pointcloud", "mnist", "cifar10", "walker2d", "silverbox-init")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir) -> dict[str, Path]:
-    """All nine experiments at the tiny scale; ``{name: run_dir}``."""
+    """All nine experiments at the tiny scale, the five the momentum family runs in with
+    ``--models all``; ``{name: run_dir}``."""
     out = tmp_path_factory.mktemp("runs")
     done = {}
     for e in registry.EXPERIMENTS:
         run = out / e.name
+        family = ["--models", "all"] if e.name in FAMILY_EXPERIMENTS else []
         code = main(["reproduce", e.name, "--tiny", "--quiet", "--out", str(run), "--data-dir", str(data_dir),
-                     "--seed", "1", "--threads", "1"])
+                     "--seed", "1", "--threads", "1", *family])
         assert code == 0, e.name
         done[e.name] = run
     return done
@@ -131,11 +137,17 @@ def test_each_experiment_writes_results_config_and_figures(runs, name):
 
 
 def test_training_runs_cover_every_model_with_nfe(runs):
+    # With --models all: every model the task runs, the momentum family beside the heavy-ball five.
     for name in ("mnist", "cifar10", "plane-vibration", "walker2d"):
         rows = {r["model"]: r for r in read_csv(runs[name] / "results.csv")}
-        assert set(rows) == {"node", "anode", "sonode", "hbnode", "ghbnode"}, name
+        assert set(rows) == set(zoo.models_for(registry.get(name).task)), name
         for r in rows.values():
             assert r["nfe_forward_mean"] > 0 and r["nfe_backward_mean"] > 0 and r["parameters"] > 0
+    assert {"nesterovnode", "gnesterovnode", "adamnode"} <= {r["model"] for r in read_csv(runs["mnist"] / "results.csv")}
+    assert json.loads((runs["walker2d"] / "config.json").read_text())["skipped_models"].keys() == {"adamnode"}
+    for name in ("pointcloud", "silverbox-init"):
+        rows = {r["model"]: r for r in read_csv(runs[name] / "results.csv")}
+        assert set(rows) == set(zoo.MODELS), name
     rows = read_csv(runs["nfe-vs-tol"] / "results.csv")
     assert sorted({r["tol"] for r in rows}) == [1e-3, 1e-2] and len(rows) == 10
     adjoint = json.loads((runs["adjoint-decay"] / "adjoint.json").read_text())
@@ -164,7 +176,7 @@ def test_rerunning_resumes_instead_of_retraining(runs, data_dir, capsys):
     run = runs["walker2d"]
     before = read_csv(run / "results.csv")
     code = main(["reproduce", "walker2d", "--tiny", "--quiet", "--out", str(run), "--data-dir", str(data_dir),
-                 "--seed", "1"])
+                 "--seed", "1", "--models", "all"])
     assert code == 0
     after = read_csv(run / "results.csv")
     assert [r["final_loss"] for r in after] == pytest.approx([r["final_loss"] for r in before])

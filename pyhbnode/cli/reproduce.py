@@ -46,7 +46,10 @@ def _run_flags(p: argparse.ArgumentParser, *, threads: int | None, models_help: 
     p.add_argument("--preset", choices=list(zoo.PRESETS), default=zoo.DEFAULT_PRESET,
                    help="zoo preset: 'paper' (Appendix E as written, the default) or 'authors' (the settings "
                         "of the authors' code, spec §5)")
-    p.add_argument("--models", nargs="+", choices=list(zoo.MODELS), help=models_help)
+    p.add_argument("--models", nargs="+", choices=[*zoo.MODELS, *registry.MODEL_GROUPS],
+                   help=f"{models_help}; 'all': every model the task runs, 'paper': the heavy-ball paper's five "
+                        "(from a default list or a group, a model the task does not run is skipped with a note; "
+                        "named on its own, it is refused)")
     default = threads if threads else "torch's choice"
     p.add_argument("--threads", type=typed(COUNT), default=threads, help=f"torch CPU threads (default {default})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,7 +93,7 @@ def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pointcloud = zoo.task_spec("pointcloud")
     p = subparsers.add_parser(
-        "compare", help=f"train {', '.join(m.upper() for m in zoo.PAPER_MODELS)} side by side on a built-in task",
+        "compare", help="train the zoo's models side by side on a built-in task",
         description="`reproduce pointcloud` with one seed, written into --out itself: results.csv, history.jsonl, "
                     "config.json, nfe.png, loss.png, separation.png.",
     )
@@ -98,7 +101,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--iters", type=typed(registry.SETTINGS["iters"]), default=None,
                    help=f"training iterations per model (default {pointcloud.iterations})")
     p.add_argument("--out", default="runs/compare-pointcloud", help="output directory")
-    _run_flags(p, threads=1, models_help=f"models to compare (default: {' '.join(zoo.PAPER_MODELS)})")
+    _run_flags(p, threads=1, models_help=f"models to compare (default: {' '.join(zoo.models_for('pointcloud'))})")
     p.set_defaults(func=run_compare)
     return p
 
@@ -185,6 +188,10 @@ def _print_assessment(exp: registry.Experiment, run_dir: Path) -> None:
     print(f"\npaper's claim: {exp.claim}\nverdict: {a.verdict.upper()}")
     for reason in a.reasons:
         print(f"  - {reason}")
+    for claim in a.claims:
+        print(f"\n{claim.paper}: {claim.claim}\nverdict: {claim.verdict.upper()}")
+        for reason in claim.reasons:
+            print(f"  - {reason}")
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -210,6 +217,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
             SolverOptions.from_kwargs(**solver)
         except (ValueError, TypeError) as err:
             raise ValueError(f"solver options {solver} (flags and --set): {err}") from None
+        models, skipped = exp.select_models(args.models, settings)
     except (ValueError, TypeError) as err:
         print(f"pyhbnode {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -231,11 +239,13 @@ def run_reproduce(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or default_data_dir())
     ctx = RunContext(
         experiment=exp.name, out=out, settings=settings, scale=args.scale, seed=args.seed, solver=solver,
-        models=tuple(args.models or exp.models), data_dir=data_dir, progress=not args.quiet,
+        models=models, skipped=skipped, data_dir=data_dir, progress=not args.quiet,
         command=_command(args, out, data_dir), preset=args.preset,
     )
     print(f"pyhbnode {args.command} {exp.name} ({exp.figure}, {args.scale}, preset {args.preset}): "
           f"models {', '.join(ctx.models)}; seed {args.seed}; data {data_dir} -> {out}")
+    for model, why in skipped.items():
+        print(f"note: {model} skipped: {why}")
     started = time.time()
     try:
         exp.run(ctx)

@@ -87,6 +87,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     zoo.task_spec(config.task)
     if config.model not in zoo.MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of {list(zoo.MODELS)}")
+    if not zoo.runs_on(config.task, config.model):  # refused here, before the data are loaded
+        raise ValueError(f"--model {config.model} on --task {config.task}: its authors ran it on "
+                         f"{list(zoo.RUNS_ON[config.model])} only, so the zoo has no {config.task} architecture "
+                         f"for it; choose one of those tasks, or one of {list(zoo.models_for(config.task))}")
     if config.preset is not None and config.preset not in zoo.PRESETS:
         raise ValueError(f"unknown preset {config.preset!r}; choose one of {list(zoo.PRESETS)}")
     if config.out is None:

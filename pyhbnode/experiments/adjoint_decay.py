@@ -7,8 +7,8 @@ after the RNN update at step t (read through ``ODERNN.keep_states``).  Measured 
 ``test_limit`` test windows, per sample and averaged over the batch, once at initialisation and
 once after training (the models train through
 :func:`~pyhbnode.experiments.runner.run_comparison`, like the Walker2D experiment).  For the
-second-order models ``h`` is the first half of the state; the gradient for the whole state
-``(h, m)`` is saved too.
+models with a state of several parts ``h`` is the first part; the gradient for the whole state
+(``(h, m)``; (G)NesterovNODE's ``(h, dh)`` after its read-out) is saved too.
 
 Files: those of the runner plus ``adjoint.json`` (norms per model and stage), ``adjoint.csv``
 (fitted decay per model), ``adjoint.png``.
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .. import zoo
+from ..fields import hidden
 from .common import (
     HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, combine_verdicts,
     complete_row, existing, read_json, sequence_comparison, train_comparison, write_json,
@@ -36,12 +37,11 @@ __all__ = ["MARKED", "HORIZON_DECADES", "adjoint_norms", "decay_slope", "memory_
 MARKED = 0.5
 # The memory horizon is how far back (in steps) ‖∂L/∂h_t‖ stays within this many decades of ‖∂L/∂h_T‖.
 HORIZON_DECADES = 8
-RNN_NAMES = {"node": "ODE-RNN", "anode": "ANODE-RNN", "sonode": "SONODE-RNN", "hbnode": "HBNODE-RNN",
-             "ghbnode": "GHBNODE-RNN"}
+RNN_NAMES = {m: "ODE-RNN" if m == "node" else f"{name}-RNN" for m, name in MODEL_NAMES.items()}
 
 
 def adjoint_norms(model: nn.Module, x: torch.Tensor, dt: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
-    """``{"h": [...], "state": [...]}``: mean per-sample ‖∂L/∂h_t‖ and ‖∂L/∂(h, m)_t‖ for
+    """``{"h": [...], "state": [...]}``: mean per-sample ‖∂L/∂h_t‖ and ‖∂L/∂y_t‖ (the whole state) for
     t = 1..T, with L the MSE of the last prediction.  ``model`` is a zoo sequence model."""
     rnn = model.rnn
     rnn.keep_states = True
@@ -54,7 +54,7 @@ def adjoint_norms(model: nn.Module, x: torch.Tensor, dt: torch.Tensor, y: torch.
         h_norms, state_norms = [], []
         for s in rnn.states:
             g = s.grad if s.grad is not None else torch.zeros_like(s)
-            gh = g[:, 0] if rnn.order == 2 else g
+            gh = hidden(g, rnn.order)  # h is the first of 2 (h, m) or 3 (AdamNODE's h, m, v) parts
             h_norms.append(float(gh.flatten(1).norm(dim=1).mean()))
             state_norms.append(float(g.flatten(1).norm(dim=1).mean()))
     finally:
@@ -119,7 +119,7 @@ def _rows(saved: dict) -> list[dict]:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt, save_figure
+    from .plots import MODEL_STYLE, linestyle, plt, save_figure
     from .runner import redraw_training
 
     run = Path(run_dir)
@@ -134,7 +134,8 @@ def redraw(run_dir: str | Path) -> list[Path]:
                 continue
             color = MODEL_STYLE.get(name, (name, None))[1]
             h = np.asarray(norms[stage]["h"])
-            ax.plot(np.arange(len(h))[::-1], h, color=color, lw=1.8, label=RNN_NAMES.get(name, name))
+            ax.plot(np.arange(len(h))[::-1], h, color=color, ls=linestyle(name), lw=1.8,
+                    label=RNN_NAMES.get(name, name))
         ax.set_yscale("log")
         ax.set_xlabel("T − t")
         ax.set_title("at initialisation" if stage == "init" else "after training")

@@ -26,15 +26,15 @@ from ..training.metadata import with_wall_time
 from .records import read_csv, run_metadata, writable_dir
 
 __all__ = [
-    "HB_MODELS", "BASELINES", "MODEL_NAMES", "RunContext", "Assessment", "read_json", "write_json",
-    "load_config", "nfe_verdict", "metric_verdict", "combine_verdicts", "training_assessment", "ratio",
+    "HB_MODELS", "BASELINES", "MODEL_NAMES", "RunContext", "Claim", "Assessment", "read_json", "write_json",
+    "load_config", "number", "nfe_verdict", "metric_verdict", "combine_verdicts", "training_assessment", "ratio",
     "existing", "fmt", "complete_row", "train_comparison", "image_comparison", "subset", "sequence_data",
     "sequence_comparison",
 ]
 
 HB_MODELS = ("hbnode", "ghbnode")
 BASELINES = ("node", "anode", "sonode")
-MODEL_NAMES = {"node": "NODE", "anode": "ANODE", "sonode": "SONODE", "hbnode": "HBNODE", "ghbnode": "GHBNODE"}
+MODEL_NAMES = zoo.NAMES
 
 HELD, PARTLY, NOT_HELD, NOT_ASSESSED = "held", "partly held", "not held", "not assessed"
 
@@ -52,6 +52,8 @@ class RunContext:
         solver: solver options by name (``backend``, ``adjoint``, ``rtol`` ...) over every
             solve's; the tolerance is the setting ``tol``.
         models: the models to run.
+        skipped: the models of the default list or a ``--models`` group left out, each with why
+            (the task does not run it); recorded in ``config.json``.
         data_dir: the data root holding ``mnist/``, ``cifar10/``, ``pv.csv``, ``sb.csv``, ``walker/``.
         progress: show progress bars.
         command: the command line that started the run (recorded in ``config.json``).
@@ -66,6 +68,7 @@ class RunContext:
     seed: int = 0
     solver: Mapping[str, Any] = field(default_factory=dict)
     models: tuple[str, ...] = zoo.PAPER_MODELS
+    skipped: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path = Path("data")
     progress: bool = True
     command: str = ""
@@ -90,6 +93,7 @@ class RunContext:
             "experiment": self.experiment, "scale": self.scale, "preset": self.preset,
             "experiment_settings": dict(self.settings),
             "data_dir": str(self.data_dir), "command": self.command or " ".join(sys.argv),
+            "skipped_models": dict(self.skipped),
         }
 
     def solver_keywords(self, **defaults: Any) -> dict[str, Any]:
@@ -109,6 +113,23 @@ class RunContext:
         return path
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One claim of another paper than the experiment's own (the momentum family's), judged on one run.
+
+    Attributes:
+        paper: who claims it (e.g. :data:`~pyhbnode.experiments.family.NESTEROV_PAPER`).
+        claim: the claim, as measured here.
+        verdict: ``"held"``, ``"partly held"``, ``"not held"`` or ``"not assessed"``.
+        reasons: one sentence per check behind the verdict.
+    """
+
+    paper: str
+    claim: str
+    verdict: str
+    reasons: tuple[str, ...]
+
+
 @dataclass
 class Assessment:
     """What the report shows for one run: a table, the NFE ratios and the verdict.
@@ -120,6 +141,8 @@ class Assessment:
         verdict: ``"held"``, ``"partly held"``, ``"not held"`` or ``"not assessed"``.
         reasons: one sentence per check behind the verdict.
         figures: the run's PNGs, in display order.
+        claims: the momentum family's claims judged on the same results
+            (:mod:`pyhbnode.experiments.family`), each with its own verdict.
     """
 
     columns: list[tuple[str, str]]
@@ -128,6 +151,7 @@ class Assessment:
     verdict: str = NOT_ASSESSED
     reasons: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -178,38 +202,47 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(float(a) / float(b), 3)
 
 
-def _number(row: Mapping, key: str) -> float | None:
+def number(row: Mapping, key: str) -> float | None:
+    """``row[key]`` as a float, ``None`` when it is missing, not a number or NaN."""
     v = row.get(key)
     if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
         return float(v)
     return None
 
 
-def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean",
-                bwd: str = "nfe_backward_mean") -> tuple[str, list[str], dict[str, float | None]]:
-    """The NFE half of the paper's claim: each of HBNODE/GHBNODE needs fewer forward and
-    fewer backward NFEs than every baseline (NODE/ANODE/SONODE) in ``rows``.
+def _names(models: Sequence[str]) -> str:
+    return "/".join(MODEL_NAMES.get(m, m) for m in models)
 
-    Every (G)HBNODE is compared with every baseline, forward and backward: ``held`` if it has
+
+def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean", bwd: str = "nfe_backward_mean", *,
+                subjects: Sequence[str] = HB_MODELS,
+                baselines: Sequence[str] = BASELINES) -> tuple[str, list[str], dict[str, float | None]]:
+    """The NFE half of a claim: each of ``subjects`` (the heavy-ball paper's: HBNODE/GHBNODE)
+    needs fewer forward and fewer backward NFEs than every one of ``baselines``
+    (NODE/ANODE/SONODE) in ``rows``.
+
+    Every subject is compared with every baseline, forward and backward: ``held`` if it has
     strictly fewer NFEs in every comparison, ``not held`` if in none, ``partly held`` otherwise.
-    Returns ``(verdict, reasons, ratios)``; ratios are (G)HBNODE/NODE for forward and backward."""
+    Returns ``(verdict, reasons, ratios)``; ratios are subject/NODE for forward and backward
+    (when NODE is a baseline)."""
     by = {r["model"]: r for r in rows}
     ratios: dict[str, float | None] = {}
-    for hb in HB_MODELS:
-        if hb in by and "node" in by:
+    for hb in subjects:
+        if hb in by and "node" in by and "node" in baselines:
             for key, what in ((fwd, "forward"), (bwd, "backward")):
-                ratios[f"{MODEL_NAMES[hb]}/NODE {what} NFE"] = ratio(_number(by[hb], key), _number(by["node"], key))
-    hbs = [m for m in HB_MODELS if m in by and by[m].get("status", "ok") == "ok"]
-    bases = [m for m in BASELINES if m in by and by[m].get("status", "ok") == "ok"]
+                ratios[f"{MODEL_NAMES[hb]}/NODE {what} NFE"] = ratio(number(by[hb], key), number(by["node"], key))
+    hbs = [m for m in subjects if m in by and by[m].get("status", "ok") == "ok"]
+    bases = [m for m in baselines if m in by and by[m].get("status", "ok") == "ok"]
     if not hbs or not bases:
-        return NOT_ASSESSED, ["the NFE claim needs at least one (G)HBNODE and one baseline run"], ratios
+        return NOT_ASSESSED, [f"the NFE claim needs at least one of {_names(subjects)} and one of "
+                              f"{_names(baselines)} run"], ratios
     wins, checks, reasons = 0, 0, []
     for key, what in ((fwd, "forward"), (bwd, "backward")):
-        base_vals = {m: _number(by[m], key) for m in bases if _number(by[m], key) is not None}
+        base_vals = {m: number(by[m], key) for m in bases if number(by[m], key) is not None}
         if not base_vals:
             continue
         for hb in hbs:
-            v = _number(by[hb], key)
+            v = number(by[hb], key)
             if v is None:
                 continue
             beaten = [m for m, b in base_vals.items() if v < b]
@@ -227,14 +260,15 @@ def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean",
 
 
 def metric_verdict(rows: Sequence[Mapping], key: str, *, higher_is_better: bool, label: str,
-                   abs_tol: float = 0.0, rel_tol: float = 0.0) -> tuple[str, list[str]]:
-    """The accuracy half: each (G)HBNODE's ``key`` is as good as the best baseline's, within
-    ``abs_tol`` (absolute) or ``rel_tol`` (relative to the baseline's value)."""
+                   abs_tol: float = 0.0, rel_tol: float = 0.0, subjects: Sequence[str] = HB_MODELS,
+                   baselines: Sequence[str] = BASELINES) -> tuple[str, list[str]]:
+    """The accuracy half: each of ``subjects``' ``key`` is as good as the best of ``baselines``',
+    within ``abs_tol`` (absolute) or ``rel_tol`` (relative to the baseline's value)."""
     by = {r["model"]: r for r in rows}
-    base = {m: _number(by[m], key) for m in BASELINES if m in by and _number(by[m], key) is not None}
-    hbs = {m: _number(by[m], key) for m in HB_MODELS if m in by and _number(by[m], key) is not None}
+    base = {m: number(by[m], key) for m in baselines if m in by and number(by[m], key) is not None}
+    hbs = {m: number(by[m], key) for m in subjects if m in by and number(by[m], key) is not None}
     if not base or not hbs:
-        return NOT_ASSESSED, [f"no {label} for both (G)HBNODE and a baseline"]
+        return NOT_ASSESSED, [f"no {label} for both one of {_names(subjects)} and one of {_names(baselines)}"]
     pick = max if higher_is_better else min
     best = pick(base, key=base.get)
     slack = max(abs_tol, rel_tol * abs(base[best]))

@@ -127,7 +127,7 @@ def _aggregate(run: Path, tols: list[float]) -> list[dict]:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt, save_figure
+    from .plots import MODEL_STYLE, linestyle, plt, save_figure
 
     run = Path(run_dir)
     rows = read_csv(run / "results.csv")
@@ -139,9 +139,9 @@ def redraw(run_dir: str | Path) -> list[Path]:
         tols = [r["tol"] for r in rs]
         fwd = [r["nfe_forward_mean"] for r in rs]
         bwd = [r["nfe_backward_mean"] for r in rs]
-        axes[0].plot(tols, fwd, "o-", color=color, label=label)
-        axes[1].plot(tols, bwd, "o-", color=color, label=label)
-        axes[2].plot(fwd, bwd, "o-", color=color, label=label)
+        axes[0].plot(tols, fwd, marker="o", ls=linestyle(m), color=color, label=label)
+        axes[1].plot(tols, bwd, marker="o", ls=linestyle(m), color=color, label=label)
+        axes[2].plot(fwd, bwd, marker="o", ls=linestyle(m), color=color, label=label)
     for ax, ylabel in zip(axes[:2], ("forward NFE per iteration", "backward NFE per iteration")):
         ax.set_xscale("log")
         ax.invert_xaxis()

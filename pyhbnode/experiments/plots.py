@@ -11,13 +11,21 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["MODEL_STYLE", "save_figure", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
+from ..zoo import NAMES, PAPER_MODELS  # noqa: E402
 
-# One colour per model across every figure, as in the paper (HB variants in warm colours).
-MODEL_STYLE = {
-    "node": ("NODE", "tab:blue"), "anode": ("ANODE", "tab:green"), "sonode": ("SONODE", "tab:purple"),
-    "hbnode": ("HBNODE", "tab:red"), "ghbnode": ("GHBNODE", "tab:orange"),
-}
+__all__ = ["MODEL_STYLE", "linestyle", "save_figure", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
+
+# One colour per model across every figure, as in the paper (HB variants in warm colours); the
+# momentum family's three in colours none of the five uses.
+_COLOURS = {"node": "tab:blue", "anode": "tab:green", "sonode": "tab:purple", "hbnode": "tab:red",
+            "ghbnode": "tab:orange", "nesterovnode": "tab:brown", "gnesterovnode": "tab:pink", "adamnode": "tab:cyan"}
+MODEL_STYLE = {m: (NAMES[m], colour) for m, colour in _COLOURS.items()}
+
+
+def linestyle(model: str) -> str:
+    """Dashed for the momentum family: models with equal integer NFEs draw the same line, and
+    a dashed one over a solid one keeps both visible."""
+    return "-" if model in PAPER_MODELS else "--"
 
 
 def _label(model: str) -> tuple[str, str | None]:
@@ -61,7 +69,7 @@ def plot_curves(
     for model, (x, y) in series.items():
         name, color = _label(model)
         ys = smooth(y, window)
-        ax.plot(x, ys, label=name, color=color, lw=1.6)
+        ax.plot(x, ys, label=name, color=color, ls=linestyle(model), lw=1.6)
         if band and model in band:
             b = np.asarray(band[model], dtype=float)
             ax.fill_between(x, ys - b, ys + b, color=color, alpha=0.18, lw=0)
@@ -84,8 +92,8 @@ def plot_nfe(
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharex=True)
     for model, (x, fwd, bwd) in series.items():
         name, color = _label(model)
-        axes[0].plot(x, smooth(fwd, window), label=name, color=color, lw=1.6)
-        axes[1].plot(x, smooth(bwd, window), label=name, color=color, lw=1.6)
+        axes[0].plot(x, smooth(fwd, window), label=name, color=color, ls=linestyle(model), lw=1.6)
+        axes[1].plot(x, smooth(bwd, window), label=name, color=color, ls=linestyle(model), lw=1.6)
     for ax, what in zip(axes, ("forward NFE", "backward NFE")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(_smoothed(what, window))

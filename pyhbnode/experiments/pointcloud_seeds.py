@@ -20,6 +20,7 @@ from .common import (
     HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, complete_row, existing,
     training_assessment,
 )
+from .family import adam_loss, nesterov_separation
 from .plots import plot_curves
 from .records import read_csv, read_jsonl, write_csv
 
@@ -146,6 +147,7 @@ def assess(run_dir: str | Path) -> Assessment:
     a.columns = [c for c in a.columns if c[0] != "seconds_per_epoch"] + [
         ("seconds_per_iter", "s/iter"), ("final_train_sign_accuracy", "train accuracy"), ("seeds", "seeds"),
         ("seeds_zero_loss", f"seeds loss<{ZERO_LOSS:g}")]
+    a.claims = nesterov_separation(a.rows, ZERO_LOSS) + adam_loss(a.rows)
     if _single(run):
         a.figures = existing(run, ["nfe.png", "loss.png", "separation.png"])
     elif _seed_dirs(run):

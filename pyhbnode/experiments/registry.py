@@ -13,18 +13,23 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import zoo
 from ..checks import COUNT, INDEX, POSITIVE, Setting
 
-__all__ = ["Experiment", "EXPERIMENTS", "SCALES", "SETTINGS", "get", "names", "CLAIM_NFE"]
+__all__ = ["Experiment", "EXPERIMENTS", "SCALES", "SETTINGS", "MODEL_GROUPS", "get", "names", "CLAIM_NFE"]
 
 SCALES = ("tiny", "quick", "standard", "full")
 
 # Spec §4, last paragraph: the claim every training comparison checks.
 CLAIM_NFE = ("(G)HBNODE needs markedly fewer forward and especially backward NFEs than NODE/ANODE/SONODE, "
              "with equal or better accuracy")
+
+
+# Names ``--models`` takes besides single models: each stands for a list, from which the models the
+# experiment's task does not run are skipped with a note (a model named on its own is refused instead).
+MODEL_GROUPS: dict[str, tuple[str, ...]] = {"all": zoo.MODELS, "paper": zoo.PAPER_MODELS}
 
 
 # Every setting an experiment reads, declared once: its type and range (``--set`` is checked here).
@@ -60,10 +65,13 @@ class Experiment:
         data: the data it needs (files under ``--data-dir``), or ``"built in"``.
         claim: the paper's claim it checks (spec §4, last paragraph).
         module: the module with ``run``, ``redraw`` and ``assess``.
-        models: the models it runs by default.
+        models: the models it runs by default, less those its task does not run (skipped with a
+            note); the heavy-ball paper's five (``zoo.PAPER_MODELS``) unless a run asks for more.
         tiny, quick, standard, full: settings per scale.
         notes: caveats (subsets, differences from the paper).
         optional: settings it reads that its scales leave unset (``max_batches`` ...).
+        task: the zoo task whose models it builds (``None``: it builds none, so it runs exactly
+            ``models``); a ``dataset`` setting, where the experiment has one, names it instead.
     """
 
     name: str
@@ -81,6 +89,7 @@ class Experiment:
     notes: str = ""
     needs_data: bool = True
     optional: tuple[str, ...] = ()
+    task: str | None = None
 
     def settings(self, scale: str) -> dict[str, Any]:
         if scale not in SCALES:
@@ -91,6 +100,40 @@ class Experiment:
         """Every setting ``--set`` may change: those of its scales and the optional ones."""
         found = dict.fromkeys(k for scale in SCALES for k in getattr(self, scale))
         return tuple({**found, **dict.fromkeys(self.optional)})
+
+    def zoo_task(self, settings: Mapping[str, Any]) -> str | None:
+        """The zoo task a run at ``settings`` builds its models for."""
+        return settings.get("dataset", self.task)
+
+    def select_models(self, requested: Sequence[str] | None,
+                      settings: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The models a run at ``settings`` trains, and why each model left out was left out.
+
+        ``requested`` (``--models``; ``None``: the experiment's default list) holds model names
+        and :data:`MODEL_GROUPS` names.  A model that comes from the default list or a group but
+        that the task does not run is skipped, with a note; one named on its own is refused with
+        a ``ValueError``: asking for it by name and getting a run without it would mislead."""
+        task = self.zoo_task(settings)
+        named = [m for m in (requested or ()) if m not in MODEL_GROUPS]
+        listed = self.models if not requested else [
+            m for g in requested if g in MODEL_GROUPS for m in (MODEL_GROUPS[g] if task else self.models)]
+        refused = [m for m in named if not self._runs(task, m)]
+        if refused:
+            raise ValueError(f"--models {' '.join(refused)}: {self._why_not(task, refused)}; drop "
+                             f"{'it' if len(refused) == 1 else 'them'}, or pass --models all for every model "
+                             f"{self.name} runs")
+        wanted = list(dict.fromkeys([*listed, *named]))
+        skipped = {m: self._why_not(task, [m]) for m in wanted if not self._runs(task, m)}
+        return tuple(m for m in wanted if m not in skipped), skipped
+
+    def _runs(self, task: str | None, model: str) -> bool:
+        return model in self.models if task is None else zoo.runs_on(task, model)
+
+    def _why_not(self, task: str | None, models: Sequence[str]) -> str:
+        if task is None:
+            return f"{self.name} builds no zoo model; it runs {', '.join(self.models)} only"
+        return "; ".join(f"the zoo has no {task} architecture for {m} (its authors ran it on "
+                         f"{', '.join(zoo.RUNS_ON[m])} only)" for m in models)
 
     def _fn(self, what: str) -> Callable:
         return getattr(importlib.import_module(f"pyhbnode.experiments.{self.module}"), what)
@@ -140,7 +183,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                     "of the training series from V2(0), over several random initialisations; plot ‖h(t)‖ "
                     "per model.",
         data="sb.csv", claim="GHBNODE keeps ‖h(t)‖ bounded at initialisation while the other models can blow up.",
-        module="silverbox_init", models=zoo.PAPER_MODELS,
+        module="silverbox_init", models=zoo.PAPER_MODELS, task="silverbox",
         tiny={"seeds": 2, "stamps": 12, "tol": 1e-5},
         quick={"seeds": 10, "stamps": 64, "tol": zoo.task_spec("silverbox").tol},
         full={"seeds": 10, "stamps": 64, "tol": zoo.task_spec("silverbox").tol},
@@ -155,7 +198,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         data="walker/rollout_*.npy",
         claim="The adjoint ‖∂L/∂h_t‖ of (G)HBNODE-RNN vanishes far more slowly with T − t than that of "
               "ODE-RNN.",
-        module="adjoint_decay", models=("node", "hbnode", "ghbnode"),
+        module="adjoint_decay", models=("node", "hbnode", "ghbnode"), task="walker2d",
         tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
               "lr": 0.003, "tol": 1e-4},
         quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 64, "epochs": 2, **_paper("walker2d")},
@@ -168,12 +211,13 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     ),
     Experiment(
         name="pointcloud", figure="Fig. 5", title="point-cloud separation (built-in data)",
-        description="Separate 40 points in the disk r < 0.5 from 80 in the annulus 0.85 < r < 1 with all five models; "
+        description="Separate 40 points in the disk r < 0.5 from 80 in the annulus 0.85 < r < 1 with every model the zoo has "
+                    "for it (the heavy-ball paper's five and the momentum family's three); "
                     "forward/backward NFE and loss vs iteration, mean ± std over seeds, learned features h(1).",
         data="built in (generated)", needs_data=False,
         claim=CLAIM_NFE + "; NODE cannot separate the point cloud (it preserves topology) while (G)HBNODE "
                           "drive the loss to zero.",
-        module="pointcloud_seeds", models=zoo.PAPER_MODELS,
+        module="pointcloud_seeds", models=zoo.PAPER_MODELS, task="pointcloud",
         tiny={"seeds": 1, "iters": 2, "tol": 1e-4},
         quick={"seeds": 3, "iters": zoo.task_spec("pointcloud").iterations, "tol": zoo.task_spec("pointcloud").tol},
         full={"seeds": 5, "iters": zoo.task_spec("pointcloud").iterations, "tol": zoo.task_spec("pointcloud").tol},
@@ -182,9 +226,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     ),
     Experiment(
         name="mnist", figure="Fig. 6", title="MNIST classification",
-        description="Train the five conv-field models on MNIST; forward/backward NFE, time and test accuracy vs epoch.",
+        description="Train the conv-field models (the heavy-ball paper's five and the momentum family's three) on "
+                    "MNIST; forward/backward NFE, time and test accuracy vs epoch.",
         data="mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz", claim=CLAIM_NFE,
-        module="images", models=zoo.PAPER_MODELS,
+        module="images", models=zoo.PAPER_MODELS, task="mnist",
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
         quick={"train_limit": 512, "test_limit": 128, "epochs": 1, **_paper("mnist")},
         full={"train_limit": None, "test_limit": None, "epochs": 40, **_paper("mnist")},
@@ -195,10 +240,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     ),
     Experiment(
         name="cifar10", figure="Fig. 1", title="CIFAR-10 classification",
-        description="Train the five conv-field models on CIFAR-10; forward/backward NFE, time and test accuracy "
-                    "vs epoch.",
+        description="Train the conv-field models (the heavy-ball paper's five and the momentum family's three) on "
+                    "CIFAR-10; forward/backward NFE, time and test accuracy vs epoch.",
         data="cifar10/data_batch_*.bin[.gz], cifar10/test_batch*.bin[.gz] (any subset; ours: 4,000 train + 1,000 test)",
-        claim=CLAIM_NFE, module="images", models=zoo.PAPER_MODELS,
+        claim=CLAIM_NFE, module="images", models=zoo.PAPER_MODELS, task="cifar10",
         tiny={"train_limit": 8, "test_limit": 8, "batch_size": 4, "epochs": 1, "lr": 0.001, "tol": 1e-3},
         quick={"train_limit": 256, "test_limit": 128, "epochs": 1, **_paper("cifar10")},
         full={"train_limit": None, "test_limit": None, "epochs": 40, **_paper("cifar10")},
@@ -214,7 +259,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         data="cifar10/ (or mnist/)",
         claim="(G)HBNODE needs fewer forward and backward NFEs than NODE/ANODE/SONODE at every tolerance, the gap "
               "widening as the tolerance shrinks, with forward and backward NFE growing roughly in proportion.",
-        module="nfe_vs_tol", models=zoo.PAPER_MODELS,
+        module="nfe_vs_tol", models=zoo.PAPER_MODELS, task="cifar10",
         tiny={"dataset": "mnist", "tols": [1e-2, 1e-3], "iters": 1, "train_limit": 4, "batch_size": 4, "lr": 0.001},
         quick={"dataset": "cifar10", "tols": [1e-3, 1e-4, 1e-5], "iters": 2, "train_limit": 256, "batch_size": 32,
                "lr": 0.001},
@@ -232,6 +277,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="Train the five ODE-RNN hybrids on irregular 64-stamp windows of the F-16 vibration data; NFE, "
                     "train/test MSE vs epoch, and learned one-step predictions against the truth.",
         data="pv.csv", claim=CLAIM_NFE, module="plane_vibration", models=zoo.PAPER_MODELS,
+        task="plane_vibration",
         tiny={"seq_len": 8, "train_limit": 8, "test_limit": 4, "curve_windows": 2, "batch_size": 4, "epochs": 1,
               "lr": 0.0001, "tol": 1e-4},
         quick={"seq_len": 64, "train_limit": 256, "test_limit": 64, "curve_windows": 3, "epochs": 2,
@@ -245,11 +291,11 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     ),
     Experiment(
         name="walker2d", figure="Fig. 9", title="Walker2D kinematic simulation",
-        description="Train the five ODE-RNN hybrids to predict the next step of irregular 64-step Walker2D windows; "
-                    "NFE and train/test MSE vs epoch.",
+        description="Train the ODE-RNN hybrids (the heavy-ball paper's five, (G)NesterovNODE) to predict the next "
+                    "step of irregular 64-step Walker2D windows; NFE and train/test MSE vs epoch.",
         data="walker/rollout_*.npy",
         claim=CLAIM_NFE + "; SONODE blows up at initialisation on Walker2D.",
-        module="walker2d", models=zoo.PAPER_MODELS,
+        module="walker2d", models=zoo.PAPER_MODELS, task="walker2d",
         tiny={"max_files": 8, "seq_len": 8, "train_limit": 8, "test_limit": 4, "batch_size": 4, "epochs": 1,
               "lr": 0.003, "tol": 1e-4},
         quick={"max_files": 40, "seq_len": 64, "train_limit": 512, "test_limit": 120, "epochs": 2,

@@ -1,7 +1,8 @@
 """``pyhbnode report RUN_DIR...``: one Markdown (and optionally HTML) page over reproduce runs.
 
-Per run: the paper's figure and claim, the verdict with its reasons, the (G)HBNODE/NODE NFE
-ratios, a table (model, parameters, mean forward and backward NFE, time per epoch, final
+Per run: the paper's figure and claim, the verdict with its reasons, the momentum family's
+claims judged on the same results (a row each: paper, claim, verdict, reasons), the
+(G)HBNODE/NODE NFE ratios, a table (model, parameters, mean forward and backward NFE, time per epoch, final
 metric — or the experiment's own columns) and the figures, followed by what ran it (command,
 scale, preset, seed, machine, threads, versions, wall time).  Where one experiment ran at one
 scale under both zoo presets (``paper`` and ``authors``), a closing section sets the two side by
@@ -90,7 +91,9 @@ def _wall_time(cfg: dict) -> str:
 
 
 def _run_facts(cfg: dict) -> list[tuple[str, str]]:
-    return [
+    skipped = cfg.get("skipped_models") or {}
+    facts = [("models skipped", "; ".join(f"{m}: {why}" for m, why in skipped.items()))] if skipped else []
+    return facts + [
         ("command", f"`{cfg.get('command', '')}`"), ("scale", str(cfg.get("scale", "-"))),
         ("preset", preset_of(cfg)),
         ("seed", str(cfg.get("seed", "-"))), ("backend", str(cfg.get("backend", "-"))),
@@ -109,6 +112,30 @@ def _table_md(a: Assessment) -> list[str]:
     return [head, sep, *body]
 
 
+def _claims_md(a: Assessment) -> list[str]:
+    """The momentum family's claims on this run: a table, then each verdict's reasons."""
+    if not a.claims:
+        return []
+    lines = ["", "**Momentum-family claims** (judged on this run's results):", "",
+             "| paper | claim | verdict |", "|---|---|---|"]
+    lines += [f"| {c.paper} | {c.claim} | {VERDICT_MARK.get(c.verdict, c.verdict)} |" for c in a.claims]
+    lines.append("")
+    for c in a.claims:
+        lines += [f"- {c.claim}: " + "; ".join(c.reasons)]
+    return lines
+
+
+def _claims_summary_md(sections: Sequence[RunSection]) -> list[str]:
+    rows = [(s, c) for s in sections for c in s.assessment.claims]
+    if not rows:
+        return []
+    lines = ["", "Momentum-family claims over these runs:", "", "| experiment | paper | claim | verdict |",
+             "|---|---|---|---|"]
+    lines += [f"| [{_label(s)}](#{_anchor(s)}) | {c.paper} | {c.claim} | {VERDICT_MARK.get(c.verdict, c.verdict)} |"
+              for s, c in rows]
+    return lines
+
+
 def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyhbnode: reproducing the paper") -> str:
     base = out.parent
     lines = [f"# {title}", "",
@@ -121,6 +148,7 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
                      f"{preset_of(s.config)} | "
                      f"{_wall_time(s.config)} | "
                      f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |")
+    lines += _claims_summary_md(sections)
     for s in sections:
         e, a = s.experiment, s.assessment
         where = "" if s.run_dir.name == e.name else f", run `{s.run_dir.name}`"
@@ -128,6 +156,7 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
                   f"**Paper's claim.** {e.claim}", "",
                   f"**Verdict: {VERDICT_MARK.get(a.verdict, a.verdict)}.**", ""]
         lines += [f"- {r}" for r in a.reasons]
+        lines += _claims_md(a)
         if a.ratios:
             lines += ["", "Ratios: " + "; ".join(f"{k} = {fmt(v, 3)}" for k, v in a.ratios.items())]
         lines += ["", *_table_md(a), ""]
@@ -252,6 +281,13 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
                   f"<p><b>Verdict: {esc(VERDICT_MARK.get(a.verdict, a.verdict))}.</b></p><ul>"]
         parts += [f"<li>{esc(r)}</li>" for r in a.reasons]
         parts.append("</ul>")
+        if a.claims:
+            parts.append("<p><b>Momentum-family claims</b> (judged on this run's results):</p>"
+                         "<table><tr><th>paper</th><th>claim</th><th>verdict</th><th>reasons</th></tr>")
+            parts += [f"<tr><td>{esc(c.paper)}</td><td>{esc(c.claim)}</td>"
+                      f"<td>{esc(VERDICT_MARK.get(c.verdict, c.verdict))}</td><td>{esc('; '.join(c.reasons))}</td></tr>"
+                      for c in a.claims]
+            parts.append("</table>")
         if a.ratios:
             ratios = "; ".join(f"{esc(k)} = {esc(fmt(v, 3))}" for k, v in a.ratios.items())
             parts.append(f"<p>Ratios: {ratios}</p>")

@@ -6,7 +6,11 @@ driven by the first ``stamps`` samples of the training series, starting from ``V
 ‖h(t)‖ is recorded at every stamp.  No training.  The reference plots the mean over 10
 initialisations on 64 stamps at tolerance 1e-7, next to the exact |V2(t)|.
 
-Files: ``norms.json`` (per model: ‖h(t)‖ and ‖(h, m)(t)‖ per seed, NFE, status),
+The momentum family runs too: (G)NesterovNODE on the clock its authors use (the zoo's model
+starts its solve at t = 1; ``h`` is the read-out ``k(t)·a``), AdamNODE with its three-part state
+``(h, m, v)``.
+
+Files: ``norms.json`` (per model: ‖h(t)‖ and the whole state's norm per seed, NFE, status),
 ``results.csv`` (one row per model), ``growth.png``.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..solving import SolverError, record
 from .common import (
     HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, Assessment, RunContext, existing, fmt, read_json, write_json,
 )
+from .family import gnesterov_bounded
 from .records import read_csv, write_csv
 
 __all__ = ["BOUND_FACTOR", "trajectory_norms", "run", "redraw", "assess"]
@@ -102,7 +107,7 @@ def _g(x) -> float | None:
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
-    from .plots import MODEL_STYLE, plt, save_figure
+    from .plots import MODEL_STYLE, linestyle, plt, save_figure
 
     run = Path(run_dir)
     saved = read_json(run / "norms.json")
@@ -114,7 +119,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
         with np.errstate(all="ignore"):
             mean = np.nanmean(h, axis=0)
             lo, hi = np.nanmin(h, axis=0), np.nanmax(h, axis=0)
-        ax.plot(t, mean, color=color, lw=1.8, label=f"{label} (mean of {len(h)})")
+        ax.plot(t, mean, color=color, ls=linestyle(name), lw=1.8, label=f"{label} (mean of {len(h)})")
         ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
     ax.plot(t, np.abs(saved["v2"]), color="k", lw=1.4, label="exact |V2(t)|")
     ax.axhline(BOUND_FACTOR * np.max(np.abs(saved["v2"])), color="k", ls=":", lw=1,
@@ -139,9 +144,10 @@ def assess(run_dir: str | Path) -> Assessment:
                ("median_final_norm", "median ‖h(T)‖"), ("max_norm", "max ‖h(t)‖"),
                ("seeds_unbounded", "seeds unbounded"),
                ("seeds_failed", "solver failures")]
+    claims = gnesterov_bounded(rows, BOUND_FACTOR)
     if "ghbnode" not in by:
         return Assessment(columns, rows, verdict=NOT_ASSESSED, reasons=["GHBNODE was not run"],
-                          figures=existing(run, ["growth.png"]))
+                          figures=existing(run, ["growth.png"]), claims=claims)
     g = by["ghbnode"]
     bounded = g["seeds_unbounded"] == 0
     reasons = [f"GHBNODE: {g['seeds_unbounded']} of {g['seeds']} seeds exceed {g['bound']:.3g} "
@@ -154,4 +160,4 @@ def assess(run_dir: str | Path) -> Assessment:
               if isinstance(r["mean_final_norm"], (int, float)) and g["mean_final_norm"] else None)
               for n, r in by.items() if n != "ghbnode"}
     return Assessment(columns, rows, ratios=ratios, verdict=HELD if bounded else NOT_HELD, reasons=reasons,
-                      figures=existing(run, ["growth.png"]))
+                      figures=existing(run, ["growth.png"]), claims=claims)

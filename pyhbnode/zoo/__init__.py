@@ -12,11 +12,11 @@ from ..solving.options import solver_argument
 from . import tasks
 from ._validate import check_build_args
 from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
-from .fields import MODELS, PAPER_MODELS, RUNS_ON, check_task, make_field, order_of
+from .fields import MODELS, NAMES, PAPER_MODELS, RUNS_ON, check_task, make_field, models_for, order_of, runs_on
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
 from .specs import DEFAULT_PRESET, TASK_SPECS, TaskSpec, task_spec
 
-__all__ = ["build", "TASKS", "TASK_SPECS", "TaskSpec", "task_spec", "PRESETS", "DEFAULT_PRESET", "PAPER_MODELS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "RUNS_ON", "make_field", "order_of",
+__all__ = ["build", "TASKS", "TASK_SPECS", "TaskSpec", "task_spec", "PRESETS", "DEFAULT_PRESET", "PAPER_MODELS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "NAMES", "RUNS_ON", "runs_on", "models_for", "check_task", "make_field", "order_of",
            "ContinuousModel", "SequenceModel", "DrivenModel", "DrivenLinear"]
 
 TASKS = tuple(TASK_SPECS)

@@ -8,12 +8,15 @@ from ..fields import (
     VectorField,
 )
 
-__all__ = ["MODELS", "PAPER_MODELS", "RUNS_ON", "make_field", "order_of", "start_time", "extra_channels", "initial_state",
+__all__ = ["MODELS", "PAPER_MODELS", "NAMES", "RUNS_ON", "runs_on", "models_for", "make_field", "order_of", "start_time", "extra_channels", "initial_state",
            "check_task"]
 
 # The heavy-ball paper's five: what ``compare`` and ``reproduce`` run unless told otherwise.
 PAPER_MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
 MODELS = (*PAPER_MODELS, "nesterovnode", "gnesterovnode", "adamnode")
+# How tables, figures and messages write each model: its papers' spelling.
+NAMES = {"node": "NODE", "anode": "ANODE", "sonode": "SONODE", "hbnode": "HBNODE", "ghbnode": "GHBNODE",
+         "nesterovnode": "NesterovNODE", "gnesterovnode": "GNesterovNODE", "adamnode": "AdamNODE"}
 
 # The tasks each later model's authors ran it on (their repositories' scripts); the heavy-ball
 # five run on every task.
@@ -24,10 +27,20 @@ RUNS_ON: dict[str, tuple[str, ...]] = {
 }
 
 
+def runs_on(task: str, model: str) -> bool:
+    """Whether the zoo has a ``task`` architecture for ``model`` (the heavy-ball five: every task)."""
+    return task in RUNS_ON.get(model, (task,))
+
+
+def models_for(task: str) -> tuple[str, ...]:
+    """Every model the zoo builds for ``task``, in ``MODELS`` order."""
+    return tuple(m for m in MODELS if runs_on(task, m))
+
+
 def check_task(task: str, model: str) -> None:
     """Refuse a task ``model``'s authors did not run: the zoo has no architecture for it."""
-    tasks = RUNS_ON.get(model)
-    if tasks is not None and task not in tasks:
+    if not runs_on(task, model):
+        tasks = RUNS_ON[model]
         raise ValueError(f"the zoo has no {task!r} architecture for model {model!r}: its authors ran it on "
                          f"{list(tasks)} only; choose one of those tasks or another model")
 
