@@ -70,7 +70,7 @@ def guarded_solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, stats: So
     inputs = {name: x for name, x in inputs.items() if x.requires_grad}
     if not inputs or not torch.is_grad_enabled():
         return solve(field, y0, t)
-    guarded = dict(zip(inputs, _CheckGradients.apply(tuple(inputs), stats, float(t[0]), *inputs.values())))
+    guarded = dict(zip(inputs, _CheckGradients.apply(tuple(inputs), stats, float(t[0].detach()), *inputs.values())))
     y0, t = guarded.pop("y0", y0), guarded.pop("t", t)
     if not params:
         return solve(field, y0, t)

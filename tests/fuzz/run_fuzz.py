@@ -154,7 +154,7 @@ def _odeint_cases(rng: random.Random, backend: str, n: int):
                 ("max_steps", "True", ["max_steps"]), ("method", "'rk45x'", ["method"]),
                 ("adjoint", "'magic'", ["adjoint"]), ("backend", "'nope'", ["backend"]),
                 ("seminorm", "'false'", ["seminorm"]), ("seminorm", "2", ["seminorm"]),
-                ("options", "{'rtol': 1e-3}", ["options"]), ("tol", "1e-3", ["tol"]),
+                ("options", "{'rtol': 1e-3}", ["options"]), ("tol", "-1e-3", ["tol"]),
                 ("backend", "3", ["backend"]), ("adjoint", "3", ["adjoint"]),
             ])
             code = call("Fn(lambda t, y: -y)", y0, t, f", {name}={value}")
