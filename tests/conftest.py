@@ -10,7 +10,10 @@ from pyhbnode.solving import available_backends
 
 # Every backend that solves in Python is held to the same correctness tests; the Julia
 # backend has its own conformance suite (tests/test_julia_*.py) that skips without Julia.
-PY_BACKENDS = [b for b in ("torch", "torchdiffeq") if b in available_backends()]
+PY_BACKENDS = ["native", "torchdiffeq"]
+# A renamed backend must not drop out of every correctness test silently (the native backend's
+# old name "torch" once did: filtered against the registry, it left only torchdiffeq here).
+assert set(PY_BACKENDS) <= set(available_backends()), (PY_BACKENDS, available_backends())
 
 
 @pytest.fixture(params=PY_BACKENDS)

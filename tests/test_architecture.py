@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pyhbnode"
 # floor -> what it is; the same table as ARCHITECTURE.md.
 FLOORS = {
     "pyhbnode.checks": 0,
+    "pyhbnode.contracts": 0,
     "pyhbnode.fields": 1,
     "pyhbnode.solving": 2,
     "pyhbnode.layers": 3,

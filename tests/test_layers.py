@@ -110,7 +110,7 @@ def test_odernn_rejects_bad_shapes():
     rnn = ODERNN(NODE(Decay()), nn.Linear(4, 2), nn.Identity(), 2)
     with pytest.raises(ValueError, match="time, batch, features"):
         rnn(torch.randn(5, 2), torch.ones(5))
-    with pytest.raises(ValueError, match="dt must be"):
+    with pytest.raises(ValueError, match=r"dt\.shape\[0\] = 4 but x\.shape\[0\] = 5"):
         rnn(torch.randn(5, 3, 2), torch.ones(4, 3))
     with pytest.raises(ValueError, match=">= 0"):
         rnn(torch.randn(5, 3, 2), -torch.ones(5, 3))

@@ -65,16 +65,19 @@ def _rk4_backward(rhs, state, t1, t0, steps):
     return state
 
 
+@pytest.mark.parametrize("adjoint", ["checkpointed", "backsolve"])
 @pytest.mark.parametrize("generalised", [False, True], ids=["HBNODE-prop2", "GHBNODE-prop3"])
-def test_adjoint_system_of_propositions_2_and_3(generalised, backend):
+def test_adjoint_system_of_propositions_2_and_3(generalised, adjoint, backend):
     """Integrate eq. 13 (HBNODE) / eq. 16 (GHBNODE) backward ourselves, together with the
-    state and the γ/ξ/θ gradient integrals, and compare with the library's gradients."""
+    state and the γ/ξ/θ gradient integrals, and compare with the library's gradients: those of
+    the discrete solve (``checkpointed``) and of the continuous adjoint the propositions describe
+    (``backsolve``: the library integrates the same adjoint system backward)."""
     n, T = 3, 1.0
     f = _net(n)
     field = GHBNODE(f, omega=-0.5, chi=0.2, sigma="tanh") if generalised else HBNODE(f, omega=-0.5)
     y0 = torch.randn(1, 2, n, requires_grad=True)
     t = torch.tensor([0.0, T])
-    sol = odeint(field, y0, t, backend=backend, rtol=1e-11, atol=1e-11)
+    sol = odeint(field, y0, t, backend=backend, adjoint=adjoint, rtol=1e-11, atol=1e-11)
     c = torch.randn(2, n)
     loss = (c * sol.ys[-1, 0]).sum()
     params = list(f.parameters())

@@ -47,9 +47,9 @@ class Crash(BaseException):
 
 
 # --- all-or-nothing writes ------------------------------------------------------------------------
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(iterations=st.lists(st.integers(1, 4), min_size=1, max_size=4), crash_at=st.integers(0, 12),
-       point=st.sampled_from(["replace", "fsync", "write"]))
+@pytest.mark.parametrize("point", ["replace", "fsync", "write"])  # every kill point, every run
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(iterations=st.lists(st.integers(1, 4), min_size=1, max_size=4), crash_at=st.integers(0, 12))
 def test_a_kill_anywhere_in_a_write_leaves_the_newest_checkpoint_usable(tmp_path_factory, iterations, crash_at, point):
     """Writes (some rewriting an existing iteration) are killed at the n-th rename, fsync or
     write; afterwards every visible checkpoint loads, and the newest is the last completed write
@@ -314,9 +314,10 @@ def test_of_processes_started_together_never_two_hold_the_lock(tmp_path):
 
 
 # --- tampering ----------------------------------------------------------------------------------------
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(target=st.sampled_from(["archive", "record"]), how=st.sampled_from(["flip", "truncate", "append", "empty", "swap"]),
-       where=st.floats(0.0, 1.0))
+@pytest.mark.parametrize("target", ["archive", "record"])
+@pytest.mark.parametrize("how", ["flip", "truncate", "append", "empty", "swap"])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0.0, 1.0))
 def test_every_tampered_checkpoint_is_refused(tmp_path_factory, target, how, where):
     """A changed byte, a cut, extra bytes, an emptied file or another checkpoint's file put in
     its place: loading raises a CheckpointError; it never returns other data."""

@@ -1,6 +1,7 @@
 """Bad input is refused before any solving, with a message naming the argument.
 
-Each test is a generator over bad inputs (hypothesis), not one test per example: for every
+Each test is a generator over bad inputs (finite case lists, parametrized: every case runs
+every time), not one test per example: for every
 generated case the call must raise ``TypeError``/``ValueError`` (or the named error class) whose
 message names the argument at fault."""
 from __future__ import annotations
@@ -9,8 +10,6 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from pyhbnode import GHBNODE, HBNODE, NODE, SONODE, NonFiniteState, ODEBlock, ODERNN, odeint, zoo
@@ -18,8 +17,10 @@ from pyhbnode.fields import mlp
 from pyhbnode import SolverOptions
 from pyhbnode.solving.validation import check_field_output, explain_field_failure, reraise_field_failure
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-DTYPES = st.sampled_from([torch.float32, torch.float64])
+# Finite case lists run in full (parametrized), not sampled: every case runs every time.
+DTYPES = [torch.float32, torch.float64]
+BACKENDS = ["torch", "torchdiffeq"]
+SIZES = [(1, 1), (3, 4)]  # (batch, width): the degenerate one and a general one
 
 
 class Fn(nn.Module):
@@ -71,25 +72,28 @@ BAD_T = [
 ]
 
 
-@FAST
-@given(case=st.sampled_from(BAD_Y0), b=st.integers(1, 4), k=st.integers(1, 4), dt=DTYPES,
-       backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("case", BAD_Y0)
+@pytest.mark.parametrize("b, k", SIZES)
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_y0_is_named(case, b, k, dt, backend):
     make, words = case
     raises_naming(lambda: odeint(Fn(lambda t, y: -y), make(b, k, dt), torch.tensor([0.0, 1.0], dtype=dt),
                                  backend=backend), *words)
 
 
-@FAST
-@given(case=st.sampled_from(BAD_T), dt=DTYPES, backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("case", BAD_T)
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_t_is_named(case, dt, backend):
     make, words = case
     raises_naming(lambda: odeint(Fn(lambda t, y: -y), torch.ones(2, 2, dtype=dt), make(dt), backend=backend), *words)
 
 
-@FAST
-@given(model=st.sampled_from(["sonode", "hbnode", "ghbnode"]), b=st.integers(1, 4), w=st.integers(1, 4),
-       layout=st.sampled_from(["first-order", "three halves", "no batch"]), backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("model", ["sonode", "hbnode", "ghbnode"])
+@pytest.mark.parametrize("b, w", SIZES)
+@pytest.mark.parametrize("layout", ["first-order", "three halves", "no batch"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_second_order_field_needs_the_stacked_layout(model, b, w, layout, backend):
     net = mlp([2 * w if model == "sonode" else w, 8, w], "tanh").double()
     field = {"sonode": SONODE, "hbnode": HBNODE, "ghbnode": GHBNODE}[model](net).double()
@@ -98,8 +102,8 @@ def test_second_order_field_needs_the_stacked_layout(model, b, w, layout, backen
                                  backend=backend), "y0", "shape", "second order")
 
 
-@FAST
-@given(bad=st.sampled_from([None, 3, "f", 1.5]), backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("bad", [None, 3, "f", 1.5])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_field_that_is_not_callable_is_named(bad, backend):
     raises_naming(lambda: odeint(bad, torch.ones(2, 2), torch.tensor([0.0, 1.0]), backend=backend), "field")
 
@@ -137,15 +141,13 @@ BAD_BLOCK_ARGS = [
 ]
 
 
-@FAST
-@given(case=st.sampled_from(BAD_BLOCK_ARGS))
+@pytest.mark.parametrize("case", BAD_BLOCK_ARGS)
 def test_odeblock_constructor_names_the_argument(case):
     kwargs, words = case
     raises_naming(lambda: ODEBlock(NODE(mlp([3, 8, 3], "tanh")), **kwargs), *words)
 
 
-@FAST
-@given(bad=st.sampled_from([None, [1.0, 2.0], 3.0]))
+@pytest.mark.parametrize("bad", [None, [1.0, 2.0], 3.0])
 def test_odeblock_forward_names_y0(bad):
     raises_naming(lambda: ODEBlock(NODE(mlp([3, 8, 3], "tanh")))(bad), "y0")
 
@@ -171,15 +173,14 @@ BAD_RNN_INPUTS = [
 ]
 
 
-@FAST
-@given(case=st.sampled_from(BAD_RNN_ARGS))
+@pytest.mark.parametrize("case", BAD_RNN_ARGS)
 def test_odernn_constructor_names_the_argument(case):
     kwargs, words = case
     raises_naming(lambda: _rnn(**kwargs), *words)
 
 
-@FAST
-@given(case=st.sampled_from(BAD_RNN_INPUTS), backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("case", BAD_RNN_INPUTS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_odernn_forward_names_the_input(case, backend):
     make, words = case
     rnn = _rnn(backend=backend)
@@ -205,8 +206,9 @@ BAD_OUTPUTS = [
 ]
 
 
-@FAST
-@given(case=st.sampled_from(BAD_OUTPUTS), b=st.integers(1, 4), k=st.integers(1, 4), dt=DTYPES)
+@pytest.mark.parametrize("case", BAD_OUTPUTS)
+@pytest.mark.parametrize("b, k", SIZES)
+@pytest.mark.parametrize("dt", DTYPES)
 def test_check_field_output_names_what_is_wrong(case, b, k, dt):
     bad, words = case
     y = torch.randn(b, k, dtype=dt)
@@ -214,9 +216,10 @@ def test_check_field_output_names_what_is_wrong(case, b, k, dt):
     check_field_output(-y, y)  # a right output passes
 
 
-@FAST
-@given(case=st.sampled_from(BAD_OUTPUTS[:-1]), after=st.sampled_from([0, 10]), dt=DTYPES,
-       backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("case", BAD_OUTPUTS[:-1])
+@pytest.mark.parametrize("after", [0, 10])
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_explain_field_failure_diagnoses_a_later_evaluation(case, after, dt, backend):
     """What a backend does on the failure path: re-evaluate once and name the field's fault,
     whatever the stepper raised (or, where a backend let it through, on a probe)."""
@@ -234,16 +237,16 @@ def test_explain_field_failure_diagnoses_a_later_evaluation(case, after, dt, bac
     assert all(w in msg for w in words), msg
 
 
-@FAST
-@given(case=st.sampled_from(BAD_OUTPUTS[:-1]), after=st.sampled_from([0, 10]), backend=st.sampled_from(["torch", "torchdiffeq"]))
+@pytest.mark.parametrize("case", BAD_OUTPUTS[:-1])
+@pytest.mark.parametrize("after", [0, 10])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_odeblock_reports_a_field_that_breaks_later(case, after, backend):
     bad, words = case
     block = ODEBlock(After(after, lambda t, y: bad(y)), 0.0, 1.0, backend=backend, tol=1e-4)
-    try:
+    with pytest.raises((TypeError, ValueError)) as info:
         block(torch.randn(3, 2))
-    except (TypeError, ValueError) as err:
-        msg = str(err).lower()
-        assert "field" in msg and any(w in msg for w in words[1:]), msg
+    msg = str(info.value).lower()
+    assert "field" in msg and any(w in msg for w in words[1:]), msg
 
 
 def test_a_users_own_exception_passes_through_unchanged():
@@ -282,19 +285,18 @@ BAD_FIELD_KWARGS = [
 ]
 
 
-@FAST
-@given(case=st.sampled_from(BAD_FIELD_KWARGS), task=st.sampled_from(["pointcloud", "silverbox", "walker2d"]))
+@pytest.mark.parametrize("case", BAD_FIELD_KWARGS)
+@pytest.mark.parametrize("task", ["pointcloud", "silverbox", "walker2d"])
 def test_zoo_build_names_bad_field_kwargs(case, task):
     model, kwargs, words = case
     raises_naming(lambda: zoo.build(task, model, field_kwargs=kwargs), *words)
 
 
-@FAST
-@given(case=st.sampled_from([(("pointcloudx", "node"), {}, ["task"]), ((3, "node"), {}, ["task"]),
+@pytest.mark.parametrize("case", [(("pointcloudx", "node"), {}, ["task"]), ((3, "node"), {}, ["task"]),
                              (("pointcloud", "nodex"), {}, ["model"]), (("pointcloud", None), {}, ["model"]),
                              (("pointcloud", "node"), {"tol": -1}, ["tol"]), (("pointcloud", "node"), {"rtol": "a"}, ["rtol"]),
                              (("pointcloud", "node"), {"bogus": 1}, ["bogus"]), (("pointcloud", "node"), {"max_steps": 0}, ["max_steps"]),
-                             (("pointcloud", "node"), {"backend": "nope"}, ["backend"])]))
+                             (("pointcloud", "node"), {"backend": "nope"}, ["backend"])])
 def test_zoo_build_names_bad_arguments(case):
     args, kwargs, words = case
     raises_naming(lambda: zoo.build(*args, **kwargs), *words)

@@ -217,22 +217,27 @@ def test_tampered_checkpoint_is_refused_and_its_payload_never_runs(tmp_path, kin
 
 
 KILL_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import pathlib, sys, time
     import torch
     torch.set_num_threads(1)
     from torch import nn
     from pyhbnode import zoo
     from pyhbnode.data import make_pointcloud
-    from pyhbnode.training import Callback, fit
+    from pyhbnode.training import Callback, fit, list_checkpoints
 
-    ckpt, out, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    ckpt, out, hold = sys.argv[1], sys.argv[2], sys.argv[3]
 
     class Report(Callback):
         def on_train_begin(self, model, history):
             print("start", len(history.batches), flush=True)
 
         def on_batch_end(self, record):
-            time.sleep(delay)  # slow enough to be killed midway
+            # With a hold file: once a checkpoint at iteration >= 6 is complete, say so and wait
+            # to be killed -- midway through the run, whatever the machine's speed.
+            done = [p for p in list_checkpoints(ckpt) if p.with_suffix(".json").exists()]
+            if hold != "-" and done and int(done[0].stem.split("-")[1]) >= 6:
+                pathlib.Path(hold).write_text("ready")
+                time.sleep(3600)
 
     def cloud(seed):
         x, y = make_pointcloud(seed=seed)
@@ -252,31 +257,27 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ckpt = tmp_path / "ckpt"
 
-    def start(out: str, delay: float) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(script), str(ckpt), str(tmp_path / out), str(delay)],
+    def start(out: str, hold: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), str(ckpt), str(tmp_path / out), hold],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    victim = start("killed.pt", 0.1)
+    ready = tmp_path / "ready"
+    victim = start("killed.pt", str(ready))
     # The same run uninterrupted, in this process while the victim starts up.
     reference = noisy_ode()
     fit(reference, cloud(0), epochs=6, **SETTINGS)
 
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        found = [p for p in list_checkpoints(ckpt) if p.with_suffix(".json").exists()]
-        if found and int(found[0].stem.split("-")[1]) >= 6:
-            break
+    deadline = time.time() + 300
+    while not ready.exists():  # the victim writes it after a checkpoint >= 6, then waits
         assert victim.poll() is None, victim.communicate()
+        assert time.time() < deadline, "the victim wrote no checkpoint at iteration >= 6 within 300 s"
         time.sleep(0.01)
-    else:
-        pytest.fail("no checkpoint at iteration >= 6 appeared within 60 s")
-    assert victim.poll() is None, "the run finished before it could be killed"
     victim.kill()  # SIGKILL: no cleanup, no final checkpoint
     victim.wait()
     assert victim.returncode == -9
     assert not (tmp_path / "killed.pt").exists()
 
-    resumed = start("resumed.pt", 0.0)
+    resumed = start("resumed.pt", "-")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     started_at = int(out.split()[1])

@@ -77,10 +77,19 @@ def test_config_file_then_flags_then_set(tmp_path):
 
 
 def test_yaml_config(tmp_path):
-    pytest.importorskip("yaml")
+    # pyyaml is in the test extra: a missing parser fails here instead of skipping
     path = tmp_path / "run.yaml"
-    path.write_text("task: pointcloud\nmodel: node\nepochs: 1\nmax_batches: 1\ntol: 1.0e-3\nprogress: false\n")
-    assert run("--config", str(path), "--out", str(tmp_path / "run")) == 0
+    path.write_text("task: pointcloud\nmodel: ghbnode\nepochs: 1\nmax_batches: 1\ntol: 2.0e-3\nlr: 0.02\n"
+                    "progress: false\nfield_kwargs:\n  xi: 1.5\n")
+    out = tmp_path / "run"
+    assert run("--config", str(path), "--out", str(out)) == 0
+    written = json.loads((out / "config.json").read_text())
+    config = written["config"]
+    assert (config["task"], config["model"], config["epochs"], config["max_batches"], config["lr"]) == \
+        ("pointcloud", "ghbnode", 1, 1, 0.02)
+    assert config["field_kwargs"] == {"xi": 1.5} and config["progress"] is False
+    assert written["solver"]["rtol"] == written["solver"]["atol"] == 2e-3
+    assert len((out / "history.jsonl").read_text().splitlines()) == 1
 
 
 def one_error_line(capsys) -> str:

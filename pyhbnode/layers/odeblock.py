@@ -69,6 +69,10 @@ class ODEBlock(nn.Module):
     def forward(self, y0: torch.Tensor) -> torch.Tensor:
         return self.solve(y0).y_final
 
+    def extra_repr(self) -> str:
+        o = self.options
+        return f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, adjoint={o.adjoint.spec()}"
+
 
 def check_start(field: nn.Module, t0: float, name: str) -> None:
     """Let ``field`` refuse an interval starting at ``t0`` (NesterovNODE's singular ``k(0)``)."""
@@ -88,7 +92,3 @@ def read_out(field: nn.Module, sol: Solution) -> Solution:
     if mapped is tail:
         return sol
     return dataclasses.replace(sol, ys=torch.cat([sol.ys[:1], mapped]))
-
-    def extra_repr(self) -> str:
-        o = self.options
-        return f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, adjoint={o.adjoint.spec()}"

@@ -8,6 +8,7 @@ from ..fields import hidden
 from typing import Any
 
 from ..checks import check_bool, check_callable, check_int, check_real, describe
+from ..contracts import Arg, InputSpec
 from ..solving import SolverOptions, odeint
 from ..solving.options import solver_argument
 from ..solving.validation import reraise_field_failure
@@ -60,7 +61,12 @@ class ODERNN(nn.Module):
     ``forward(x, dt, y0=None)``:
         x: ``(T, batch, k)`` observations; dt: ``(T, batch)`` or ``(T,)`` time elapsed since
         the previous observation (``dt[0]`` before the first one; 0 skips the solve);
-        y0: initial state (zeros by default).  Returns ``(T, batch, out)``, the readout after
+        y0: initial state (zeros by default).  All three in the model's dtype and on its device;
+        :attr:`input_spec` refuses other shapes, dtypes or devices, and NaN/Inf or negative
+        ``dt``, before any layer runs.  A model whose initial state reads a window of ``x``
+        needs at least that many stamps: the zoo's plane-vibration models (the authors'
+        window-initial ODE-RNNs) need ``T >= window`` (64 by default) and refuse shorter
+        sequences (build them with ``window=`` to change it).  Returns ``(T, batch, out)``, the readout after
         each observation.  It solves ``T`` times per call (fewer where ``dt`` is 0); measure
         them with ``pyhbnode.record()``.  ``last_state``
         holds the final state.  With ``keep_states = True``, ``states`` lists the state after
@@ -88,6 +94,13 @@ class ODERNN(nn.Module):
         self.last_state: torch.Tensor | None = None
         self.keep_states = False
         self.states: list[torch.Tensor] = []
+        state = ("B", width) if self.order == 1 else ("B", self.order, width)
+        # x's feature count is the cell's business (any module): the cell names a misfit.
+        self.input_spec = InputSpec("ODERNN", (
+            Arg("x", ("T", "B", None), ("time", "batch", "features")),
+            Arg("dt", ("T", "B"), ("time", "batch"), alternatives=(("T",),), nonnegative=True),
+            Arg("y0", state, ("batch", *(("parts",) if self.order > 1 else ()), "width"), optional=True),
+        ))
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.width) if self.order == 1 else (batch, self.order, self.width)
@@ -108,26 +121,10 @@ class ODERNN(nn.Module):
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor (time, batch, features), got {describe(x)}")
-        if x.dim() != 3:
-            raise ValueError(f"x must be (time, batch, features), got shape {tuple(x.shape)}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x is empty (shape {tuple(x.shape)}); it needs at least one time step and one sample")
-        if not isinstance(dt, torch.Tensor) or not dt.is_floating_point():
-            raise TypeError(f"dt must be a floating-point tensor (time, batch) or (time,), got {describe(dt)}")
+        self.input_spec.check(self, x, dt, y0)
         steps, batch = x.shape[:2]
-        if dt.dim() == 1 and dt.shape[0] == steps:
+        if dt.dim() == 1:
             dt = dt[:, None].expand(steps, batch)
-        if dt.shape != (steps, batch):
-            raise ValueError(f"dt must be (time, batch) = {(steps, batch)} or (time,), got {tuple(dt.shape)}")
-        if bool((dt < 0).any()) or not bool(torch.isfinite(dt).all()):
-            raise ValueError("dt (elapsed times) must be finite and >= 0")
-        dt = dt.to(x.dtype)
-        if y0 is not None and (not isinstance(y0, torch.Tensor) or tuple(y0.shape) != self.state_shape(batch)):
-            got = tuple(y0.shape) if isinstance(y0, torch.Tensor) else describe(y0)
-            raise ValueError(f"y0 must be the initial state of shape {self.state_shape(batch)} "
-                             f"(batch, {f'{self.order}, ' if self.order > 1 else ''}width), got {got}")
         y = x.new_zeros(self.state_shape(batch)) if y0 is None else y0
         self.states = []
         outputs = []

@@ -6,7 +6,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .adjoints import Direct
 from .backends import get_backend
+from .finite_gradients import guarded_solve
 from .options import SolverOptions, solver_argument
 from .recording import register
 from .solution import Solution, SolverStats
@@ -44,7 +46,9 @@ def odeint(
     Raises:
         TypeError / ValueError: bad arguments (named in the message), before any solving.
         SolverError: a subclass saying why the solve stopped (max steps, step underflow,
-            non-finite state), with the time reached and the NFE so far.
+            non-finite state), with the time reached and the NFE so far; in backward, a
+            non-finite gradient is a ``NonFiniteState`` with ``phase="backward"`` in every
+            gradient mode.
     """
     opts = solver_argument(solver, options, where="odeint")
     t = check_problem(field, y0, t)
@@ -52,5 +56,9 @@ def odeint(
     solver.check_options(opts)
     stats = SolverStats()
     register(stats)
-    ys = solver.solve(field, y0, t, opts, stats)
+    if isinstance(opts.adjoint, Direct):
+        # autograd runs Direct's backward pass, not the backend: check its gradients here
+        ys = guarded_solve(field, y0, t, stats, lambda f, y, s: solver.solve(f, y, s, opts, stats))
+    else:
+        ys = solver.solve(field, y0, t, opts, stats)
     return Solution(ts=t, ys=ys, stats=stats)

@@ -48,6 +48,11 @@ SIZES: dict[str, dict[str, tuple[int, ...]]] = {
                   "nesterovnode": (1,), "gnesterovnode": (1,), "adamnode": (1,)},
 }
 
+def _name(task: str, model: str) -> str:
+    """How input errors name a zoo model."""
+    return f"zoo.build({task!r}, {model!r})"
+
+
 def _field_input(model: str, n: int) -> int:
     return 2 * n if model == "sonode" else n
 
@@ -75,7 +80,8 @@ def pointcloud(model: str, options: SolverOptions, field_kwargs: dict, v: Varian
     velocity = mlp([2, h, h, extra_channels(model, n, 2)], "htanh") if order >= 2 else None
     squash = nn.Hardtanh(-1.0, 1.0) if v.head == "hardtanh" else nn.Tanh()
     head = nn.Sequential(nn.Linear(n, 1), squash)
-    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head)
+    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head,
+                           sample=(2,), labels=("coordinates",), name=_name("pointcloud", model))
 
 
 def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> ContinuousModel:
@@ -103,17 +109,20 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v:
             nn.Conv2d(h, extra_channels(model, n, channels), 1),
         )
     head = nn.Sequential(nn.Flatten(), nn.Linear(n * side * side, 10))
-    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head)
+    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head,
+                           sample=(channels, side, side), labels=("channels", "height", "width"),
+                           name=_name(task, model))
 
 
 # The ANODE-RNNs' initial state fills this many data channels; the rest start at zero.
 ANODE_DATA_CHANNELS = 5
 
 
-def _sequence(n: int, field, cell: nn.Module, out: int, options: SolverOptions, cell_first: bool,
-              initial: nn.Module | None, v: Variant, t0: float = 0.0) -> SequenceModel:
-    rnn = ODERNN(field, cell, nn.Linear(n, out), n, cell_first=cell_first, t0=t0, solver=options)
-    return SequenceModel(rnn, initial, time_scale=v.time_scale)
+def _sequence(task: str, model: str, n: int, field, cell: nn.Module, k: int, options: SolverOptions,
+              cell_first: bool, initial: nn.Module | None, v: Variant, t0: float = 0.0) -> SequenceModel:
+    """The ODE-RNN of ``k`` features in and out."""
+    rnn = ODERNN(field, cell, nn.Linear(n, k), n, cell_first=cell_first, t0=t0, solver=options)
+    return SequenceModel(rnn, initial, time_scale=v.time_scale, features=k, name=_name(task, model))
 
 
 def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
@@ -130,7 +139,7 @@ def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict, v: V
                    n - (data_channels or n), v, field_kwargs)
     cell = Residual(PartwiseLinear(d, n, k), d * n)
     initial = WindowInitial(window, k, d, n, out=data_channels)
-    return _sequence(n, field, cell, k, options, True, initial, v)
+    return _sequence("plane_vibration", model, n, field, cell, k, options, True, initial, v)
 
 
 def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant, window: int = 64) -> SequenceModel:
@@ -149,7 +158,7 @@ def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
     if v.residual_cell:
         cell = Residual(cell, d * n)
     initial = WindowInitial(1, k, d, n, out=ANODE_DATA_CHANNELS) if anode else None
-    return _sequence(n, field, cell, k, options, False, initial, v, t0=start_time(model))
+    return _sequence("walker2d", model, n, field, cell, k, options, False, initial, v, t0=start_time(model))
 
 
 def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> DrivenModel:
@@ -165,4 +174,4 @@ def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant
     velocity = mlp([1, 22, extra_channels(model, n, 1)], "tanh") if order >= 2 else None
     t0 = start_time(model)
     return DrivenModel(initial_state(model, n, velocity), ODEBlock(field, t0, t0 + 1.0, solver=options), drive,
-                       time_offset=t0)
+                       time_offset=t0, observed=1, name=_name("silverbox", model))

@@ -154,7 +154,7 @@ def _odeint_cases(rng: random.Random, backend: str, n: int):
                 ("max_steps", "True", ["max_steps"]), ("method", "'rk45x'", ["method"]),
                 ("adjoint", "'magic'", ["adjoint"]), ("backend", "'nope'", ["backend"]),
                 ("seminorm", "'false'", ["seminorm"]), ("seminorm", "2", ["seminorm"]),
-                ("options", "{'rtol': 1e-3}", ["options"]), ("tol", "1e-3", ["tol"]),
+                ("options", "{'rtol': 1e-3}", ["options"]), ("tol", "-1e-3", ["tol"]),
                 ("backend", "3", ["backend"]), ("adjoint", "3", ["adjoint"]),
             ])
             code = call("Fn(lambda t, y: -y)", y0, t, f", {name}={value}")
@@ -364,6 +364,67 @@ def _zoo_cases(rng: random.Random, n: int):
                        check="tuple(out.shape) == (6, 1) and finite(out)")
 
 
+def _contract_cases(rng: random.Random, n: int):
+    """Zoo model inputs (wrong shape/rank/dtype per task, the issue's cases), states without a batch
+    axis on every backend and mode, and non-finite gradients in every mode."""
+    tasks = {  # task -> (models, valid inputs, bad inputs with the words their message must hold)
+        "pointcloud": (["node", "hbnode", "ghbnode", "adamnode"], "torch.randn(4, 2)",
+                       [("torch.randn(6, 3)", ["x", "shape"]), ("torch.randn(4, 2, dtype=torch.float64)", ["x", "dtype"]),
+                        ("torch.ones(4, 2, dtype=torch.long)", ["x", "dtype"]), ("torch.randn(4)", ["x", "shape"])]),
+        "mnist": (["node", "hbnode", "anode"], None,
+                  [("torch.randn(2, 28, 28)", ["x", "unsqueeze"]), ("torch.randn(2, 1, 27, 27)", ["x", "shape"]),
+                   ("torch.randn(2, 3, 28, 28)", ["x", "channels"])]),
+        "cifar10": (["node", "anode", "hbnode"], None,
+                    [("torch.randn(2, 3, 28, 28)", ["x", "shape"]), ("torch.randn(2, 1, 32, 32)", ["x", "channels"])]),
+        "silverbox": (["node", "hbnode", "ghbnode", "nesterovnode"],
+                      "torch.randn(2, 6), torch.randn(2, 1), torch.linspace(0, 0.5, 6)",
+                      [("torch.randn(2, 5), torch.randn(2, 1), torch.linspace(0, 1, 10)", ["v1", "ts"]),
+                       ("torch.randn(2, 10), torch.randn(2, 2), torch.linspace(0, 1, 10)", ["v2_0", "shape"]),
+                       ("torch.randn(2, 10), torch.randn(2, 1), torch.linspace(1, 0, 10)", ["ts", "increasing"])]),
+        "plane_vibration": (["node", "hbnode"], None,
+                            [("torch.randn(10, 2, 5), torch.rand(10, 2)", ["x", "64"]),
+                             ("torch.randn(64, 2, 4), torch.rand(64, 2)", ["x", "shape"])]),
+        "walker2d": (["node", "gnesterovnode"], None,
+                     [("torch.randn(5, 2, 17), torch.rand(4, 2)", ["dt", "x"]), ("torch.randn(5, 2, 17), -torch.rand(5, 2)", ["dt", ">= 0"])]),
+    }
+    for _ in range(n):
+        kind = rng.randrange(4)
+        if kind <= 1:
+            task = rng.choice(sorted(tasks))
+            models, good, bad = tasks[task]
+            model = rng.choice(models)
+            build = f"m = zoo.build({task!r}, {model!r}, tol=1e-3)\n"
+            if good is not None and rng.random() < 0.25:
+                yield dict(target="zoo inputs", group=f"{task}: valid input", kind="valid",
+                           code=build + f"out = m({good})", check="finite(out)")
+            else:
+                args, must = rng.choice(bad)
+                yield dict(target="zoo inputs", group=f"{task}: {args[:40]}", kind="bad",
+                           code=build + f"out = m({args})", must=must)
+        elif kind == 2:  # a state without a batch axis, every backend and mode, against the closed form
+            backend = rng.choice(["torch", "torchdiffeq"])
+            mode = rng.choice(["checkpointed", "backsolve", "direct"])
+            shape = rng.choice(["()", "(3,)"])
+            dt = rng.choice(["torch.float32", "torch.float64"])
+            yield dict(target="0-d/1-D states", group=f"{backend} {mode} y0 shape {shape}", kind="valid",
+                       code=(f"y0 = torch.ones({shape}, dtype={dt}, requires_grad=True)\n"
+                             f"out = odeint(Lin(-0.7).to({dt}), y0, torch.tensor([0.0, 1.0], dtype={dt}), "
+                             f"backend={backend!r}, adjoint={mode!r}, rtol=1e-6, atol=1e-6).ys\n"
+                             "out[-1].sum().backward()"),
+                       check="abs(float(out[-1].flatten()[0]) - math.exp(-0.7)) < 1e-4 and "
+                             "abs(float(y0.grad.flatten()[0]) - math.exp(-0.7)) < 1e-3")
+        else:  # the field's derivative is infinite on the solution: a typed error in backward, never NaN
+            backend = rng.choice(["torch", "torchdiffeq"])
+            mode = rng.choice(["checkpointed", "backsolve", "direct"])
+            shape = rng.choice(["()", "(2,)", "(2, 3)"])
+            yield dict(target="nonfinite gradients", group=f"{backend} {mode}", kind="bad",
+                       code=(f"y0 = torch.zeros({shape}, dtype=torch.float64, requires_grad=True)\n"
+                             "out = odeint(Fn(lambda t, y: -torch.sqrt(y.abs())), y0, "
+                             f"torch.tensor([0.0, 1.0], dtype=torch.float64), backend={backend!r}, adjoint={mode!r}).ys\n"
+                             "out[-1].sum().backward()\nout = y0.grad"),
+                       must=["non-finite"])
+
+
 def _fit_cases(rng: random.Random, n: int):
     head = "torch.manual_seed(0); m = zoo.build('pointcloud', 'node', tol=1e-3); x, y = cloud()\n"
     bad = [
@@ -471,6 +532,7 @@ def generate(seed: int, scale: float):
     cases += list(_odeblock_cases(rng, int(50 * scale)))
     cases += list(_odernn_cases(rng, int(50 * scale)))
     cases += list(_zoo_cases(rng, int(50 * scale)))
+    cases += list(_contract_cases(rng, int(120 * scale)))
     cases += list(_fit_cases(rng, int(40 * scale)))
     cases += list(_cli_cases(rng, int(40 * scale)))
     for i, c in enumerate(cases):
