@@ -207,8 +207,8 @@ def test_float32_smoke():
             return self.f(y)
 
     y0 = torch.randn(4, 2, requires_grad=True)
-    for adjoint in TorchBackend.adjoints:
-        sol = odeint(F(), y0, [0.0, 1.0], backend="torch", adjoint=adjoint, rtol=1e-5, atol=1e-5)
+    for mode in TorchBackend().modes:
+        sol = odeint(F(), y0, [0.0, 1.0], backend="torch", adjoint=mode(), rtol=1e-5, atol=1e-5)
         assert sol.ys.dtype == torch.float32
         sol.ys[-1].sum().backward()
         assert y0.grad is not None and torch.isfinite(y0.grad).all()

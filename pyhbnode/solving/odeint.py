@@ -30,7 +30,7 @@ def odeint(
     seminorm: bool | None = None,
     max_steps: int | None = None,
     controller: Controller | str | None = None,
-    compile: bool | None = None,
+    compile: bool | str | None = None,
     options: SolverOptions | None = None,
 ) -> Solution:
     """Solve ``dy/dt = field(t, y)``, ``y(t[0]) = y0``, and return the states at ``t``.
@@ -45,7 +45,8 @@ def odeint(
             :class:`~pyhbnode.solving.adjoints.Adjoint` or its alias (default
             ``Checkpointed()``), ``controller`` a
             :class:`~pyhbnode.solving.controllers.Controller` or its alias (native backend),
-            ``compile`` whether the native backend runs compiled steps.
+            ``compile`` whether the native backend runs compiled steps (``True``, ``False``,
+            ``"auto"``).
         options: base options; defaults to ``SolverOptions()``.
 
     Returns:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields, replace
 
 from .adjoints import Adjoint, parse_adjoint
@@ -39,9 +40,13 @@ class SolverOptions:
             rule, the default), ``"pi"``, ``"hairer"`` (scipy RK45's rules); ``None``
             takes the backend's default.
         compile: run the solver's steps as compiled programs (native ``torch`` backend
-            only, :mod:`~pyhbnode.solving.backends.native.compiled`): ``True``, ``False``,
-            or ``None`` for the backend's default (``torch``: compile small states on the
-            CPU once a field and state shape has been solved eagerly for a minute).
+            only, :mod:`~pyhbnode.solving.backends.native.compiled`): ``True`` or ``False``
+            force it; ``"auto"`` (default) decides from what is known up front
+            (:func:`~pyhbnode.solving.backends.native.decide_compile`): a single solve steps
+            eagerly, and ``fit`` compiles a whole run from its first step when the run is
+            long enough to pay for the compile (CPU, small states).  Never from what the
+            process solved before: a seed gives the same numbers whatever ran before it.
+            ``None`` is a deprecated synonym of ``"auto"``.
     """
 
     backend: str = DEFAULT_BACKEND
@@ -52,7 +57,7 @@ class SolverOptions:
     seminorm: bool | None = None
     max_steps: int = 10_000
     controller: Controller | str | None = None
-    compile: bool | None = None
+    compile: bool | str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
@@ -70,8 +75,12 @@ class SolverOptions:
             raise TypeError(f"method must be a string, got {type(self.method).__name__}")
         if self.seminorm is not None and not isinstance(self.seminorm, bool):
             raise TypeError(f"seminorm must be True, False or None, got {self.seminorm!r}")
-        if self.compile is not None and not isinstance(self.compile, bool):
-            raise TypeError(f"compile must be True, False or None, got {self.compile!r}")
+        if self.compile is None:
+            warnings.warn("compile=None is deprecated; use compile='auto' (the default)", DeprecationWarning,
+                          stacklevel=3)
+            object.__setattr__(self, "compile", "auto")
+        if not (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile == "auto")):
+            raise TypeError(f"compile must be True, False or 'auto', got {self.compile!r}")
         object.__setattr__(self, "adjoint", parse_adjoint(self.adjoint))
         object.__setattr__(self, "controller", parse_controller(self.controller))
 

@@ -39,7 +39,7 @@ class Backend(abc.ABC):
                 f"backend {self.name!r} takes no step-size controller (got {options.controller!r}); "
                 "controllers are for backend='torch'"
             )
-        if options.compile and not self.takes_compile:
+        if options.compile is True and not self.takes_compile:
             raise ValueError(f"backend {self.name!r} has no compiled steps (got compile=True); "
                              "compile is for backend='torch'")
         if options.method not in self.methods:

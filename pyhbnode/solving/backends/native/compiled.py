@@ -17,10 +17,11 @@ direction, tableau, tolerances), compiled on first use and cached for the proces
   the compiled program — measured here 1.7x faster than compiling the step alone and running
   its AOTAutograd backward through ``torch.autograd.grad``, and 8x faster than eager.
 
-The arithmetic is the eager step's (:mod:`.dopri5`): stage times ``s + c_i h`` and the
+The arithmetic is the eager step's, traced: both programs run :meth:`~.dopri5.Dopri5.step`
+itself, with ``s`` and ``h`` as float64 0-d tensors (stage times ``s + c_i h`` and the
 coefficient products ``h a_ij`` in float64, rounded to the state's dtype as the eager
-``alpha=`` scalars are; inductor fuses and reorders the sums, so the results agree with the
-eager path to rounding (tested to 1e-12 in float64), not bit for bit.
+``alpha=`` scalars are); inductor fuses and reorders the sums, so the results agree with
+the eager path to rounding (tested to 1e-12 in float64), not bit for bit.
 
 The field is an argument of the compiled functions, not a constant: dynamo inlines
 ``nn.Module`` calls with the parameters, buffers and tensor attributes as graph inputs, so
@@ -35,31 +36,23 @@ steps eagerly for that key from then on.  On CUDA the programs use
 ``mode="reduce-overhead"`` (CUDA graphs); the loop's ``.item()`` on the error ratio is the
 step's only host synchronisation.
 
-``compile=None`` (the backend's default, "auto") compiles a key only once eager solving
-has made :data:`AUTO_AFTER_ATTEMPTS` step attempts on it (forward attempts and backward
-step VJPs), and only for small states (at most
-:data:`~.dopri5.SMALL` elements) on the CPU, where it was measured faster (2.7x on the
-point-cloud HBNODE, 3.8x on the plane-vibration ODE-RNN, ``benchmarks/peers``): a short
-run never pays the compile time (tens of seconds to minutes here), a long training run pays
-it once it is worth it.  The account counts attempts, not seconds, so where a run switches to
-the compiled programs (whose float32 rounding differs from eager's in the last bits) depends on
-what it solved, not on how loaded the machine was: the same command and seed give the same
-numbers on a busy and on an idle machine.
+Nothing here is imported until a solve has decided to compile (``compile=True``, or
+``"auto"`` resolved to ``True`` by :func:`~.decide.decide_compile`): dynamo and inductor
+cost a second or more to import.
 """
 from __future__ import annotations
 
-import math
 import time
 import types
 import warnings
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .dopri5 import SMALL, RHS, Dopri5, StepResult
 
-__all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache", "AUTO_AFTER_ATTEMPTS"]
+__all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache"]
 
 # torch.compile's backend: "inductor" (generated C++/Triton kernels) for speed; the tests of
 # this path's wiring set "eager" (dynamo's full graphs run by eager kernels, traced in
@@ -73,11 +66,6 @@ BACKEND = "inductor"
 # call each (a further 1.2x / 1.4x).
 CPU_OPTIONS: dict = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
 SMALL_MM = 64
-# compile=None: compile a key once eager solving has made this many step attempts on it
-# (forward attempts + backward step VJPs): about 55 s of the point-cloud HBNODE's eager
-# stepping on this machine (15.2 ms per iteration of ~13 attempts, benchmarks/peers, idle).
-AUTO_AFTER_ATTEMPTS = 50_000
-
 _CACHE: dict[tuple, "Programs"] = {}
 _COMPILE_TIMES: list[tuple[str, str, float]] = []  # (key description, program, seconds)
 
@@ -89,7 +77,7 @@ def compile_times() -> list[tuple[str, str, float]]:
 
 
 def clear_cache() -> None:
-    """Forget every compiled program and the auto policy's counts."""
+    """Forget every compiled program."""
     _CACHE.clear()
     _COMPILE_TIMES.clear()
     torch._dynamo.reset()
@@ -113,15 +101,6 @@ def _fresh(fn: Callable, tag: str) -> Callable:
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
-def _sum_into(z: torch.Tensor, hs: Sequence, ks: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``z + Σ hs[i] ks[i]`` over the non-``None`` ``hs`` (one fused loop once compiled)."""
-    out = z
-    for c, k in zip(hs, ks):
-        if c is not None:
-            out = out + c * k
-    return out
-
-
 class Programs:
     """The compiled attempt and step VJP of one key (see the module docstring).
 
@@ -137,54 +116,28 @@ class Programs:
                  direction: float, what: str) -> None:
         self.what = what
         self.failed: str | None = None
-        self.eager_attempts = 0  # the auto policy's account
         self._device = device
         self._ran: set[str] = set()
-        tab = method.tableau
-        c, a, b, e = tab.c, tab.a, tab.b, tab.e
-        rtol, atol, groups = method.rtol, method.atol, method.groups
-        n = math.prod(shape)
-        n_group = n // groups
-        inv_sqrt = 1.0 / math.sqrt(n_group)
-        atol_r = atol / rtol
+        method.rows(dtype, device)  # the coefficient rows exist before tracing reads them
         sign = float(direction)
 
-        def coeffs(h, row, scale: float = 1.0):
-            # h a_ij in float64, rounded to the state's dtype as the eager ``alpha=`` is
-            return [None if x == 0.0 else (h * (x * scale)).to(dtype) for x in row]
-
-        def stages(call, s, h, z, k):
-            """Stages 2-6 and ``z1 = z + h Σ b_i k_i`` (the eager step's arithmetic)."""
-            def rhs(i: int, y):
-                f = call((sign * (s + c[i] * h)).to(dtype), y.view(shape)).reshape(1, -1)
-                return f if sign > 0 else -f
-
-            ks = [k]
-            for i in range(1, 6):
-                ks.append(rhs(i, _sum_into(z, coeffs(h, a[i]), ks)))
-            return ks, _sum_into(z, coeffs(h, b[:6]), ks), rhs
+        def rows(call: Callable) -> RHS:
+            """``call`` (the field, or its functional form) on rows, in ``s``, as the eager
+            :func:`~.field.row_field`."""
+            def rhs(s: torch.Tensor, y: torch.Tensor):
+                f = call((sign * s).to(dtype), y.view(shape)).reshape(1, -1)
+                return (f if sign > 0 else -f), None
+            return rhs
 
         def attempt(field, s, h, z, k):
-            ks, z1, rhs = stages(field, s, h, z, k)
-            k7 = rhs(6, z1)
-            # the error estimate pre-divided by rtol, as the eager step's
-            err = _sum_into(torch.zeros_like(z), coeffs(h, e, 1.0 / rtol), ks + [k7])
-            err = err / (torch.maximum(z.abs(), z1.abs()) + atol_r)
-            if groups == 1:
-                r = torch.linalg.vector_norm(err) * inv_sqrt
-            else:
-                r = torch.linalg.vector_norm(err.view(groups, n_group), dim=1).max() * inv_sqrt
-            return z1, k7, r, torch.cat(ks)
+            res = method.step(rows(field), s, h, z, k)
+            return res.z, res.k, res.ratio, res.K if res.K is not None else torch.cat(res.stages)
 
         def step_vjp(field, names, params, s, h, z, a):
             def step(z, params):
                 values = dict(zip(names, params))
-
-                def call(t, y):
-                    return torch.func.functional_call(field, values, (t, y), strict=False)
-
-                k = call((sign * s).to(dtype), z.view(shape)).reshape(1, -1)
-                return stages(call, s, h, z, k if sign > 0 else -k)[1]
+                rhs = rows(lambda t, y: torch.func.functional_call(field, values, (t, y), strict=False))
+                return method.step(rhs, s, h, z, rhs(s, z)[0], last_stage=False).z
 
             _, pull = torch.func.vjp(step, z, params)
             return pull(a)
