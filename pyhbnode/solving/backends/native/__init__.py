@@ -4,10 +4,10 @@ Pieces, each usable alone: :mod:`.tableau` (Dormand–Prince 5(4) coefficients),
 :mod:`.dopri5` (the step method ``Dopri5(tableau).step(rhs, s, h, z, k) -> StepResult`` and
 its dense output), :mod:`.integrate` (the adaptive loop), :mod:`.initial_step`,
 :mod:`.forward` (the solve over an output grid and its typed step record),
-:mod:`.checkpointed` and :mod:`.backsolve` (the gradient modes' backward passes) and
+:mod:`.checkpointed` and :mod:`.backsolve` (the gradient modes' backward passes),
 :mod:`.backend` (the :class:`TorchBackend`), :mod:`.decide` (``compile="auto"``) and
-:mod:`.compiled` (the compiled programs, imported only once a compile is decided).  The controllers live in
-:mod:`pyhbnode.solving.controllers`.
+:mod:`.compiled` (the compiled programs, imported only once a compile is decided).  The
+controllers live in :mod:`pyhbnode.solving.controllers`.
 """
 from ...controllers import Controller, FixedStep, HairerController, IController, PIController
 from .backend import TorchBackend

@@ -116,6 +116,7 @@ class Programs:
                  direction: float, what: str) -> None:
         self.what = what
         self.failed: str | None = None
+        self.calls = 0  # successful program runs: a test can tell compiled steps from the eager fallback
         self._device = device
         self._ran: set[str] = set()
         method.rows(dtype, device)  # the coefficient rows exist before tracing reads them
@@ -192,6 +193,7 @@ class Programs:
             warnings.warn(f"compiling the DP5 step failed for {self.what} ({self.failed}); "
                           "stepping eagerly for it", RuntimeWarning, stacklevel=2)
             return None
+        self.calls += 1
         if first:
             self._ran.add(name)
             _COMPILE_TIMES.append((self.what, name, time.perf_counter() - t0))
