@@ -107,6 +107,44 @@ def test_interior_outputs_and_inference(traced):
     assert max((a - b).abs().max().item() for a, b in zip(ge, gc)) <= TOL
 
 
+class _Scaled(nn.Module):
+    """dy/dt = -scale · tanh(W y), ``scale`` a plain float: dynamo guards on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.scale = 1.0
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -self.scale * torch.tanh(self.lin(y))
+
+
+def test_programs_run_without_dynamo_inside_a_solve_and_recheck_guards_per_solve(traced):
+    """After a solve's first call (through dynamo and its guards) the programs run their
+    graph directly; the next solve goes through dynamo again, so a changed plain attribute
+    of the field (a guard) recompiles instead of reusing a stale graph."""
+    torch.manual_seed(0)
+    field = _Scaled().double()
+    y0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    for scale in (1.0, 3.0):
+        field.scale = scale
+        ref = odeint(field, y0, t, compile=False)
+        (g_ref,) = torch.autograd.grad(ref.ys[-1].sum(), y0)
+        sol = odeint(field, y0, t, compile=True)
+        programs = next(p for p in compiled._CACHE.values() if p.what.startswith("_Scaled"))
+        assert "attempt" in programs._bound  # later attempts ran the bound graph
+        (g,) = torch.autograd.grad(sol.ys[-1].sum(), y0)
+        assert "step_vjp" in programs._bound
+        assert (sol.ys - ref.ys).abs().max() <= TOL and (g - g_ref).abs().max() <= TOL
+        assert sol.stats.steps == ref.stats.steps
+    with torch.no_grad():  # forward solves back to back, no backward between them
+        for scale in (1.0, 5.0):
+            field.scale = scale
+            ref = odeint(field, y0, t, compile=False).ys
+            assert (odeint(field, y0, t, compile=True).ys - ref).abs().max() <= TOL
+
+
 class _Untraceable(nn.Module):
     """A field whose Python control flow reads a tensor's value: no full graph."""
 

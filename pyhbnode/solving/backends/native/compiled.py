@@ -144,23 +144,56 @@ class Programs:
             return pull(a)
 
         tag = str(len(_CACHE))
-        opts: dict = dict(fullgraph=True, dynamic=False, backend=BACKEND)
-        if BACKEND == "inductor":
-            if device.type == "cuda":
-                opts["mode"] = "reduce-overhead"
-            elif device.type == "cpu" and CPU_OPTIONS:
-                opts["options"] = dict(CPU_OPTIONS)
-                _small_mm_thresholds()
-        self._attempt = torch.compile(_fresh(attempt, tag), **opts)
-        self._step_vjp = torch.compile(_fresh(step_vjp, tag), **opts)
-        # CUDA graphs reuse their output memory at the next replay, and the solver keeps
-        # outputs across steps (the state, FSAL stage, checkpoints): copy them out
-        self._copy_out = opts.get("mode") == "reduce-overhead"
+        self._raw = {"attempt": _fresh(attempt, tag), "step_vjp": _fresh(step_vjp, tag)}
+        # on CUDA: CUDA graphs (inductor's "reduce-overhead"), called through dynamo; they reuse
+        # their output memory at the next replay, and the solver keeps outputs across steps
+        # (the state, FSAL stage, checkpoints): copy them out
+        self._copy_out = BACKEND == "inductor" and device.type == "cuda"
+        if self._copy_out:
+            opts: dict = dict(fullgraph=True, dynamic=False, backend=BACKEND, mode="reduce-overhead")
+        else:
+            opts = dict(fullgraph=True, dynamic=False)
+        self._compiled = {name: torch.compile(fn, **opts) if self._copy_out else
+                          torch.compile(fn, backend=self._capturing(name, device), **opts)
+                          for name, fn in self._raw.items()}
+        self._last: dict[str, _Graph] = {}  # the graph dynamo ran last, per program
+        self._bound: dict[str, _Bound] = {}  # per program: the graph to call directly in this solve
+
+    def _capturing(self, name: str, device: torch.device) -> Callable:
+        """A dynamo backend that compiles with :data:`BACKEND` and keeps each graph it built
+        (its inputs' sources), so that :meth:`_call` can run it without dynamo."""
+        def backend(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+            if BACKEND == "inductor":
+                from torch._inductor.compile_fx import compile_fx
+
+                patches = {}
+                if device.type == "cpu" and CPU_OPTIONS:
+                    patches = dict(CPU_OPTIONS)
+                    _small_mm_thresholds()
+                fn = compile_fx(gm, example_inputs, config_patches=patches)
+            elif BACKEND == "eager":
+                fn = gm.forward
+            else:
+                fn = torch._dynamo.lookup_backend(BACKEND)(gm, example_inputs)
+            args = [n.meta.get("grapharg") for n in gm.graph.nodes if n.op == "placeholder"]
+            graph = _Graph(fn, [None if a is None or a.source is None else a.source.name for a in args])
+
+            def run(*inputs):
+                self._last[name] = graph
+                return fn(*inputs)
+            return run
+        return backend
+
+    def begin(self) -> None:
+        """A new solve: its first call of each program goes through dynamo (whose guards
+        check the field's attributes), the later ones run the same graph directly."""
+        self._bound.clear()
 
     def times(self, s: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` and ``h`` as the float64 0-d tensors the programs take."""
-        return (torch.tensor(s, dtype=torch.float64, device=self._device),
-                torch.tensor(h, dtype=torch.float64, device=self._device))
+        scalar = torch.scalar_tensor  # half the cost of torch.tensor for a 0-d tensor
+        return (scalar(s, dtype=torch.float64, device=self._device),
+                scalar(h, dtype=torch.float64, device=self._device))
 
     def attempt(self, field: nn.Module, s: float, h: float, z: torch.Tensor, k: torch.Tensor):
         """One attempt without gradients: ``(z1, k7, r, K)``, or ``None`` when this key's
@@ -169,37 +202,137 @@ class Programs:
             return None
         st, ht = self.times(s, h)
         with torch.no_grad():
-            return self._call("attempt", self._attempt, field, st, ht, z, k)
+            return self._call("attempt", field, (field, st, ht, z, k))
 
     def step_vjp(self, field: nn.Module, names: tuple[str, ...], params: tuple[torch.Tensor, ...],
                  s: float, h: float, z: torch.Tensor, a: torch.Tensor):
         """``(a ∂z1/∂z, (a ∂z1/∂θ_i)_i)`` of the step ``(s, h)`` from ``z`` (``params`` the
-        field's parameters named ``names``); ``None`` when this key's programs failed."""
+        field's parameters named ``names``, detached); ``None`` when this key's programs failed."""
         if self.failed is not None:
             return None
         st, ht = self.times(s, h)
         with torch.no_grad():
-            return self._call("step_vjp", self._step_vjp, field, names,
-                              tuple(p.detach() for p in params), st, ht, z.detach(), a)
+            return self._call("step_vjp", field, (field, names, params, st, ht, z.detach(), a))
 
-    def _call(self, name: str, fn: Callable, *args):
+    def _call(self, name: str, field: nn.Module, args: tuple):
+        bound = self._bound.get(name)
+        if bound is not None and bound.field is field:
+            self.calls += 1
+            return bound.run(args)
         first = name not in self._ran
         t0 = time.perf_counter() if first else 0.0
         try:
-            out = fn(*args)
+            out = self._compiled[name](*args)
         except Exception as exc:  # noqa: BLE001 -- any failure of dynamo/inductor means: step eagerly
             msg = str(exc).strip().splitlines()
             self.failed = f"{type(exc).__name__}: {msg[0] if msg else ''}"
             warnings.warn(f"compiling the DP5 step failed for {self.what} ({self.failed}); "
-                          "stepping eagerly for it", RuntimeWarning, stacklevel=2)
+                          "stepping eagerly for it", RuntimeWarning, stacklevel=3)
             return None
         self.calls += 1
         if first:
             self._ran.add(name)
             _COMPILE_TIMES.append((self.what, name, time.perf_counter() - t0))
         if self._copy_out:
-            out = torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
+            return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
+        graph = self._last.pop(name, None)
+        if graph is not None:
+            bound = graph.bind(self._raw[name], field, args, out)
+            if bound is not None:
+                self._bound[name] = bound
         return out
+
+
+class _Graph:
+    """A graph dynamo compiled for a program: ``fn(*inputs)`` and the source of each input
+    (``"L['field']._modules['f']._parameters['weight']"``, ``"L['z']"``, ...)."""
+
+    def __init__(self, fn: Callable, sources: list[str | None]) -> None:
+        self.fn, self.sources = fn, sources
+        self.usable = all(x is not None for x in sources)
+        self.constants: Callable | None = None  # L -> the inputs that stay fixed in a solve
+        self.per_call: list[tuple[int, int]] = []  # (input index, argument index) of the others
+        self.shape: list[int] | None = None  # the program's output: -1 a tensor, n a tuple of n
+
+    def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> "_Bound | None":
+        """The graph bound to this solve's ``field`` and constant inputs (parameters,
+        coefficient rows), or ``None`` where an input's source cannot be read back or the
+        graph's outputs are not the program's (then every call goes through dynamo)."""
+        if not self.usable:
+            return None
+        code = raw.__code__
+        names = code.co_varnames[:code.co_argcount]
+        L = dict(zip(names, args))
+        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
+        if self.constants is None and not self._prepare(names, args, out):
+            return None
+        try:
+            bound = _Bound(self, field, list(self.constants(L)))
+        except Exception:  # noqa: BLE001 -- a source dynamo spells in a way eval cannot read
+            self.usable = False
+            return None
+        if self.shape is None:  # once per graph: its outputs are dynamo's, in the same order
+            leaves = [x for part in out for x in (part if isinstance(part, (tuple, list)) else (part,))]
+            got = list(self.fn(*bound.inputs(args)))
+            if len(got) != len(leaves) or not all(
+                    isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves)):
+                self.usable = False
+                return None
+            self.shape = [len(part) if isinstance(part, (tuple, list)) else -1 for part in out]
+        return bound
+
+    def _prepare(self, names: tuple[str, ...], args: tuple, out) -> bool:
+        """Split the inputs into per-call arguments and constants (read by one compiled
+        expression); ``False`` where that cannot be done."""
+        slots = {f"L[{k!r}]": i for i, k in enumerate(names)}
+        constant = []
+        for j, src in enumerate(self.sources):
+            if src in slots and isinstance(args[slots[src]], torch.Tensor):
+                self.per_call.append((j, slots[src]))
+                constant.append("None")
+            else:
+                constant.append(src)
+        nested = isinstance(out, tuple) and all(
+            isinstance(p, torch.Tensor) or (isinstance(p, (tuple, list)) and
+                                            all(isinstance(x, torch.Tensor) for x in p)) for p in out)
+        if not nested:
+            self.usable = False
+            return False
+        try:
+            self.constants = eval(f"lambda L: ({', '.join(constant)},)",  # noqa: S307 -- dynamo's own sources
+                                  {"torch": torch, "device": torch.device})
+        except SyntaxError:
+            self.usable = False
+            return False
+        return True
+
+
+class _Bound:
+    """A graph bound to one solve: its constant inputs evaluated once, the per-call ones
+    (``s``, ``h``, ``z``, ``k`` or ``a``) taken from each call's arguments."""
+
+    __slots__ = ("graph", "field", "constant")
+
+    def __init__(self, graph: _Graph, field: nn.Module, constant: list) -> None:
+        self.graph, self.field, self.constant = graph, field, constant
+
+    def inputs(self, args: tuple) -> list:
+        inputs = list(self.constant)
+        for j, i in self.graph.per_call:
+            inputs[j] = args[i]
+        return inputs
+
+    def run(self, args: tuple) -> tuple:
+        got = self.graph.fn(*self.inputs(args))
+        out, i = [], 0
+        for n in self.graph.shape:
+            if n < 0:
+                out.append(got[i])
+                i += 1
+            else:
+                out.append(tuple(got[i:i + n]))
+                i += n
+        return tuple(out)
 
 
 def programs_for(field: nn.Module, method: Dopri5, shape: torch.Size, dtype: torch.dtype,
@@ -229,6 +362,7 @@ class CompiledDopri5(Dopri5):
         super().__init__(method.tableau, rtol=method.rtol, atol=method.atol, groups=method.groups,
                          estimate_error=method.estimate_error)
         self.programs, self.field = programs, field
+        programs.begin()
 
     def step(self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *,
              last_stage: bool = True) -> StepResult:
