@@ -157,7 +157,8 @@ class Programs:
                           torch.compile(fn, backend=self._capturing(name, device), **opts)
                           for name, fn in self._raw.items()}
         self._last: dict[str, _Graph] = {}  # the graph dynamo ran last, per program
-        self._bound: dict[str, _Bound] = {}  # per program: the graph to call directly in this solve
+        self._bound: dict[str, _Bound] = {}  # per program: the graph to call directly
+        self._checked: set[str] = set()  # the programs whose bound graph's guards held in this solve
 
     def _capturing(self, name: str, device: torch.device) -> Callable:
         """A dynamo backend that compiles with :data:`BACKEND` and keeps each graph it built
@@ -185,9 +186,10 @@ class Programs:
         return backend
 
     def begin(self) -> None:
-        """A new solve: its first call of each program goes through dynamo (whose guards
-        check the field's attributes), the later ones run the same graph directly."""
-        self._bound.clear()
+        """A new solve: its first call of each program checks the bound graph's guards
+        (dynamo's, on the field's attributes; else the call goes through dynamo), the later
+        ones run the graph directly."""
+        self._checked.clear()
 
     def times(self, s: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` and ``h`` as the float64 0-d tensors the programs take."""
@@ -216,9 +218,16 @@ class Programs:
 
     def _call(self, name: str, field: nn.Module, args: tuple):
         bound = self._bound.get(name)
-        if bound is not None and bound.field is field:
-            self.calls += 1
-            return bound.run(args)
+        if bound is not None:
+            if name not in self._checked or bound.field is not field:
+                # a new solve or field: re-read the constants where dynamo's guards still hold
+                bound = bound.graph.rebind(self._raw[name], field, args)
+                if bound is not None:
+                    self._bound[name] = bound
+                    self._checked.add(name)
+            if bound is not None:
+                self.calls += 1
+                return bound.run(args)
         first = name not in self._ran
         t0 = time.perf_counter() if first else 0.0
         try:
@@ -237,9 +246,13 @@ class Programs:
             return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
         graph = self._last.pop(name, None)
         if graph is not None:
+            if graph.guards is None and graph.fresh:  # compiled in this call: its cache entry is the newest
+                graph.guards = _newest_guards(self._raw[name])
+            graph.fresh = False
             bound = graph.bind(self._raw[name], field, args, out)
             if bound is not None:
                 self._bound[name] = bound
+                self._checked.add(name)
         return out
 
 
@@ -250,9 +263,33 @@ class _Graph:
     def __init__(self, fn: Callable, sources: list[str | None]) -> None:
         self.fn, self.sources = fn, sources
         self.usable = all(x is not None for x in sources)
+        self.fresh = True  # not yet run through dynamo's cache
+        self.guards = None  # dynamo's guard manager of this graph's cache entry, when known
         self.constants: Callable | None = None  # L -> the inputs that stay fixed in a solve
         self.per_call: list[tuple[int, int]] = []  # (input index, argument index) of the others
         self.shape: list[int] | None = None  # the program's output: -1 a tensor, n a tuple of n
+
+    @staticmethod
+    def frame(raw: Callable, args: tuple) -> dict:
+        """The frame locals dynamo sees for a call of ``raw``: its arguments and closure."""
+        code = raw.__code__
+        L = dict(zip(code.co_varnames[:code.co_argcount], args))
+        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
+        return L
+
+    def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> "_Bound | None":
+        """Bound again for a new solve or field where this graph's guards hold (a few µs;
+        a call through dynamo costs hundreds), else ``None``."""
+        if self.guards is None or self.constants is None or not self.usable:
+            return None
+        L = self.frame(raw, args)
+        try:
+            if not self.guards.check(L):
+                return None
+            return _Bound(self, field, list(self.constants(L)))
+        except Exception:  # noqa: BLE001 -- dynamo's internals changed: go through dynamo
+            self.guards = None
+            return None
 
     def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> "_Bound | None":
         """The graph bound to this solve's ``field`` and constant inputs (parameters,
@@ -260,10 +297,8 @@ class _Graph:
         graph's outputs are not the program's (then every call goes through dynamo)."""
         if not self.usable:
             return None
-        code = raw.__code__
-        names = code.co_varnames[:code.co_argcount]
-        L = dict(zip(names, args))
-        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
+        names = raw.__code__.co_varnames[:raw.__code__.co_argcount]
+        L = self.frame(raw, args)
         if self.constants is None and not self._prepare(names, args, out):
             return None
         try:
@@ -305,6 +340,18 @@ class _Graph:
             self.usable = False
             return False
         return True
+
+
+def _newest_guards(raw: Callable):
+    """The guard manager of the newest entry in dynamo's cache for ``raw``'s code (``None``
+    where this torch does not expose it)."""
+    try:
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+        entries = _debug_get_cache_entry_list(raw.__code__)
+        return entries[0].guard_manager if entries else None
+    except (ImportError, AttributeError, IndexError):
+        return None
 
 
 class _Bound:
