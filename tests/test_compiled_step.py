@@ -138,6 +138,12 @@ def test_programs_run_without_dynamo_inside_a_solve_and_recheck_guards_per_solve
         assert "step_vjp" in programs._bound
         assert (sol.ys - ref.ys).abs().max() <= TOL and (g - g_ref).abs().max() <= TOL
         assert sol.stats.steps == ref.stats.steps
+    bound = programs._bound["step_vjp"]
+    args = (field, None, None, torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64),
+            torch.zeros(1, 12, dtype=torch.float64), torch.zeros(1, 12, dtype=torch.float64))
+    assert bound.fits(args)
+    # a layout dynamo did not see (an expanded loss gradient): back through the guards
+    assert not bound.fits(args[:-1] + (torch.zeros((), dtype=torch.float64).expand(1, 12),))
     with torch.no_grad():  # forward solves back to back, no backward between them
         for scale in (1.0, 5.0):
             field.scale = scale

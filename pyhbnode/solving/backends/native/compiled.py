@@ -204,7 +204,7 @@ class Programs:
             return None
         st, ht = self.times(s, h)
         with torch.no_grad():
-            return self._call("attempt", field, (field, st, ht, z, k))
+            return self._call("attempt", field, (field, st, ht, z.contiguous(), k.contiguous()))
 
     def step_vjp(self, field: nn.Module, names: tuple[str, ...], params: tuple[torch.Tensor, ...],
                  s: float, h: float, z: torch.Tensor, a: torch.Tensor):
@@ -214,13 +214,17 @@ class Programs:
             return None
         st, ht = self.times(s, h)
         with torch.no_grad():
-            return self._call("step_vjp", field, (field, names, params, st, ht, z.detach(), a))
+            # contiguous: a loss's gradient may arrive expanded (stride 0), and a graph built
+            # for one layout must not see another
+            return self._call("step_vjp", field, (field, names, params, st, ht, z.detach().contiguous(),
+                                                  a.contiguous()))
 
     def _call(self, name: str, field: nn.Module, args: tuple):
         bound = self._bound.get(name)
         if bound is not None:
-            if name not in self._checked or bound.field is not field:
-                # a new solve or field: re-read the constants where dynamo's guards still hold
+            if name not in self._checked or bound.field is not field or not bound.fits(args):
+                # a new solve, field or input layout: re-read the constants where dynamo's
+                # guards still hold
                 bound = bound.graph.rebind(self._raw[name], field, args)
                 if bound is not None:
                     self._bound[name] = bound
@@ -286,7 +290,7 @@ class _Graph:
         try:
             if not self.guards.check(L):
                 return None
-            return _Bound(self, field, list(self.constants(L)))
+            return _Bound(self, field, list(self.constants(L)), args)
         except Exception:  # noqa: BLE001 -- dynamo's internals changed: go through dynamo
             self.guards = None
             return None
@@ -302,7 +306,7 @@ class _Graph:
         if self.constants is None and not self._prepare(names, args, out):
             return None
         try:
-            bound = _Bound(self, field, list(self.constants(L)))
+            bound = _Bound(self, field, list(self.constants(L)), args)
         except Exception:  # noqa: BLE001 -- a source dynamo spells in a way eval cannot read
             self.usable = False
             return None
@@ -342,6 +346,10 @@ class _Graph:
         return True
 
 
+def _layout(x: torch.Tensor) -> tuple:
+    return x.shape, x.stride(), x.dtype, x.device, x.requires_grad
+
+
 def _newest_guards(raw: Callable):
     """The guard manager of the newest entry in dynamo's cache for ``raw``'s code (``None``
     where this torch does not expose it)."""
@@ -358,10 +366,16 @@ class _Bound:
     """A graph bound to one solve: its constant inputs evaluated once, the per-call ones
     (``s``, ``h``, ``z``, ``k`` or ``a``) taken from each call's arguments."""
 
-    __slots__ = ("graph", "field", "constant")
+    __slots__ = ("graph", "field", "constant", "layout")
 
-    def __init__(self, graph: _Graph, field: nn.Module, constant: list) -> None:
+    def __init__(self, graph: _Graph, field: nn.Module, constant: list, args: tuple) -> None:
         self.graph, self.field, self.constant = graph, field, constant
+        # the per-call inputs' layout when the guards held: dynamo specialises on it
+        self.layout = [_layout(args[i]) for _, i in graph.per_call]
+
+    def fits(self, args: tuple) -> bool:
+        """Whether the per-call inputs have the layout the guards were checked on."""
+        return all(_layout(args[i]) == lay for (_, i), lay in zip(self.graph.per_call, self.layout))
 
     def inputs(self, args: tuple) -> list:
         inputs = list(self.constant)
