@@ -90,12 +90,12 @@ class TorchBackend(Backend):
                       stats: SolverStats) -> torch.Tensor:
         limit = options.adjoint.max_checkpoints
         return self._run(field, y0, t, options, stats, compiled=True, differentiate=lambda prob, y0, params: (
-            _NativeSolve.apply(prob, lambda: Trajectory(checkpoints=Checkpoints(limit)), _replay, y0, *params)))
+            _NativeSolve.apply(prob, lambda: Trajectory(checkpoints=Checkpoints(limit)), _replay, False, y0, *params)))
 
     def _backsolve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
                    stats: SolverStats) -> torch.Tensor:
         return self._run(field, y0, t, options, stats, compiled=True, differentiate=lambda prob, y0, params: (
-            _NativeSolve.apply(prob, _nothing, backsolve_backward, y0, *params)))
+            _NativeSolve.apply(prob, _nothing, backsolve_backward, True, y0, *params)))
 
     def _direct(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
                 stats: SolverStats) -> torch.Tensor:
@@ -164,24 +164,26 @@ def _nothing() -> None:
     return None
 
 
-def _replay(prob: Problem, ys: torch.Tensor, g: torch.Tensor, counter: Counter):
+def _replay(prob: Problem, ys: None, g: torch.Tensor, counter: Counter):
     """Checkpointed's backward: replay the kept steps (it needs no forward outputs)."""
     return checkpointed_backward(prob, g, counter)
 
 
 class _NativeSolve(torch.autograd.Function):
-    """``apply(problem, keep, backward, y0, *params) -> ys`` ``(T, *y0.shape)``: the forward
-    solve without a graph, keeping the trajectory ``keep()`` makes (or none);
+    """``apply(problem, keep, backward, needs_ys, y0, *params) -> ys`` ``(T, *y0.shape)``: the
+    forward solve without a graph, keeping the trajectory ``keep()`` makes (or none);
     ``backward(problem, ys, g, counter) -> (dL/dy0, (dL/dθ_i)_i)`` is the gradient mode's
-    backward pass.  Errors of the backward pass are
+    backward pass, given the forward states ``ys`` where ``needs_ys`` (else ``None``: keeping
+    them alive through backward would cost a state per output).  Errors of the backward pass are
     :class:`~pyhbnode.solving.errors.SolverError` with ``phase="backward"``."""
 
     @staticmethod
-    def forward(ctx, prob: Problem, keep: Callable[[], Trajectory | None], backward: Callable,
+    def forward(ctx, prob: Problem, keep: Callable[[], Trajectory | None], backward: Callable, needs_ys: bool,
                 y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         out = torch.stack(prob.solve(y0.detach(), keep=keep()))
-        ctx.prob, ctx.backward = prob, backward
-        ctx.save_for_backward(out)
+        ctx.prob, ctx.backward, ctx.needs_ys = prob, backward, needs_ys
+        if needs_ys:
+            ctx.save_for_backward(out)
         return out
 
     @staticmethod
@@ -191,10 +193,11 @@ class _NativeSolve(torch.autograd.Function):
         counter = Counter()
         try:
             with torch.enable_grad():
-                gy0, gparams = ctx.backward(prob, ctx.saved_tensors[0].detach(), g, counter)
+                ys = ctx.saved_tensors[0].detach() if ctx.needs_ys else None
+                gy0, gparams = ctx.backward(prob, ys, g, counter)
         finally:
             stats = prob.stats
             stats.nfe_backward += counter.nfe
             stats.steps_backward = (stats.steps_backward or 0) + counter.attempts
         gparams = tuple(x.detach() for x in gparams) if gparams else (None,) * len(prob.params)
-        return (None, None, None, gy0.detach(), *gparams)
+        return (None, None, None, None, gy0.detach(), *gparams)
