@@ -431,6 +431,6 @@ class CompiledDopri5(Dopri5):
             got = self.programs.attempt(self.field, s, h, z, k)
             if got is not None:
                 z1, k7, r, K = got
-                stages = tuple(K[i:i + 1] for i in range(6))
+                stages = K.split(1)  # six (1, N) views in one call
                 return StepResult(z1, k7, stages, K if z.numel() <= SMALL else None, (None,) * 6, r)
         return super().step(rhs, s, h, z, k, last_stage=last_stage)
