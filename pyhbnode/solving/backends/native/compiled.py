@@ -30,6 +30,18 @@ a new instance of the same classes (a ``deepcopy``, the ODE-RNN's per-interval
 recompile when a non-tensor attribute differs.  Each cache key has its own code objects,
 so dynamo's per-code recompile limit counts one key's recompiles only.
 
+Calling a program through dynamo costs a few hundred µs of Python (frame evaluation, guard
+checks, AOTAutograd's wrappers) — as much as the program itself on the point-cloud models.
+On the CPU the programs are compiled through a backend that keeps each graph dynamo builds
+with the sources of its inputs (``L['field']._modules['f']._parameters['weight']``,
+``L['z']``, ...): after a call through dynamo, the program is *bound* — its constant inputs
+(parameters, buffers, coefficient rows) read once — and the later calls run the graph
+directly with the per-call inputs (``s``, ``h``, ``z``, ``k`` or ``a``).  A new solve, a new
+field instance or a per-call input of another layout re-checks that graph's own dynamo guards
+(its cache entry's guard manager, a few µs) and re-reads the constants; where the guards fail
+(a changed plain attribute of the field, say) the call goes through dynamo, which recompiles.
+A graph's outputs are checked once against dynamo's own result before it is called directly.
+
 When compiling or running a program fails (a field dynamo cannot trace, no C++ compiler,
 ...), the key is marked failed, ONE warning names the field and the error, and the solver
 steps eagerly for that key from then on.  On CUDA the programs use
