@@ -70,7 +70,8 @@ class TorchBackend(Backend):
     takes_compile = True
 
     def __init__(self) -> None:
-        self.modes: dict[type[Adjoint], Callable[..., torch.Tensor]] = {
+        self.modes: dict[type[Adjoint], Callable[[nn.Module, torch.Tensor, torch.Tensor, SolverOptions, SolverStats],
+                                                 torch.Tensor]] = {
             Checkpointed: self._checkpointed, Backsolve: self._backsolve, Direct: self._direct,
         }
 
