@@ -8,8 +8,8 @@ another order; 1e-12 apart in float64), in less time per solve.
 ``compile=True`` compiles the Dormand-Prince step attempt and the checkpointed backward's
 per-step VJP with ``torch.compile`` (inductor; a C++ compiler on the CPU), once per field
 classes, state shape, dtype and device; ``compile=False`` steps eagerly; the default
-``compile=None`` switches small CPU states to compiled programs once a run has made enough
-eager steps for the compile time to pay off.  Inductor caches programs on disk, so a second
+``compile="auto"`` steps a single solve eagerly, and ``fit`` compiles a whole run from its
+first step when it is long enough (on the CPU, for small states) to pay for the compile.  Inductor caches programs on disk, so a second
 run of this script starts much faster.
 """
 import argparse

@@ -13,15 +13,8 @@ import torch
 
 from pyhbnode import NonFiniteState, odeint
 
-NATIVE_OVERFLOW = pytest.mark.xfail(
-    strict=True, raises=Exception,
-    reason="the native controller's error norm overflows near the dtype's max (MaxStepsExceeded); "
-           "overflow-safe norms are another branch's (pyhbnode/solving/backends/native): remove this "
-           "mark when it merges — strict, so the fixed test fails until then")
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("backend", [pytest.param("native", marks=NATIVE_OVERFLOW), "torchdiffeq"])
+@pytest.mark.parametrize("backend", ["native", "torchdiffeq"])
 def test_a_state_near_the_dtype_max_decays_or_is_a_clear_overflow(backend, dtype):
     y0 = torch.full((2, 2), 0.9 * torch.finfo(dtype).max, dtype=dtype)
     try:

@@ -2,8 +2,11 @@
 (float64, tight tolerances), ``gradcheck``, seminorm, output grids."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from pyhbnode import GHBNODE, HBNODE, NODE, odeint
 from pyhbnode.fields import mlp
@@ -183,3 +186,20 @@ def test_checkpointed_with_few_checkpoints_replays_exactly(max_checkpoints):
     assert s_thin.nfe_backward > s_full.nfe_backward  # the replays are counted
     with pytest.raises(ValueError, match="max_checkpoints"):
         Checkpointed(0)
+
+
+class _Decay(nn.Module):
+    """dy/dt = -y, with no parameters: the gradient reaches y0 only through a·∂f/∂y."""
+
+    def forward(self, t, y):
+        return -y
+
+
+@pytest.mark.parametrize("adjoint", ["checkpointed", "backsolve", "direct"])
+def test_field_without_parameters_has_the_exact_state_gradient(adjoint):
+    """dL/dy0 = e^-1 for L = y(1) of dy/dt = -y, in every gradient mode (backsolve's row_vjp
+    must keep the a·∂f/∂y term when the field has no parameters)."""
+    y0 = torch.tensor([[1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    sol = odeint(_Decay(), y0, [0.0, 1.0], backend="torch", adjoint=adjoint, rtol=1e-10, atol=1e-12)
+    (g,) = torch.autograd.grad(sol.ys[-1].sum(), y0)
+    assert torch.allclose(g, torch.full_like(g, math.exp(-1.0)), rtol=1e-8, atol=0.0), g

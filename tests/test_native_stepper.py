@@ -12,7 +12,7 @@ from torch import nn
 from pyhbnode import odeint
 
 from pyhbnode.solving import Controller, FixedStep, IController, PIController
-from pyhbnode.solving.backends.native import DOPRI5, DOPRI5_SHAMPINE, TorchBackend
+from pyhbnode.solving.backends.native import DOPRI5, DOPRI5_SHAMPINE, NativeBackend
 from pyhbnode.solving.backends.native.dopri5 import dense_weights
 
 
@@ -207,8 +207,8 @@ def test_float32_smoke():
             return self.f(y)
 
     y0 = torch.randn(4, 2, requires_grad=True)
-    for adjoint in TorchBackend().mode_names():
-        sol = odeint(F(), y0, [0.0, 1.0], backend="torch", adjoint=adjoint, rtol=1e-5, atol=1e-5)
+    for mode in NativeBackend().modes:
+        sol = odeint(F(), y0, [0.0, 1.0], backend="torch", adjoint=mode(), rtol=1e-5, atol=1e-5)
         assert sol.ys.dtype == torch.float32
         sol.ys[-1].sum().backward()
         assert y0.grad is not None and torch.isfinite(y0.grad).all()
@@ -248,3 +248,31 @@ def test_icontroller_factors():
     assert c.next_step(1.0, 1e9, False) == 0.2
     assert c.next_step(1.0, 0.9, True) >= 1.0  # never shrinks after an accepted step
     assert c.next_step(1.0, float("nan"), False) == 0.2
+
+
+class _Decay(nn.Module):
+    def forward(self, t, y):
+        return -y
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e30), (torch.float32, 1e35), (torch.float32, 3e38),
+                                          (torch.float64, 1e300)])
+def test_states_near_the_largest_value_of_the_dtype_are_solved(dtype, scale):
+    """The error ratio is formed and normed without overflow: y0 = 3e38 in float32 once made
+    the step shrink until max_steps (|err|/rtol and |err|² overflowed)."""
+    y0 = torch.tensor([[scale, -0.5 * scale]], dtype=dtype)
+    t = torch.linspace(0.0, 1.0, 8, dtype=dtype)
+    sol = odeint(_Decay(), y0, t, backend="torch", compile=False)
+    exact = torch.exp(-t.double()).view(-1, 1, 1) * y0.double()
+    assert sol.stats.steps < 100
+    assert ((sol.ys.double() - exact).abs() / exact.abs()).max() < 1e-5  # rtol 1e-7: global error ~1e-7, float32 rounding ~1e-6
+
+
+def test_rms_scales_before_squaring():
+    from pyhbnode.solving.backends.native.dopri5 import rms
+
+    x = torch.tensor([[3e38, -3e38, 1e38, 0.0]])
+    assert math.isclose(rms(x).item(), math.sqrt((9 + 9 + 1) / 4) * 1e38, rel_tol=1e-6)
+    assert math.isclose(rms(x, groups=2).item(), 3e38, rel_tol=1e-6)  # the larger group's RMS
+    assert rms(torch.zeros(1, 3)).item() == 0.0
+    assert rms(torch.tensor([[1e300, 1e300]], dtype=torch.float64)).item() == pytest.approx(1e300)

@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import zoo
 from ..solving import SolverOptions
+from ..layers import solver_layers
 from ..training.metadata import with_wall_time
 from .plots import plot_curves, plot_nfe
 from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
@@ -87,6 +88,7 @@ def run_comparison(
     """
     from ..solving import SolverError
     from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
+    from ..solving.backends.native.compiled import compile_times
 
     unknown = [m for m in models if m not in zoo.MODELS]
     if unknown:
@@ -95,10 +97,12 @@ def run_comparison(
     out = writable_dir(out_dir)
     started = time.time()
     rows, batch_lines, epoch_lines = [], [], []
+    compiling: dict[str, dict] = {}  # per model: fit's compile decision and the compile time it cost
     for name in models:
         torch.manual_seed(seed)
         model = zoo.build(spec.task, name, preset=spec.preset, field_kwargs=spec.field_kwargs.get(name),
                           **spec.build_kwargs, **solver)
+        n_compiled = len(compile_times())
         try:
             history = fit(
                 model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),
@@ -110,6 +114,8 @@ def run_comparison(
             # One model blowing up (SONODE on Walker2D, say) is a result, not the end of the run.
             rows.append({"model": name, "parameters": count_parameters(model), "status": f"failed: {err}"})
             continue
+        compiling[name] = {"compile": sorted({str(layer.options.compile) for layer in solver_layers(model)}),
+                           "compile_seconds": round(sum(t for _, _, t in compile_times()[n_compiled:]), 2)}
         batches, epochs = history.batch_records(), history.epoch_records()
         rows.append({"model": name, "parameters": count_parameters(model), "status": "ok", **history.summary()})
         batch_lines += [{"model": name, "iteration": i, **b} for i, b in enumerate(batches)]
@@ -123,6 +129,7 @@ def run_comparison(
                           backend=SolverOptions.from_kwargs(zoo.task_spec(spec.task).solver, **solver).backend,
                           device=str(spec.fit_kwargs.get("device", "cpu")),
                           solver_options={k: str(v) for k, v in solver.items()},
+                          compiled=compiling,
                           **(extra_config or {}))
     config = with_wall_time(config, out / "config.json", time.time() - started)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))

@@ -75,7 +75,7 @@ def _parse_flag(value: Any) -> Any:
 def _parse_compile(value: Any) -> Any:
     value = _text(value)
     if isinstance(value, str) and value.lower() == "auto":
-        return None
+        return "auto"
     return _parse_flag(value)
 
 
@@ -112,9 +112,14 @@ class SolverOptions:
             :class:`~pyhbnode.solving.controllers.Controller` or ``"i"`` (torchdiffeq's
             rule, the default), ``"pi"``, ``"hairer"`` (scipy RK45's rules); ``None``
             takes the backend's default.
-        compile: run the solver's steps as compiled programs (native backend only,
-            :mod:`~pyhbnode.solving.backends.native.compiled`): ``True``, ``False``, or
-            ``None`` ("auto") for the backend's rule.
+        compile: run the solver's steps as compiled programs (native backend
+            only, :mod:`~pyhbnode.solving.backends.native.compiled`): ``True`` or ``False``
+            force it; ``"auto"`` (default) decides from what is known up front
+            (:func:`~pyhbnode.solving.backends.native.decide_compile`): a single solve steps
+            eagerly, and ``fit`` compiles a whole run from its first step when the run is
+            long enough to pay for the compile (CPU, small states).  Never from what the
+            process solved before: a seed gives the same numbers whatever ran before it.
+            ``None`` is a deprecated synonym of ``"auto"``.
     """
 
     backend: str = _option(DEFAULT_BACKEND, "solver backend: native (alias torch), torchdiffeq, julia, auto",
@@ -130,8 +135,8 @@ class SolverOptions:
     max_steps: int = _option(10_000, "most step attempts one solve may take", _parse_int)
     controller: Controller | str | None = _option(
         None, "step-size controller (native backend): i, pi, hairer, fixed or none", _parse_name)
-    compile: bool | None = _option(
-        None, "compiled steps (native backend): true, false or auto", _parse_compile)
+    compile: bool | str = _option(
+        "auto", "compiled steps (native backend): true, false or auto (decided up front)", _parse_compile)
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
@@ -148,8 +153,12 @@ class SolverOptions:
             raise TypeError(f"method must be a string naming the method, got {type(self.method).__name__}")
         if self.seminorm is not None and not isinstance(self.seminorm, bool):
             raise TypeError(f"seminorm must be True, False or None, got {self.seminorm!r}")
-        if self.compile is not None and not isinstance(self.compile, bool):
-            raise TypeError(f"compile must be True, False or None (auto), got {self.compile!r}")
+        if self.compile is None:
+            warnings.warn("compile=None is deprecated; use compile='auto' (the default)", DeprecationWarning,
+                          stacklevel=3)
+            object.__setattr__(self, "compile", "auto")
+        if not (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile == "auto")):
+            raise TypeError(f"compile must be True, False or 'auto', got {self.compile!r}")
         object.__setattr__(self, "backend", canonical_backend(self.backend))
         object.__setattr__(self, "adjoint", parse_adjoint(self.adjoint))
         object.__setattr__(self, "controller", parse_controller(self.controller))

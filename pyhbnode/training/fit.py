@@ -17,10 +17,11 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..fields import dormant_names
-from ..layers import set_solver_options
+from ..checks import check_bool, check_choice, check_device, check_int, check_real, describe
+from ..layers import set_solver_options, solver_layers
 from ..solving import SolverError, SolverOptions
 from ..solving import record as record_solves
-from ..checks import check_bool, check_choice, check_device, check_int, check_real, describe
+from ..solving.backends.native import decide_compile
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
@@ -171,6 +172,7 @@ def fit(
         for loader, where in ((train_loader, "training"), (val_loader, "validation")):
             if loader is not None:
                 _check_first_batch(model, loader, dev, loss_name, loss_fn, metric_fns, where)
+        _resolve_compile(model, train_loader, dev, epochs, max_batches)
         restore_rng(before, generators)
 
         train_model = wrap_model(model, ctx, dev)
@@ -266,6 +268,21 @@ def _check_first_batch(model: nn.Module, loader: DataLoader, device: torch.devic
     finally:
         model.train(was_training)
     check_output(out, target, loss_name, loss_fn, metric_fns, where)
+
+
+def _resolve_compile(model: nn.Module, loader: DataLoader, device: torch.device, epochs: int,
+                     max_batches: int | None) -> None:
+    """``compile="auto"`` decided once for the whole run (never in its middle), from the
+    iterations it will make and the state size of its first batch, and set on the layers."""
+    if not any(layer.options.compile == "auto" for layer in solver_layers(model)):
+        return
+    try:
+        iterations = epochs * len(loader)
+    except TypeError:  # a loader without a length: max_batches if given, else counted as short
+        iterations = max_batches or 1
+    iterations = min(iterations, max_batches or iterations)
+    inputs, _ = to_device(split_batch(next(iter(loader)), "training"), device)
+    set_solver_options(model, compile=decide_compile(model, inputs, device, max(1, iterations)))
 
 
 def _signature(*, lr: float, batch_size: int, optimizer: OptimizerSpec, weight_decay: float,

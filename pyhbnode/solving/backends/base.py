@@ -58,7 +58,7 @@ class Backend(abc.ABC):
                 f"backend {self.name!r} takes no step-size controller (got {options.controller!r}); "
                 "controllers are for backend='native'"
             )
-        if options.compile and not self.takes_compile:
+        if options.compile is True and not self.takes_compile:
             raise ValueError(f"backend {self.name!r} has no compiled steps (got compile=True); "
                              "compile is for backend='native'")
         if options.method not in self.methods:

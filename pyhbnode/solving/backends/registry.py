@@ -82,5 +82,5 @@ def _loader(loader: Callable[[], Backend] | str) -> Callable[[], Backend]:
 
 
 register_backend("torchdiffeq", "pyhbnode.solving.backends.torchdiffeq_backend:TorchDiffEqBackend")
-register_backend("native", "pyhbnode.solving.backends.native:TorchBackend")
+register_backend("native", "pyhbnode.solving.backends.native:NativeBackend")
 register_backend("julia", "pyhbnode.solving.backends.julia:load_backend")

@@ -1,6 +1,8 @@
 """The native PyTorch backend, registered as ``backend="torch"``."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -10,22 +12,22 @@ from ...controllers import IController
 from ...options import SolverOptions
 from ...solution import SolverStats, Status
 from ...validation import reraise_field_failure
-from ..base import Backend
+from ..base import Backend, GradientMode
 from .backsolve import backsolve_backward
 from .checkpointed import checkpointed_backward
-from .compiled import AUTO_AFTER_ATTEMPTS, Programs, programs_for
-from .dopri5 import SMALL, Dopri5
+from .decide import decide_compile
+from .dopri5 import Dopri5
 from .forward import Checkpoints, Trajectory
 from .integrate import Counter
 from .problem import Problem
 from .tableau import DOPRI5, DOPRI5_SHAMPINE
 
-__all__ = ["TorchBackend"]
+__all__ = ["NativeBackend"]
 
 _TABLEAUS = {"shampine": DOPRI5_SHAMPINE, "dp": DOPRI5}
 
 
-class TorchBackend(Backend):
+class NativeBackend(Backend):
     """Dormand–Prince 5(4) in plain PyTorch, with three gradient modes.
 
     ``adjoint`` (see :mod:`pyhbnode.solving.adjoints`): ``Checkpointed()`` (default: the
@@ -50,14 +52,16 @@ class TorchBackend(Backend):
     package's convention for backprop through the solver), ``steps_backward`` the backward
     step attempts (replayed steps for ``Checkpointed``, 0 for ``Direct``).
 
-    ``compile`` (``SolverOptions.compile``, else this backend's ``compile``): ``True`` runs
-    the forward step attempts and the ``Checkpointed`` backward's per-step VJP as compiled
-    programs (:mod:`.compiled`: compiled once per field classes, state shape, dtype and
-    device, see :func:`~.compiled.compile_times`; one warning and eager steps where
-    compiling fails); ``False`` steps eagerly; ``None`` (default) compiles small states
-    (at most :data:`~.dopri5.SMALL` elements) on the CPU once eager solving has made
-    :data:`~.compiled.AUTO_AFTER_ATTEMPTS` step attempts on that key — where it was measured
-    faster.
+    ``compile`` (``SolverOptions.compile``): ``True`` runs the forward step attempts and the
+    ``Checkpointed`` backward's per-step VJP as compiled programs (:mod:`.compiled`: compiled
+    once per field classes, state shape, dtype and device, see
+    :func:`~.compiled.compile_times`; one warning and eager steps where compiling fails);
+    ``False`` steps eagerly; ``"auto"`` (default) decides per solve by
+    :func:`~.decide.decide_compile` — a single solve steps eagerly, ``fit`` decides for a
+    whole run from its iterations, state size and device.
+
+    Gradient modes are objects (:attr:`modes`): each supported
+    :class:`~pyhbnode.solving.adjoints.Adjoint` class maps to the method that solves with it.
     """
 
     name = "native"
@@ -65,18 +69,50 @@ class TorchBackend(Backend):
     takes_controllers = True
     takes_compile = True
 
-    def __init__(self, compile: bool | None = None) -> None:
-        if compile is not None and not isinstance(compile, bool):
-            raise ValueError(f"compile must be True, False or None, got {compile!r}")
-        self.compile = compile
+    def __init__(self) -> None:
+        self._modes: dict[type[Adjoint], GradientMode] = {
+            Checkpointed: self._checkpointed, Backsolve: self._backsolve, Direct: self._direct,
+        }
 
     @property
-    def modes(self):
-        return dict.fromkeys((Checkpointed, Backsolve, Direct), self._solve)
+    def modes(self) -> dict[type[Adjoint], GradientMode]:
+        return self._modes
 
-    def _solve(
-        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
-    ) -> torch.Tensor:
+    def _checkpointed(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
+                      stats: SolverStats) -> torch.Tensor:
+        limit = options.adjoint.max_checkpoints
+        return self._run(field, y0, t, options, stats, compiled=True, differentiate=lambda prob, y0, params: (
+            _NativeSolve.apply(prob, lambda: Trajectory(checkpoints=Checkpoints(limit)), _replay, False, y0, *params)))
+
+    def _backsolve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
+                   stats: SolverStats) -> torch.Tensor:
+        return self._run(field, y0, t, options, stats, compiled=True, differentiate=lambda prob, y0, params: (
+            _NativeSolve.apply(prob, _nothing, backsolve_backward, True, y0, *params)))
+
+    def _direct(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
+                stats: SolverStats) -> torch.Tensor:
+        def differentiate(prob: Problem, y0: torch.Tensor, params: tuple) -> torch.Tensor:
+            out = torch.stack(prob.solve(y0, keep=None))
+            # The package's convention (shared with the torchdiffeq backend): backprop counts
+            # one evaluation per forward evaluation.
+            recorded = stats.nfe_forward
+
+            def _count(grad: torch.Tensor) -> None:
+                stats.nfe_backward += recorded
+                stats.steps_backward = 0
+
+            out.register_hook(_count)
+            return out
+
+        # backprop through the steps: the compiled attempt has no graph to backprop through
+        return self._run(field, y0, t, options, stats, compiled=False, differentiate=differentiate)
+
+    def _run(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
+             stats: SolverStats, *, compiled: bool,
+             differentiate: Callable[[Problem, torch.Tensor, tuple], torch.Tensor]) -> torch.Tensor:
+        """The solve every gradient mode shares; ``differentiate(problem, y0, params)`` is the
+        mode's differentiable solve, used when a gradient is needed; ``compiled``: whether the
+        mode can use compiled programs."""
         if t.requires_grad:
             raise ValueError(
                 "backend 'torch' computes no gradient with respect to the time grid t; "
@@ -94,59 +130,51 @@ class TorchBackend(Backend):
             max_steps=options.max_steps, seminorm=True if options.seminorm is None else bool(options.seminorm),
             stats=stats,
         )
-        adjoint = options.adjoint
-        needs_grad = torch.is_grad_enabled() and (y0.requires_grad or bool(params))
-        compile = self.compile if options.compile is None else options.compile
-        account = None  # the auto policy's Programs, while it still steps eagerly
-        if isinstance(field, nn.Module) and not isinstance(adjoint, Direct) and \
-                (compile or (compile is None and y0.device.type == "cpu" and y0.numel() <= SMALL)):
-            programs = programs_for(field, method, y0.shape, y0.dtype, y0.device, direction)
-            if compile or programs.eager_attempts >= AUTO_AFTER_ATTEMPTS:
-                prob.programs = programs
-            else:
-                account = programs
+        compile = options.compile
+        if compile == "auto":
+            compile = decide_compile(field, y0, y0.device, iterations=1)
+        if compile and compiled and isinstance(field, nn.Module):
+            from .compiled import programs_for  # torch's compiler is imported once a compile is decided
+
+            prob.programs = programs_for(field, method, y0.shape, y0.dtype, y0.device, direction)
         try:
-            if not needs_grad:
-                with torch.no_grad():
-                    out = torch.stack(prob.solve(y0, record=None))
-            elif isinstance(adjoint, Direct):
-                out = torch.stack(prob.solve(y0, record=None))
-                # The package's convention (shared with the torchdiffeq backend): backprop counts
-                # one evaluation per forward evaluation.
-                recorded = stats.nfe_forward
-
-                def _count(grad: torch.Tensor) -> None:
-                    stats.nfe_backward += recorded
-                    stats.steps_backward = 0
-
-                out.register_hook(_count)
+            if torch.is_grad_enabled() and (y0.requires_grad or bool(params)):
+                out = differentiate(prob, y0, params)
             else:
-                out = _NativeSolve.apply(prob, adjoint, account, y0, *params)
+                with torch.no_grad():
+                    out = torch.stack(prob.solve(y0, keep=None))
         except (RuntimeError, TypeError, AttributeError) as err:
             # a later evaluation returned something the stepper cannot use (the first one is
             # checked up front): evaluate once more, on the failure path only, and name it
             reraise_field_failure(field, t[0], y0.detach(), err)
-        if account is not None:
-            account.eager_attempts += stats.steps or 0
         stats.status = Status.SUCCESS
         return out
 
 
+def _nothing() -> None:
+    """Backsolve keeps no trajectory: it re-integrates the state backward."""
+    return None
+
+
+def _replay(prob: Problem, ys: None, g: torch.Tensor, counter: Counter):
+    """Checkpointed's backward: replay the kept steps (it needs no forward outputs)."""
+    return checkpointed_backward(prob, g, counter)
+
+
 class _NativeSolve(torch.autograd.Function):
-    """``apply(problem, adjoint, account, y0, *params) -> ys`` ``(T, *y0.shape)``: the
-    forward solve without a graph; ``backward`` runs the gradient mode (and adds its step
-    attempts to ``account``, the auto compile policy's :class:`~.compiled.Programs`, unless
-    ``None``).  Errors of the backward pass are
+    """``apply(problem, keep, backward, needs_ys, y0, *params) -> ys`` ``(T, *y0.shape)``: the
+    forward solve without a graph, keeping the trajectory ``keep()`` makes (or none);
+    ``backward(problem, ys, g, counter) -> (dL/dy0, (dL/dθ_i)_i)`` is the gradient mode's
+    backward pass, given the forward states ``ys`` where ``needs_ys`` (else ``None``: keeping
+    them alive through backward would cost a state per output).  Errors of the backward pass are
     :class:`~pyhbnode.solving.errors.SolverError` with ``phase="backward"``."""
 
     @staticmethod
-    def forward(ctx, prob: Problem, adjoint: Adjoint, account: Programs | None, y0: torch.Tensor,
-                *params: torch.Tensor) -> torch.Tensor:
-        record = Trajectory(checkpoints=Checkpoints(adjoint.max_checkpoints)) \
-            if isinstance(adjoint, Checkpointed) else None
-        out = torch.stack(prob.solve(y0.detach(), record=record))
-        ctx.prob, ctx.adjoint, ctx.account = prob, adjoint, account
-        if isinstance(adjoint, Backsolve):
+    def forward(ctx, prob: Problem, keep: Callable[[], Trajectory | None], backward: Callable, needs_ys: bool,
+                y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        out = torch.stack(prob.solve(y0.detach(), keep=keep()))
+        ctx.prob, ctx.backward, ctx.needs_ys = prob, backward, needs_ys
+        if needs_ys:
             ctx.save_for_backward(out)
         return out
 
@@ -157,15 +185,11 @@ class _NativeSolve(torch.autograd.Function):
         counter = Counter()
         try:
             with torch.enable_grad():
-                if isinstance(ctx.adjoint, Backsolve):
-                    gy0, gparams = backsolve_backward(prob, ctx.saved_tensors[0].detach(), g, counter)
-                else:
-                    gy0, gparams = checkpointed_backward(prob, g, counter)
+                ys = ctx.saved_tensors[0].detach() if ctx.needs_ys else None
+                gy0, gparams = ctx.backward(prob, ys, g, counter)
         finally:
             stats = prob.stats
             stats.nfe_backward += counter.nfe
             stats.steps_backward = (stats.steps_backward or 0) + counter.attempts
-            if ctx.account is not None:
-                ctx.account.eager_attempts += counter.attempts
         gparams = tuple(x.detach() for x in gparams) if gparams else (None,) * len(prob.params)
-        return (None, None, None, gy0.detach(), *gparams)
+        return (None, None, None, None, gy0.detach(), *gparams)

@@ -56,6 +56,8 @@ def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
     if programs is not None:
         by_id = {id(p): name for name, p in prob.field.named_parameters()}
         names = tuple(by_id[id(p)] for p in params)
+        detached = tuple(p.detach() for p in params)
+        programs.begin()
 
     def back_step(n: int, z_n: torch.Tensor) -> None:
         """Backprop through step ``n`` from its start ``z_n``: ``a`` and ``Q`` updated."""
@@ -65,7 +67,7 @@ def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
         s, h = starts[n], steps[n]
         outs = inside.get(n, ())
         if programs is not None and not outs:  # the compiled VJP of the whole step
-            got = programs.step_vjp(prob.field, names, params, s, h, z_n, a)
+            got = programs.step_vjp(prob.field, names, detached, s, h, z_n, a)
             if got is not None:
                 counter.nfe += 6
                 counter.attempts += 1

@@ -17,10 +17,11 @@ direction, tableau, tolerances), compiled on first use and cached for the proces
   the compiled program — measured here 1.7x faster than compiling the step alone and running
   its AOTAutograd backward through ``torch.autograd.grad``, and 8x faster than eager.
 
-The arithmetic is the eager step's (:mod:`.dopri5`): stage times ``s + c_i h`` and the
+The arithmetic is the eager step's, traced: both programs run :meth:`~.dopri5.Dopri5.step`
+itself, with ``s`` and ``h`` as float64 0-d tensors (stage times ``s + c_i h`` and the
 coefficient products ``h a_ij`` in float64, rounded to the state's dtype as the eager
-``alpha=`` scalars are; inductor fuses and reorders the sums, so the results agree with the
-eager path to rounding (tested to 1e-12 in float64), not bit for bit.
+``alpha=`` scalars are); inductor fuses and reorders the sums, so the results agree with
+the eager path to rounding (tested to 1e-12 in float64), not bit for bit.
 
 The field is an argument of the compiled functions, not a constant: dynamo inlines
 ``nn.Module`` calls with the parameters, buffers and tensor attributes as graph inputs, so
@@ -29,37 +30,41 @@ a new instance of the same classes (a ``deepcopy``, the ODE-RNN's per-interval
 recompile when a non-tensor attribute differs.  Each cache key has its own code objects,
 so dynamo's per-code recompile limit counts one key's recompiles only.
 
+Calling a program through dynamo costs a few hundred µs of Python (frame evaluation, guard
+checks, AOTAutograd's wrappers) — as much as the program itself on the point-cloud models.
+On the CPU the programs are compiled through a backend that keeps each graph dynamo builds
+with the sources of its inputs (``L['field']._modules['f']._parameters['weight']``,
+``L['z']``, ...): after a call through dynamo, the program is *bound* — its constant inputs
+(parameters, buffers, coefficient rows) read once — and the later calls run the graph
+directly with the per-call inputs (``s``, ``h``, ``z``, ``k`` or ``a``).  A new solve, a new
+field instance or a per-call input of another layout re-checks that graph's own dynamo guards
+(its cache entry's guard manager, a few µs) and re-reads the constants; where the guards fail
+(a changed plain attribute of the field, say) the call goes through dynamo, which recompiles.
+A graph's outputs are checked once against dynamo's own result before it is called directly.
+
 When compiling or running a program fails (a field dynamo cannot trace, no C++ compiler,
 ...), the key is marked failed, ONE warning names the field and the error, and the solver
 steps eagerly for that key from then on.  On CUDA the programs use
 ``mode="reduce-overhead"`` (CUDA graphs); the loop's ``.item()`` on the error ratio is the
 step's only host synchronisation.
 
-``compile=None`` (the backend's default, "auto") compiles a key only once eager solving
-has made :data:`AUTO_AFTER_ATTEMPTS` step attempts on it (forward attempts and backward
-step VJPs), and only for small states (at most
-:data:`~.dopri5.SMALL` elements) on the CPU, where it was measured faster (2.7x on the
-point-cloud HBNODE, 3.8x on the plane-vibration ODE-RNN, ``benchmarks/peers``): a short
-run never pays the compile time (tens of seconds to minutes here), a long training run pays
-it once it is worth it.  The account counts attempts, not seconds, so where a run switches to
-the compiled programs (whose float32 rounding differs from eager's in the last bits) depends on
-what it solved, not on how loaded the machine was: the same command and seed give the same
-numbers on a busy and on an idle machine.
+Nothing here is imported until a solve has decided to compile (``compile=True``, or
+``"auto"`` resolved to ``True`` by :func:`~.decide.decide_compile`): dynamo and inductor
+cost a second or more to import.
 """
 from __future__ import annotations
 
-import math
 import time
 import types
 import warnings
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .dopri5 import SMALL, RHS, Dopri5, StepResult
 
-__all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache", "AUTO_AFTER_ATTEMPTS"]
+__all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache"]
 
 # torch.compile's backend: "inductor" (generated C++/Triton kernels) for speed; the tests of
 # this path's wiring set "eager" (dynamo's full graphs run by eager kernels, traced in
@@ -73,11 +78,6 @@ BACKEND = "inductor"
 # call each (a further 1.2x / 1.4x).
 CPU_OPTIONS: dict = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
 SMALL_MM = 64
-# compile=None: compile a key once eager solving has made this many step attempts on it
-# (forward attempts + backward step VJPs): about 55 s of the point-cloud HBNODE's eager
-# stepping on this machine (15.2 ms per iteration of ~13 attempts, benchmarks/peers, idle).
-AUTO_AFTER_ATTEMPTS = 50_000
-
 _CACHE: dict[tuple, "Programs"] = {}
 _COMPILE_TIMES: list[tuple[str, str, float]] = []  # (key description, program, seconds)
 
@@ -89,7 +89,7 @@ def compile_times() -> list[tuple[str, str, float]]:
 
 
 def clear_cache() -> None:
-    """Forget every compiled program and the auto policy's counts."""
+    """Forget every compiled program."""
     _CACHE.clear()
     _COMPILE_TIMES.clear()
     torch._dynamo.reset()
@@ -113,15 +113,6 @@ def _fresh(fn: Callable, tag: str) -> Callable:
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
-def _sum_into(z: torch.Tensor, hs: Sequence, ks: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``z + Σ hs[i] ks[i]`` over the non-``None`` ``hs`` (one fused loop once compiled)."""
-    out = z
-    for c, k in zip(hs, ks):
-        if c is not None:
-            out = out + c * k
-    return out
-
-
 class Programs:
     """The compiled attempt and step VJP of one key (see the module docstring).
 
@@ -137,76 +128,86 @@ class Programs:
                  direction: float, what: str) -> None:
         self.what = what
         self.failed: str | None = None
-        self.eager_attempts = 0  # the auto policy's account
+        self.calls = 0  # successful program runs: a test can tell compiled steps from the eager fallback
         self._device = device
         self._ran: set[str] = set()
-        tab = method.tableau
-        c, a, b, e = tab.c, tab.a, tab.b, tab.e
-        rtol, atol, groups = method.rtol, method.atol, method.groups
-        n = math.prod(shape)
-        n_group = n // groups
-        inv_sqrt = 1.0 / math.sqrt(n_group)
-        atol_r = atol / rtol
+        method.rows(dtype, device)  # the coefficient rows exist before tracing reads them
         sign = float(direction)
 
-        def coeffs(h, row, scale: float = 1.0):
-            # h a_ij in float64, rounded to the state's dtype as the eager ``alpha=`` is
-            return [None if x == 0.0 else (h * (x * scale)).to(dtype) for x in row]
-
-        def stages(call, s, h, z, k):
-            """Stages 2-6 and ``z1 = z + h Σ b_i k_i`` (the eager step's arithmetic)."""
-            def rhs(i: int, y):
-                f = call((sign * (s + c[i] * h)).to(dtype), y.view(shape)).reshape(1, -1)
-                return f if sign > 0 else -f
-
-            ks = [k]
-            for i in range(1, 6):
-                ks.append(rhs(i, _sum_into(z, coeffs(h, a[i]), ks)))
-            return ks, _sum_into(z, coeffs(h, b[:6]), ks), rhs
+        def rows(call: Callable) -> RHS:
+            """``call`` (the field, or its functional form) on rows, in ``s``, as the eager
+            :func:`~.field.row_field`."""
+            def rhs(s: torch.Tensor, y: torch.Tensor):
+                f = call((sign * s).to(dtype), y.view(shape)).reshape(1, -1)
+                return (f if sign > 0 else -f), None
+            return rhs
 
         def attempt(field, s, h, z, k):
-            ks, z1, rhs = stages(field, s, h, z, k)
-            k7 = rhs(6, z1)
-            # the error estimate pre-divided by rtol, as the eager step's
-            err = _sum_into(torch.zeros_like(z), coeffs(h, e, 1.0 / rtol), ks + [k7])
-            err = err / (torch.maximum(z.abs(), z1.abs()) + atol_r)
-            if groups == 1:
-                r = torch.linalg.vector_norm(err) * inv_sqrt
-            else:
-                r = torch.linalg.vector_norm(err.view(groups, n_group), dim=1).max() * inv_sqrt
-            return z1, k7, r, torch.cat(ks)
+            res = method.step(rows(field), s, h, z, k)
+            return res.z, res.k, res.ratio, res.K if res.K is not None else torch.cat(res.stages)
 
         def step_vjp(field, names, params, s, h, z, a):
             def step(z, params):
                 values = dict(zip(names, params))
-
-                def call(t, y):
-                    return torch.func.functional_call(field, values, (t, y), strict=False)
-
-                k = call((sign * s).to(dtype), z.view(shape)).reshape(1, -1)
-                return stages(call, s, h, z, k if sign > 0 else -k)[1]
+                rhs = rows(lambda t, y: torch.func.functional_call(field, values, (t, y), strict=False))
+                return method.step(rhs, s, h, z, rhs(s, z)[0], last_stage=False).z
 
             _, pull = torch.func.vjp(step, z, params)
             return pull(a)
 
         tag = str(len(_CACHE))
-        opts: dict = dict(fullgraph=True, dynamic=False, backend=BACKEND)
-        if BACKEND == "inductor":
-            if device.type == "cuda":
-                opts["mode"] = "reduce-overhead"
-            elif device.type == "cpu" and CPU_OPTIONS:
-                opts["options"] = dict(CPU_OPTIONS)
-                _small_mm_thresholds()
-        self._attempt = torch.compile(_fresh(attempt, tag), **opts)
-        self._step_vjp = torch.compile(_fresh(step_vjp, tag), **opts)
-        # CUDA graphs reuse their output memory at the next replay, and the solver keeps
-        # outputs across steps (the state, FSAL stage, checkpoints): copy them out
-        self._copy_out = opts.get("mode") == "reduce-overhead"
+        self._raw = {"attempt": _fresh(attempt, tag), "step_vjp": _fresh(step_vjp, tag)}
+        # on CUDA: CUDA graphs (inductor's "reduce-overhead"), called through dynamo; they reuse
+        # their output memory at the next replay, and the solver keeps outputs across steps
+        # (the state, FSAL stage, checkpoints): copy them out
+        self._copy_out = BACKEND == "inductor" and device.type == "cuda"
+        if self._copy_out:
+            opts: dict = dict(fullgraph=True, dynamic=False, backend=BACKEND, mode="reduce-overhead")
+        else:
+            opts = dict(fullgraph=True, dynamic=False)
+        self._compiled = {name: torch.compile(fn, **opts) if self._copy_out else
+                          torch.compile(fn, backend=self._capturing(name, device), **opts)
+                          for name, fn in self._raw.items()}
+        self._last: dict[str, _Graph] = {}  # the graph dynamo ran last, per program
+        self._bound: dict[str, _Bound] = {}  # per program: the graph to call directly
+        self._checked: set[str] = set()  # the programs whose bound graph's guards held in this solve
+
+    def _capturing(self, name: str, device: torch.device) -> Callable:
+        """A dynamo backend that compiles with :data:`BACKEND` and keeps each graph it built
+        (its inputs' sources), so that :meth:`_call` can run it without dynamo."""
+        def backend(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+            if BACKEND == "inductor":
+                from torch._inductor.compile_fx import compile_fx
+
+                patches = {}
+                if device.type == "cpu" and CPU_OPTIONS:
+                    patches = dict(CPU_OPTIONS)
+                    _small_mm_thresholds()
+                fn = compile_fx(gm, example_inputs, config_patches=patches)
+            elif BACKEND == "eager":
+                fn = gm.forward
+            else:
+                fn = torch._dynamo.lookup_backend(BACKEND)(gm, example_inputs)
+            args = [n.meta.get("grapharg") for n in gm.graph.nodes if n.op == "placeholder"]
+            graph = _Graph(fn, [None if a is None or a.source is None else a.source.name for a in args])
+
+            def run(*inputs):
+                self._last[name] = graph
+                return fn(*inputs)
+            return run
+        return backend
+
+    def begin(self) -> None:
+        """A new solve: its first call of each program checks the bound graph's guards
+        (dynamo's, on the field's attributes; else the call goes through dynamo), the later
+        ones run the graph directly."""
+        self._checked.clear()
 
     def times(self, s: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` and ``h`` as the float64 0-d tensors the programs take."""
-        return (torch.tensor(s, dtype=torch.float64, device=self._device),
-                torch.tensor(h, dtype=torch.float64, device=self._device))
+        scalar = torch.scalar_tensor  # half the cost of torch.tensor for a 0-d tensor
+        return (scalar(s, dtype=torch.float64, device=self._device),
+                scalar(h, dtype=torch.float64, device=self._device))
 
     def attempt(self, field: nn.Module, s: float, h: float, z: torch.Tensor, k: torch.Tensor):
         """One attempt without gradients: ``(z1, k7, r, K)``, or ``None`` when this key's
@@ -215,36 +216,196 @@ class Programs:
             return None
         st, ht = self.times(s, h)
         with torch.no_grad():
-            return self._call("attempt", self._attempt, field, st, ht, z, k)
+            return self._call("attempt", field, (field, st, ht, z.contiguous(), k.contiguous()))
 
     def step_vjp(self, field: nn.Module, names: tuple[str, ...], params: tuple[torch.Tensor, ...],
                  s: float, h: float, z: torch.Tensor, a: torch.Tensor):
         """``(a ∂z1/∂z, (a ∂z1/∂θ_i)_i)`` of the step ``(s, h)`` from ``z`` (``params`` the
-        field's parameters named ``names``); ``None`` when this key's programs failed."""
+        field's parameters named ``names``, detached); ``None`` when this key's programs failed."""
         if self.failed is not None:
             return None
         st, ht = self.times(s, h)
         with torch.no_grad():
-            return self._call("step_vjp", self._step_vjp, field, names,
-                              tuple(p.detach() for p in params), st, ht, z.detach(), a)
+            # contiguous: a loss's gradient may arrive expanded (stride 0), and a graph built
+            # for one layout must not see another
+            return self._call("step_vjp", field, (field, names, params, st, ht, z.detach().contiguous(),
+                                                  a.contiguous()))
 
-    def _call(self, name: str, fn: Callable, *args):
+    def _call(self, name: str, field: nn.Module, args: tuple):
+        bound = self._bound.get(name)
+        if bound is not None:
+            if name not in self._checked or bound.field is not field or not bound.fits(args):
+                # a new solve, field or input layout: re-read the constants where dynamo's
+                # guards still hold
+                bound = bound.graph.rebind(self._raw[name], field, args)
+                if bound is not None:
+                    self._bound[name] = bound
+                    self._checked.add(name)
+            if bound is not None:
+                self.calls += 1
+                return bound.run(args)
         first = name not in self._ran
         t0 = time.perf_counter() if first else 0.0
         try:
-            out = fn(*args)
+            out = self._compiled[name](*args)
         except Exception as exc:  # noqa: BLE001 -- any failure of dynamo/inductor means: step eagerly
             msg = str(exc).strip().splitlines()
             self.failed = f"{type(exc).__name__}: {msg[0] if msg else ''}"
             warnings.warn(f"compiling the DP5 step failed for {self.what} ({self.failed}); "
-                          "stepping eagerly for it", RuntimeWarning, stacklevel=2)
+                          "stepping eagerly for it", RuntimeWarning, stacklevel=3)
             return None
+        self.calls += 1
         if first:
             self._ran.add(name)
             _COMPILE_TIMES.append((self.what, name, time.perf_counter() - t0))
         if self._copy_out:
-            out = torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
+            return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
+        graph = self._last.pop(name, None)
+        if graph is not None:
+            if graph.guards is None and graph.fresh:  # compiled in this call: its cache entry is the newest
+                graph.guards = _newest_guards(self._raw[name])
+            graph.fresh = False
+            bound = graph.bind(self._raw[name], field, args, out)
+            if bound is not None:
+                self._bound[name] = bound
+                self._checked.add(name)
         return out
+
+
+class _Graph:
+    """A graph dynamo compiled for a program: ``fn(*inputs)`` and the source of each input
+    (``"L['field']._modules['f']._parameters['weight']"``, ``"L['z']"``, ...)."""
+
+    def __init__(self, fn: Callable, sources: list[str | None]) -> None:
+        self.fn, self.sources = fn, sources
+        self.usable = all(x is not None for x in sources)
+        self.fresh = True  # not yet run through dynamo's cache
+        self.guards = None  # dynamo's guard manager of this graph's cache entry, when known
+        self.constants: Callable | None = None  # L -> the inputs that stay fixed in a solve
+        self.per_call: list[tuple[int, int]] = []  # (input index, argument index) of the others
+        self.shape: list[int] | None = None  # the program's output: -1 a tensor, n a tuple of n
+
+    @staticmethod
+    def frame(raw: Callable, args: tuple) -> dict:
+        """The frame locals dynamo sees for a call of ``raw``: its arguments and closure."""
+        code = raw.__code__
+        L = dict(zip(code.co_varnames[:code.co_argcount], args))
+        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
+        return L
+
+    def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> "_Bound | None":
+        """Bound again for a new solve or field where this graph's guards hold (a few µs;
+        a call through dynamo costs hundreds), else ``None``."""
+        if self.guards is None or self.constants is None or not self.usable:
+            return None
+        L = self.frame(raw, args)
+        try:
+            if not self.guards.check(L):
+                return None
+            return _Bound(self, field, list(self.constants(L)), args)
+        except Exception:  # noqa: BLE001 -- dynamo's internals changed: go through dynamo
+            self.guards = None
+            return None
+
+    def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> "_Bound | None":
+        """The graph bound to this solve's ``field`` and constant inputs (parameters,
+        coefficient rows), or ``None`` where an input's source cannot be read back or the
+        graph's outputs are not the program's (then every call goes through dynamo)."""
+        if not self.usable:
+            return None
+        names = raw.__code__.co_varnames[:raw.__code__.co_argcount]
+        L = self.frame(raw, args)
+        if self.constants is None and not self._prepare(names, args, out):
+            return None
+        try:
+            bound = _Bound(self, field, list(self.constants(L)), args)
+        except Exception:  # noqa: BLE001 -- a source dynamo spells in a way eval cannot read
+            self.usable = False
+            return None
+        if self.shape is None:  # once per graph: its outputs are dynamo's, in the same order
+            leaves = [x for part in out for x in (part if isinstance(part, (tuple, list)) else (part,))]
+            got = list(self.fn(*bound.inputs(args)))
+            if len(got) != len(leaves) or not all(
+                    isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves)):
+                self.usable = False
+                return None
+            self.shape = [len(part) if isinstance(part, (tuple, list)) else -1 for part in out]
+        return bound
+
+    def _prepare(self, names: tuple[str, ...], args: tuple, out) -> bool:
+        """Split the inputs into per-call arguments and constants (read by one compiled
+        expression); ``False`` where that cannot be done."""
+        slots = {f"L[{k!r}]": i for i, k in enumerate(names)}
+        constant = []
+        for j, src in enumerate(self.sources):
+            if src in slots and isinstance(args[slots[src]], torch.Tensor):
+                self.per_call.append((j, slots[src]))
+                constant.append("None")
+            else:
+                constant.append(src)
+        nested = isinstance(out, tuple) and all(
+            isinstance(p, torch.Tensor) or (isinstance(p, (tuple, list)) and
+                                            all(isinstance(x, torch.Tensor) for x in p)) for p in out)
+        if not nested:
+            self.usable = False
+            return False
+        try:
+            self.constants = eval(f"lambda L: ({', '.join(constant)},)",  # noqa: S307 -- dynamo's own sources
+                                  {"torch": torch, "device": torch.device})
+        except SyntaxError:
+            self.usable = False
+            return False
+        return True
+
+
+def _layout(x: torch.Tensor) -> tuple:
+    return x.shape, x.stride(), x.dtype, x.device, x.requires_grad
+
+
+def _newest_guards(raw: Callable):
+    """The guard manager of the newest entry in dynamo's cache for ``raw``'s code (``None``
+    where this torch does not expose it)."""
+    try:
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+        entries = _debug_get_cache_entry_list(raw.__code__)
+        return entries[0].guard_manager if entries else None
+    except (ImportError, AttributeError, IndexError):
+        return None
+
+
+class _Bound:
+    """A graph bound to one solve: its constant inputs evaluated once, the per-call ones
+    (``s``, ``h``, ``z``, ``k`` or ``a``) taken from each call's arguments."""
+
+    __slots__ = ("graph", "field", "constant", "layout")
+
+    def __init__(self, graph: _Graph, field: nn.Module, constant: list, args: tuple) -> None:
+        self.graph, self.field, self.constant = graph, field, constant
+        # the per-call inputs' layout when the guards held: dynamo specialises on it
+        self.layout = [_layout(args[i]) for _, i in graph.per_call]
+
+    def fits(self, args: tuple) -> bool:
+        """Whether the per-call inputs have the layout the guards were checked on."""
+        return all(_layout(args[i]) == lay for (_, i), lay in zip(self.graph.per_call, self.layout))
+
+    def inputs(self, args: tuple) -> list:
+        inputs = list(self.constant)
+        for j, i in self.graph.per_call:
+            inputs[j] = args[i]
+        return inputs
+
+    def run(self, args: tuple) -> tuple:
+        got = self.graph.fn(*self.inputs(args))
+        out, i = [], 0
+        for n in self.graph.shape:
+            if n < 0:
+                out.append(got[i])
+                i += 1
+            else:
+                out.append(tuple(got[i:i + n]))
+                i += n
+        return tuple(out)
 
 
 def programs_for(field: nn.Module, method: Dopri5, shape: torch.Size, dtype: torch.dtype,
@@ -274,6 +435,7 @@ class CompiledDopri5(Dopri5):
         super().__init__(method.tableau, rtol=method.rtol, atol=method.atol, groups=method.groups,
                          estimate_error=method.estimate_error)
         self.programs, self.field = programs, field
+        programs.begin()
 
     def step(self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *,
              last_stage: bool = True) -> StepResult:
@@ -281,6 +443,6 @@ class CompiledDopri5(Dopri5):
             got = self.programs.attempt(self.field, s, h, z, k)
             if got is not None:
                 z1, k7, r, K = got
-                stages = tuple(K[i:i + 1] for i in range(6))
+                stages = K.split(1)  # six (1, N) views in one call
                 return StepResult(z1, k7, stages, K if z.numel() <= SMALL else None, (None,) * 6, r)
         return super().step(rhs, s, h, z, k, last_stage=last_stage)

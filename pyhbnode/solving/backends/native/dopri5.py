@@ -27,7 +27,7 @@ import torch
 
 from .tableau import DOPRI5_SHAMPINE, Tableau
 
-__all__ = ["RHS", "StepResult", "Dopri5", "SMALL", "dense_weights"]
+__all__ = ["RHS", "StepResult", "Dopri5", "SMALL", "dense_weights", "rms"]
 
 # rhs(s, z) -> (k, q): the derivative dz/ds as a row (1, N) and an optional quadrature
 # integrand q (a tuple of tensors integrated alongside the state but never fed back into
@@ -116,23 +116,27 @@ class Dopri5:
         state and the error ratio.  ``last_stage=False`` (the checkpointed replay of a step
         whose end derivative is not needed) stops after the solution: ``k`` and ``ratio``
         are ``None``, and the operations up to the solution are the same.
+
+        ``s`` and ``h`` are Python floats eagerly; the compiled programs (:mod:`.compiled`)
+        trace this very method with ``s``, ``h`` float64 0-d tensors (graph inputs, so that
+        a new step size does not recompile), which :func:`_axpy`/:func:`_addmm` round to the
+        state's dtype as the eager ``alpha=`` scalars are rounded.
         """
         tab = self.tableau
         c, a = tab.c, tab.a
         small = z.numel() <= SMALL
-        add = torch.add
-        k2, q2 = rhs(s + c[1] * h, add(z, k, alpha=h * a[1][0]))
-        z3 = add(z, k, alpha=h * a[2][0])
-        z3.add_(k2, alpha=h * a[2][1])
+        k2, q2 = rhs(s + c[1] * h, _axpy(z, k, h * a[1][0]))
+        z3 = _axpy(z, k, h * a[2][0])
+        z3 = _axpy(z3, k2, h * a[2][1], inplace=True)
         k3, q3 = rhs(s + c[2] * h, z3)
         if small:
             A4, A5, A6, B6 = self.rows(z.dtype, z.device)[:4]
-            cat, addmm = torch.cat, torch.addmm
-            k4, q4 = rhs(s + c[3] * h, addmm(z, A4, cat((k, k2, k3)), alpha=h))
-            k5, q5 = rhs(s + c[4] * h, addmm(z, A5, cat((k, k2, k3, k4)), alpha=h))
-            k6, q6 = rhs(s + c[5] * h, addmm(z, A6, cat((k, k2, k3, k4, k5)), alpha=h))
+            cat = torch.cat
+            k4, q4 = rhs(s + c[3] * h, _addmm(z, A4, cat((k, k2, k3)), h))
+            k5, q5 = rhs(s + c[4] * h, _addmm(z, A5, cat((k, k2, k3, k4)), h))
+            k6, q6 = rhs(s + c[5] * h, _addmm(z, A6, cat((k, k2, k3, k4, k5)), h))
             K = cat((k, k2, k3, k4, k5, k6))
-            z7 = addmm(z, B6, K, alpha=h)
+            z7 = _addmm(z, B6, K, h)
         else:
             K = None
             k4, q4 = rhs(s + c[3] * h, _combo(z, (k, k2, k3), a[3], h))
@@ -153,18 +157,18 @@ class Dopri5:
         return StepResult(z7, k7, stages, K, (q2, q3, q4, q5, q6, q7), ratio)
 
     def _ratio(self, h: float, z, z7, stages, K, k7) -> torch.Tensor:
+        """The error ratio, fast: the estimate pre-divided by rtol (one operation fewer) and
+        normed unscaled.  Either overflows for states near the dtype's largest value (|k|/rtol,
+        or a square past 1.8e19 in float32): the loop then asks :meth:`safe_ratio`."""
         e = self.tableau.e
-        rtol = self.rtol
-        inv_rtol = 1.0 / rtol
-        # the error estimate pre-divided by rtol: (h Σ e_i k_i) / rtol
+        inv_rtol = 1.0 / self.rtol
         if K is not None:
-            E6 = self.rows(z.dtype, z.device)[4]
-            err = torch.addmm(k7, E6, K, beta=h * e[6] * inv_rtol, alpha=h * inv_rtol)
+            err = _addmm(k7, self.rows(z.dtype, z.device)[4], K, h * inv_rtol, beta=h * e[6] * inv_rtol)
         else:
-            err = torch.mul(k7, h * e[6] * inv_rtol)
+            err = _scale(k7, h * e[6] * inv_rtol)
             for ci, kk in zip(e, stages):
                 if ci != 0.0:
-                    err.add_(kk, alpha=h * ci * inv_rtol)
+                    err = _axpy(err, kk, h * ci * inv_rtol, inplace=True)
         err.div_(torch.maximum(z.abs(), z7.abs()).add_(self.atol * inv_rtol))
         # the norm in the state's dtype, scaled in float64 (a float32 norm widens exactly)
         groups = self.groups
@@ -172,6 +176,19 @@ class Dopri5:
             return torch.linalg.vector_norm(err).double().mul_(1.0 / math.sqrt(err.numel()))
         n = err.numel() // groups
         return torch.linalg.vector_norm(err.view(groups, n), dim=1).max().double().mul_(1.0 / math.sqrt(n))
+
+    def safe_ratio(self, h: float, z: torch.Tensor, step: StepResult) -> torch.Tensor:
+        """The error ratio of ``step`` (from ``z``, of size ``h``) without overflow:
+        ``(h Σ e_i k_i) / (atol + rtol · max(|z|, |z1|))`` formed before any norm and normed
+        by :func:`rms`.  Eager only, for the rare step whose fast ratio is not finite."""
+        e = self.tableau.e
+        with torch.no_grad():
+            err = torch.mul(step.k, h * e[6])
+            for ci, kk in zip(e, step.stages):
+                if ci != 0.0:
+                    err.add_(kk, alpha=h * ci)
+            tol = torch.maximum(z.abs(), step.z.abs()).mul_(self.rtol).add_(self.atol)
+            return rms(err.div_(tol), self.groups)
 
     def r5(self, h: float, step: StepResult) -> torch.Tensor:
         """Hairer's dense-output correction ``r5 = h Σ d_i k_i`` of an accepted step, a row."""
@@ -195,10 +212,49 @@ class Dopri5:
         return out
 
 
-def _combo(z: torch.Tensor, ks, coeffs, h: float) -> torch.Tensor:
+def rms(x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """The mixed RMS norm of a row ``(1, N)``: the largest RMS over ``groups`` equal slices,
+    a float64 0-d tensor.  Each slice is divided by its largest magnitude before squaring
+    (LAPACK's ``nrm2`` scaling): a plain ``vector_norm`` overflows once an element passes
+    the square root of the dtype's largest value (1.8e19 in float32)."""
+    n = x.numel() // groups
+    x = x.view(groups, n)
+    m = x.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(x.dtype).tiny)
+    norms = torch.linalg.vector_norm(x / m, dim=1).double().mul_(m.view(groups).double())
+    return (norms if groups == 1 else norms.max()).mul_(1.0 / math.sqrt(n)).view(())
+
+
+def _scale(k: torch.Tensor, hc) -> torch.Tensor:
+    """``hc · k`` (a fresh tensor); ``hc`` a Python float or a float64 0-d tensor."""
+    return torch.mul(k, hc) if isinstance(hc, float) else k * hc.to(k.dtype)
+
+
+def _axpy(z: torch.Tensor, k: torch.Tensor, hc, inplace: bool = False) -> torch.Tensor:
+    """``z + hc · k`` (in place on ``z`` with ``inplace``, for a fresh ``z``).  ``hc`` is a
+    Python float (eager: ``alpha=``) or a float64 0-d tensor (traced), rounded to the
+    dtype either way."""
+    if isinstance(hc, float):
+        return z.add_(k, alpha=hc) if inplace else torch.add(z, k, alpha=hc)
+    term = k * hc.to(k.dtype)
+    return z.add_(term) if inplace else z + term
+
+
+def _addmm(z: torch.Tensor, row: torch.Tensor, K: torch.Tensor, alpha, beta=1.0) -> torch.Tensor:
+    """``beta · z + alpha · (row @ K)`` for a coefficient row ``(1, m)`` and stages ``K (m, N)``.
+
+    Eagerly (Python floats) one ``addmm``; traced (float64 0-d tensors) a weighted sum of
+    rows that inductor fuses with its neighbours instead of calling a GEMM per stage."""
+    if isinstance(alpha, float):
+        return torch.addmm(z, row, K, beta=beta, alpha=alpha)
+    dt = z.dtype
+    acc = (row.view(-1, 1) * K).sum(0, keepdim=True) * alpha.to(dt)
+    return acc + (z if isinstance(beta, float) and beta == 1.0 else z * beta.to(dt))
+
+
+def _combo(z: torch.Tensor, ks, coeffs, h) -> torch.Tensor:
     """``z + h Σ c_i k_i`` with one in-place add per nonzero coefficient (a fresh tensor)."""
     out = None
     for c, k in zip(coeffs, ks):
         if c != 0.0:
-            out = torch.add(z, k, alpha=h * c) if out is None else out.add_(k, alpha=h * c)
+            out = _axpy(z, k, h * c) if out is None else _axpy(out, k, h * c, inplace=True)
     return out

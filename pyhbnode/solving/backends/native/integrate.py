@@ -111,6 +111,8 @@ def integrate(
         res = method.step(rhs, s, ht, z, k)
         counter.nfe += 6
         r = res.ratio.item() if adaptive else 0.0
+        if r != r or r == math.inf:  # the fast ratio overflows near the dtype's largest value
+            r = method.safe_ratio(ht, z, res).item()
         Q1 = None
         if check_q:
             rq, Q1 = _quad_error(Q, (q, *res.qs), b, e, ht, method.rtol, method.atol)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -9,11 +10,13 @@ from torch import nn
 from ...controllers import Controller
 from ...errors import SolverError
 from ...solution import SolverStats
-from .compiled import CompiledDopri5, Programs
 from .dopri5 import Dopri5
 from .field import row_field
 from .forward import Trajectory, solve_forward
 from .integrate import Counter, StepFailure
+
+if TYPE_CHECKING:  # torch's compiler is imported only once a compile is decided
+    from .compiled import Programs
 
 __all__ = ["Problem"]
 
@@ -66,23 +69,26 @@ class Problem:
         return kind(what, phase="backward", t=self.direction * s, nfe_forward=stats.nfe_forward,
                     nfe_backward=stats.nfe_backward + counter.nfe)
 
-    def solve(self, y0: torch.Tensor, record: Trajectory | None) -> list[torch.Tensor]:
+    def solve(self, y0: torch.Tensor, keep: Trajectory | None) -> list[torch.Tensor]:
         """Solve forward from ``y0``; the states at ``times`` shaped like ``y0``; with
-        ``record``, the accepted steps are kept there (and in ``self.trajectory``)."""
+        ``keep``, the accepted steps are kept there (and in ``self.trajectory``) for the
+        gradient mode's backward pass."""
         counter = Counter()
         first, rhs = self.rhs()
         method = self.method
         if self.programs is not None and not torch.is_grad_enabled():
+            from .compiled import CompiledDopri5
+
             method = CompiledDopri5(method, self.programs, self.field)
         try:
             ys = solve_forward(method, rhs, y0, self.times, controller=self.controller.start(self.method.tableau.order),
-                               counter=counter, max_steps=self.max_steps, trajectory=record, first=first)
+                               counter=counter, max_steps=self.max_steps, trajectory=keep, first=first)
         except StepFailure as f:
             self._store(counter)
             raise self.fail(f, "forward") from None
         finally:
             self._store(counter)
-        self.trajectory = record
+        self.trajectory = keep
         return [y.view(self.shape) for y in ys]
 
     def _store(self, counter: Counter) -> None:
