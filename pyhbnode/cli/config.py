@@ -3,6 +3,7 @@ command-line flags and ``--set key=value``.  The solver options sit in a ``[solv
 whose keys and values are :class:`~pyhbnode.SolverOptions`'s; a solver key given at the top
 level (``--set tol=1e-5``) lands there too.  An unknown key is an error that names it and the
 closest valid one; every value is checked by its type and range."""
+
 from __future__ import annotations
 
 import difflib
@@ -149,7 +150,9 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         try:
             import yaml
         except ModuleNotFoundError:
-            raise ValueError(f"reading {path} needs PyYAML (pip install 'pyhbnode[yaml]'); or write the config as TOML") from None
+            raise ValueError(
+                f"reading {path} needs PyYAML (pip install 'pyhbnode[yaml]'); or write the config as TOML"
+            ) from None
         try:
             data = yaml.safe_load(_text(path))
         except yaml.YAMLError as err:

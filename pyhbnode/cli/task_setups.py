@@ -1,5 +1,6 @@
 """What ``pyhbnode train`` feeds ``fit`` for each zoo task: the data, and the loss and metrics
 its :class:`~pyhbnode.zoo.TaskSpec` names.  Data comes from :mod:`pyhbnode.data`, imported on use."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ are the same everywhere:
   the checksum is of the *decompressed* content by default, because re-compressed copies of the
   same data (common for MNIST) differ only in their gzip container.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,9 +30,20 @@ from typing import Literal
 from ..checks import regular_file
 
 __all__ = [
-    "Checksum", "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError",
-    "read_data_bytes", "file_digest", "verify_checksum", "download_url", "extract_members",
-    "fetch_and_unpack", "search_dirs", "find_file", "locate_or_download",
+    "Checksum",
+    "DataNotFoundError",
+    "DataFormatError",
+    "DownloadError",
+    "ChecksumError",
+    "read_data_bytes",
+    "file_digest",
+    "verify_checksum",
+    "download_url",
+    "extract_members",
+    "fetch_and_unpack",
+    "search_dirs",
+    "find_file",
+    "locate_or_download",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -88,11 +100,15 @@ class DataNotFoundError(FileNotFoundError):
         if self.urls:
             mirrors = f" (mirrors: {', '.join(self.urls[1:])})" if len(self.urls) > 1 else ""
             if unpack_into is not None:
-                msg += (f" Get the archive {self.urls[0]}{mirrors} and unpack it into {unpack_into}, "
-                        "or pass download=True to fetch and unpack it there.")
+                msg += (
+                    f" Get the archive {self.urls[0]}{mirrors} and unpack it into {unpack_into}, "
+                    "or pass download=True to fetch and unpack it there."
+                )
             else:
-                msg += (f" Get it from {self.urls[0]}{mirrors} and put it in {self.searched[0]}, "
-                        "or pass download=True to fetch it there.")
+                msg += (
+                    f" Get it from {self.urls[0]}{mirrors} and put it in {self.searched[0]}, "
+                    "or pass download=True to fetch it there."
+                )
         else:
             msg += " No download location is known; place the file there by hand."
         if note:
@@ -152,9 +168,7 @@ def _is_many(path: object) -> bool:
     return isinstance(path, Sequence) and not isinstance(path, str)
 
 
-def verify_checksum(
-    path: PathLike | Sequence[PathLike], checksum: Checksum, *, name: str | None = None
-) -> None:
+def verify_checksum(path: PathLike | Sequence[PathLike], checksum: Checksum, *, name: str | None = None) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has the digest ``checksum``.
 
     Args:
@@ -212,7 +226,8 @@ def download_url(
                 raise ChecksumError(msg) from exc
             failures.append(f"{url}: {exc}")
     raise DownloadError(
-        f"could not download {dest.name}: " + "; ".join(failures)
+        f"could not download {dest.name}: "
+        + "; ".join(failures)
         + ". This machine may be offline. Download the file by hand and place it at "
         f"{dest}, then call again without download=True."
     )

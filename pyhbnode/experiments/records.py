@@ -1,4 +1,5 @@
 """Reading and writing run results: CSV tables, JSON-lines histories, run metadata."""
+
 from __future__ import annotations
 
 import csv

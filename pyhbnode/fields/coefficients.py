@@ -3,6 +3,7 @@
 Both are non-negative scalars, either fixed or learnable through an unconstrained
 parameter (spec §1): γ = ε·sigmoid(ω) with ω initialised at -3, ξ = softplus(χ).
 """
+
 from __future__ import annotations
 
 

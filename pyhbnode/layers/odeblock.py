@@ -1,4 +1,5 @@
 """``ODEBlock``: a continuous-depth layer (the ResNet-style use of a neural ODE)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,13 @@ class ODEBlock(nn.Module):
     """
 
     def __init__(
-        self, field: nn.Module, t0: float = 0.0, t1: float = 1.0, *,
-        solver: SolverOptions | None = None, **solver_options: Any,
+        self,
+        field: nn.Module,
+        t0: float = 0.0,
+        t1: float = 1.0,
+        *,
+        solver: SolverOptions | None = None,
+        **solver_options: Any,
     ) -> None:
         super().__init__()
         check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")

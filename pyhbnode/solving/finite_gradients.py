@@ -9,6 +9,7 @@ autograd function for the duration of the solve, so its backward sees exactly th
 gradients — once per backward pass, whatever the number of steps — and raises
 :class:`~pyhbnode.solving.errors.NonFiniteState` (phase ``"backward"``) naming the input.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -45,7 +46,10 @@ class _CheckGradients(torch.autograd.Function):
             raise NonFiniteState(
                 f"non-finite gradient with respect to {', '.join(bad)} (adjoint='direct'): the vector-Jacobian "
                 "product of the field is NaN/Inf (is the field differentiable there? e.g. sqrt(|y|) at y = 0)",
-                phase="backward", t=ctx.t0, nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward,
+                phase="backward",
+                t=ctx.t0,
+                nfe_forward=stats.nfe_forward,
+                nfe_backward=stats.nfe_backward,
             )
         return (None, None, None, *grads)
 
@@ -61,7 +65,9 @@ class _Solve(nn.Module):
         return self.solve(self.field, y0, t)
 
 
-def guarded_solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, stats: SolverStats, solve: Solve) -> torch.Tensor:
+def guarded_solve(
+    field: nn.Module, y0: torch.Tensor, t: torch.Tensor, stats: SolverStats, solve: Solve
+) -> torch.Tensor:
     """``solve(field, y0, t)`` with the gradients of ``y0``, ``t`` and ``field``'s trainable
     parameters checked for finiteness in backward (see the module docstring)."""
     params = dict(field.named_parameters()) if isinstance(field, nn.Module) else {}

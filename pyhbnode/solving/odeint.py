@@ -1,4 +1,5 @@
 """``odeint``: the one solve path of the package."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence

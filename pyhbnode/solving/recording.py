@@ -12,6 +12,7 @@ fills in during ``loss.backward()`` is counted as soon as backward has run::
 
 The recorders are per thread and per ``contextvars`` context.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """The result of a solve: trajectory plus statistics."""
+
 from __future__ import annotations
 
 import enum
@@ -110,6 +111,7 @@ class Solution:
     @property
     def y1(self) -> torch.Tensor:
         """Deprecated name of :attr:`y_final` (it is not ``y(1)``)."""
-        warnings.warn("Solution.y1 is deprecated; use Solution.y_final (the state at ts[-1])",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "Solution.y1 is deprecated; use Solution.y_final (the state at ts[-1])", DeprecationWarning, stacklevel=2
+        )
         return self.ys[-1]

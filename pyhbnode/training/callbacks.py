@@ -1,4 +1,5 @@
 """Hooks into ``fit``'s loop."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence

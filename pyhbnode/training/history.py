@@ -1,4 +1,5 @@
 """``History``: what a training run measured, per batch and per epoch."""
+
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,18 @@ from typing import Any, Iterable, Mapping
 __all__ = ["History", "BATCH_KEYS", "EPOCH_KEYS"]
 
 # Keys every batch record carries; training metrics add one key per metric name.
-BATCH_KEYS = ("epoch", "batch", "iteration", "size", "loss", "nfe_forward", "nfe_backward",
-              "grad_norm", "seconds", "lr")
+BATCH_KEYS = (
+    "epoch",
+    "batch",
+    "iteration",
+    "size",
+    "loss",
+    "nfe_forward",
+    "nfe_backward",
+    "grad_norm",
+    "seconds",
+    "lr",
+)
 # Keys every epoch record carries; metrics add ``train_<name>``, validation ``val_loss``,
 # ``val_<name>`` and ``val_nfe_forward``.
 EPOCH_KEYS = ("epoch", "batches", "iteration", "train_loss", "nfe_forward", "nfe_backward", "seconds", "lr")
@@ -82,7 +93,7 @@ class History:
         iteration, the mean loss over the last tenth of the iterations (``final_loss``) and
         every ``train_``/``val_`` value of the last epoch as ``final_<key>``."""
         b = self.batches
-        tail = b[-max(1, len(b) // 10):] if b else []
+        tail = b[-max(1, len(b) // 10) :] if b else []
 
         def mean(values: list[float]) -> float | None:
             return float(sum(values) / len(values)) if values else None
@@ -96,7 +107,7 @@ class History:
             "seconds_total": float(sum(e["seconds"] for e in self.epochs)),
             "final_loss": mean([r["loss"] for r in tail]),
         }
-        for key, value in (self.epochs[-1].items() if self.epochs else ()):
+        for key, value in self.epochs[-1].items() if self.epochs else ():
             if key.startswith(("train_", "val_")) and isinstance(value, (int, float)):
                 row["final_" + key] = value
         return row
@@ -117,8 +128,9 @@ class History:
     def from_json(cls, text: str) -> "History":
         return cls.from_dict(json.loads(text))
 
-    def to_jsonl(self, path: str | os.PathLike, *, kind: str | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Path:
+    def to_jsonl(
+        self, path: str | os.PathLike, *, kind: str | None = None, extra: Mapping[str, Any] | None = None
+    ) -> Path:
         """Write one JSON line per record, each with ``"kind": "batch"`` or ``"epoch"``.
 
         Args:

@@ -1,4 +1,5 @@
 """What ran a result: recorded next to every training run and experiment."""
+
 from __future__ import annotations
 
 import json

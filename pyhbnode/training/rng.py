@@ -1,5 +1,6 @@
 """Random-number-generator states as plain values (tensors, ints, lists), so that a checkpoint
 holding them loads with ``torch.load(weights_only=True)`` and never needs pickled objects."""
+
 from __future__ import annotations
 
 import random
@@ -26,8 +27,13 @@ def capture_rng(generators: Sequence[torch.Generator] = ()) -> dict[str, Any]:
     version, py_state, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": int(version), "state": list(py_state), "gauss_next": gauss_next},
         "generators": [g.get_state() for g in generators],
     }
@@ -40,8 +46,9 @@ def restore_rng(state: dict[str, Any], generators: Sequence[torch.Generator] = (
     """Put back a state from :func:`capture_rng` (the same ``generators``, in the same order)."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     saved = state["generators"]

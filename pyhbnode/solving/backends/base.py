@@ -1,4 +1,5 @@
 """What every backend provides: its methods and a gradient-mode table."""
+
 from __future__ import annotations
 
 import abc
@@ -51,16 +52,19 @@ class Backend(abc.ABC):
 
     def check_options(self, options: "SolverOptions") -> None:
         if not self.offers(options.adjoint):
-            raise ValueError(f"backend {self.name!r} has no gradient mode {options.adjoint.spec()!r}; "
-                             f"choose one of {self.mode_names()}")
+            raise ValueError(
+                f"backend {self.name!r} has no gradient mode {options.adjoint.spec()!r}; "
+                f"choose one of {self.mode_names()}"
+            )
         if options.controller is not None and not self.takes_controllers:
             raise ValueError(
                 f"backend {self.name!r} takes no step-size controller (got {options.controller!r}); "
                 "controllers are for backend='native'"
             )
         if options.compile is True and not self.takes_compile:
-            raise ValueError(f"backend {self.name!r} has no compiled steps (got compile=True); "
-                             "compile is for backend='native'")
+            raise ValueError(
+                f"backend {self.name!r} has no compiled steps (got compile=True); compile is for backend='native'"
+            )
         if options.method not in self.methods:
             raise ValueError(
                 f"backend {self.name!r} has no method {options.method!r}; choose one of {list(self.methods)}"

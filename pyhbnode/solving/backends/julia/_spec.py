@@ -25,6 +25,7 @@ is the Julia array of size ``(c, b, a)`` over the same memory):
 Anything outside this whitelist raises :class:`~pyhbnode.NotTranslatableError` naming the
 layer; use ``backend="torchdiffeq"`` (or ``"torch"``) for such fields.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,7 @@ from ....fields.models import ANODE, GHBNODE, HBNODE, NODE, SONODE, VectorField
 from ....fields.nets import TimeSequential, TPad
 from .errors import NotTranslatableError
 
-__all__ = ["SPEC_FORMAT", "FieldSpec", "describe", "pack_parameters", "unpack_parameters",
-           "SUPPORTED_LAYERS"]
+__all__ = ["SPEC_FORMAT", "FieldSpec", "describe", "pack_parameters", "unpack_parameters", "SUPPORTED_LAYERS"]
 
 SPEC_FORMAT = 2  # PyHBNODEBridge.SPEC_FORMAT must match
 
@@ -105,8 +105,7 @@ def activation_spec(module: nn.Module, path: str) -> dict | None:
         return {"kind": "act", "fn": "hardtanh", "lo": float(module.min_val), "hi": float(module.max_val)}
     if type(module) is nn.Softplus:
         # torch returns x where beta*x > threshold: the Julia twin does the same.
-        return {"kind": "act", "fn": "softplus", "beta": float(module.beta),
-                "threshold": float(module.threshold)}
+        return {"kind": "act", "fn": "softplus", "beta": float(module.beta), "threshold": float(module.threshold)}
     raise _fail(path, module)
 
 
@@ -172,12 +171,18 @@ class _Builder:
 
     def _linear(self, lin: nn.Linear, path: str) -> None:
         key = self._key()
-        self.layers.append({
-            "kind": "dense", "key": key, "in": lin.in_features, "out": lin.out_features,
-            "bias": lin.bias is not None,
-        })
-        self.add_param(key, "weight", f"{path}.weight", [lin.out_features, lin.in_features],
-                       lambda w=lin: w.weight.t().reshape(-1))
+        self.layers.append(
+            {
+                "kind": "dense",
+                "key": key,
+                "in": lin.in_features,
+                "out": lin.out_features,
+                "bias": lin.bias is not None,
+            }
+        )
+        self.add_param(
+            key, "weight", f"{path}.weight", [lin.out_features, lin.in_features], lambda w=lin: w.weight.t().reshape(-1)
+        )
         if lin.bias is not None:
             self.add_param(key, "bias", f"{path}.bias", [lin.out_features], lambda m=lin: m.bias.reshape(-1))
 
@@ -187,16 +192,27 @@ class _Builder:
         key = self._key()
         pad = _conv_padding(conv, path)
         kernel = [int(k) for k in reversed(conv.kernel_size)]
-        self.layers.append({
-            "kind": "conv", "key": key, "in": conv.in_channels, "out": conv.out_channels,
-            "kernel": kernel,
-            "stride": [int(s) for s in reversed(conv.stride)],
-            "dilation": [int(d) for d in reversed(conv.dilation)],
-            "pad": pad, "groups": int(conv.groups), "bias": conv.bias is not None,
-        })
-        self.add_param(key, "weight", f"{path}.weight",
-                       kernel + [conv.in_channels // conv.groups, conv.out_channels],
-                       lambda m=conv: m.weight.reshape(-1))
+        self.layers.append(
+            {
+                "kind": "conv",
+                "key": key,
+                "in": conv.in_channels,
+                "out": conv.out_channels,
+                "kernel": kernel,
+                "stride": [int(s) for s in reversed(conv.stride)],
+                "dilation": [int(d) for d in reversed(conv.dilation)],
+                "pad": pad,
+                "groups": int(conv.groups),
+                "bias": conv.bias is not None,
+            }
+        )
+        self.add_param(
+            key,
+            "weight",
+            f"{path}.weight",
+            kernel + [conv.in_channels // conv.groups, conv.out_channels],
+            lambda m=conv: m.weight.reshape(-1),
+        )
         if conv.bias is not None:
             self.add_param(key, "bias", f"{path}.bias", [conv.out_channels], lambda m=conv: m.bias.reshape(-1))
 
@@ -270,7 +286,7 @@ def unpack_parameters(spec: FieldSpec, field: nn.Module, flat: torch.Tensor) -> 
             n = 1
             for s in entry["size"]:
                 n *= int(s)
-            block = flat[entry["offset"]:entry["offset"] + n]
+            block = flat[entry["offset"] : entry["offset"] + n]
             param = field.get_parameter(entry["name"])
             if entry["key"] in dense and entry["role"] == "weight":
                 out_f, in_f = entry["size"]

@@ -14,6 +14,7 @@ replayed without a graph by recursive bisection: memory ``max_checkpoints + log2
 states whatever the step count, for about ``log2(stride) / 2`` extra forward replays per
 step (counted in ``nfe_backward``).
 """
+
 from __future__ import annotations
 
 import torch

@@ -52,6 +52,7 @@ Nothing here is imported until a solve has decided to compile (``compile=True``,
 ``"auto"`` resolved to ``True`` by :func:`~.decide.decide_compile`): dynamo and inductor
 cost a second or more to import.
 """
+
 from __future__ import annotations
 
 import time
@@ -124,8 +125,9 @@ class Programs:
         what: a name for warnings and :func:`compile_times`.
     """
 
-    def __init__(self, method: Dopri5, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                 direction: float, what: str) -> None:
+    def __init__(
+        self, method: Dopri5, shape: torch.Size, dtype: torch.dtype, device: torch.device, direction: float, what: str
+    ) -> None:
         self.what = what
         self.failed: str | None = None
         self.calls = 0  # successful program runs: a test can tell compiled steps from the eager fallback
@@ -137,9 +139,11 @@ class Programs:
         def rows(call: Callable) -> RHS:
             """``call`` (the field, or its functional form) on rows, in ``s``, as the eager
             :func:`~.field.row_field`."""
+
             def rhs(s: torch.Tensor, y: torch.Tensor):
                 f = call((sign * s).to(dtype), y.view(shape)).reshape(1, -1)
                 return (f if sign > 0 else -f), None
+
             return rhs
 
         def attempt(field, s, h, z, k):
@@ -165,9 +169,12 @@ class Programs:
             opts: dict = dict(fullgraph=True, dynamic=False, backend=BACKEND, mode="reduce-overhead")
         else:
             opts = dict(fullgraph=True, dynamic=False)
-        self._compiled = {name: torch.compile(fn, **opts) if self._copy_out else
-                          torch.compile(fn, backend=self._capturing(name, device), **opts)
-                          for name, fn in self._raw.items()}
+        self._compiled = {
+            name: torch.compile(fn, **opts)
+            if self._copy_out
+            else torch.compile(fn, backend=self._capturing(name, device), **opts)
+            for name, fn in self._raw.items()
+        }
         self._last: dict[str, _Graph] = {}  # the graph dynamo ran last, per program
         self._bound: dict[str, _Bound] = {}  # per program: the graph to call directly
         self._checked: set[str] = set()  # the programs whose bound graph's guards held in this solve
@@ -175,6 +182,7 @@ class Programs:
     def _capturing(self, name: str, device: torch.device) -> Callable:
         """A dynamo backend that compiles with :data:`BACKEND` and keeps each graph it built
         (its inputs' sources), so that :meth:`_call` can run it without dynamo."""
+
         def backend(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
             if BACKEND == "inductor":
                 from torch._inductor.compile_fx import compile_fx
@@ -194,7 +202,9 @@ class Programs:
             def run(*inputs):
                 self._last[name] = graph
                 return fn(*inputs)
+
             return run
+
         return backend
 
     def begin(self) -> None:
@@ -206,8 +216,10 @@ class Programs:
     def times(self, s: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` and ``h`` as the float64 0-d tensors the programs take."""
         scalar = torch.scalar_tensor  # half the cost of torch.tensor for a 0-d tensor
-        return (scalar(s, dtype=torch.float64, device=self._device),
-                scalar(h, dtype=torch.float64, device=self._device))
+        return (
+            scalar(s, dtype=torch.float64, device=self._device),
+            scalar(h, dtype=torch.float64, device=self._device),
+        )
 
     def attempt(self, field: nn.Module, s: float, h: float, z: torch.Tensor, k: torch.Tensor):
         """One attempt without gradients: ``(z1, k7, r, K)``, or ``None`` when this key's
@@ -218,8 +230,16 @@ class Programs:
         with torch.no_grad():
             return self._call("attempt", field, (field, st, ht, z.contiguous(), k.contiguous()))
 
-    def step_vjp(self, field: nn.Module, names: tuple[str, ...], params: tuple[torch.Tensor, ...],
-                 s: float, h: float, z: torch.Tensor, a: torch.Tensor):
+    def step_vjp(
+        self,
+        field: nn.Module,
+        names: tuple[str, ...],
+        params: tuple[torch.Tensor, ...],
+        s: float,
+        h: float,
+        z: torch.Tensor,
+        a: torch.Tensor,
+    ):
         """``(a ∂z1/∂z, (a ∂z1/∂θ_i)_i)`` of the step ``(s, h)`` from ``z`` (``params`` the
         field's parameters named ``names``, detached); ``None`` when this key's programs failed."""
         if self.failed is not None:
@@ -228,8 +248,9 @@ class Programs:
         with torch.no_grad():
             # contiguous: a loss's gradient may arrive expanded (stride 0), and a graph built
             # for one layout must not see another
-            return self._call("step_vjp", field, (field, names, params, st, ht, z.detach().contiguous(),
-                                                  a.contiguous()))
+            return self._call(
+                "step_vjp", field, (field, names, params, st, ht, z.detach().contiguous(), a.contiguous())
+            )
 
     def _call(self, name: str, field: nn.Module, args: tuple):
         bound = self._bound.get(name)
@@ -251,8 +272,11 @@ class Programs:
         except Exception as exc:  # noqa: BLE001 -- any failure of dynamo/inductor means: step eagerly
             msg = str(exc).strip().splitlines()
             self.failed = f"{type(exc).__name__}: {msg[0] if msg else ''}"
-            warnings.warn(f"compiling the DP5 step failed for {self.what} ({self.failed}); "
-                          "stepping eagerly for it", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"compiling the DP5 step failed for {self.what} ({self.failed}); stepping eagerly for it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return None
         self.calls += 1
         if first:
@@ -289,7 +313,7 @@ class _Graph:
     def frame(raw: Callable, args: tuple) -> dict:
         """The frame locals dynamo sees for a call of ``raw``: its arguments and closure."""
         code = raw.__code__
-        L = dict(zip(code.co_varnames[:code.co_argcount], args))
+        L = dict(zip(code.co_varnames[: code.co_argcount], args))
         L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
         return L
 
@@ -313,7 +337,7 @@ class _Graph:
         graph's outputs are not the program's (then every call goes through dynamo)."""
         if not self.usable:
             return None
-        names = raw.__code__.co_varnames[:raw.__code__.co_argcount]
+        names = raw.__code__.co_varnames[: raw.__code__.co_argcount]
         L = self.frame(raw, args)
         if self.constants is None and not self._prepare(names, args, out):
             return None
@@ -326,7 +350,8 @@ class _Graph:
             leaves = [x for part in out for x in (part if isinstance(part, (tuple, list)) else (part,))]
             got = list(self.fn(*bound.inputs(args)))
             if len(got) != len(leaves) or not all(
-                    isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves)):
+                isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves)
+            ):
                 self.usable = False
                 return None
             self.shape = [len(part) if isinstance(part, (tuple, list)) else -1 for part in out]
@@ -344,14 +369,18 @@ class _Graph:
             else:
                 constant.append(src)
         nested = isinstance(out, tuple) and all(
-            isinstance(p, torch.Tensor) or (isinstance(p, (tuple, list)) and
-                                            all(isinstance(x, torch.Tensor) for x in p)) for p in out)
+            isinstance(p, torch.Tensor)
+            or (isinstance(p, (tuple, list)) and all(isinstance(x, torch.Tensor) for x in p))
+            for p in out
+        )
         if not nested:
             self.usable = False
             return False
         try:
-            self.constants = eval(f"lambda L: ({', '.join(constant)},)",  # noqa: S307 -- dynamo's own sources
-                                  {"torch": torch, "device": torch.device})
+            self.constants = eval(
+                f"lambda L: ({', '.join(constant)},)",  # noqa: S307 -- dynamo's own sources
+                {"torch": torch, "device": torch.device},
+            )
         except SyntaxError:
             self.usable = False
             return False
@@ -403,18 +432,29 @@ class _Bound:
                 out.append(got[i])
                 i += 1
             else:
-                out.append(tuple(got[i:i + n]))
+                out.append(tuple(got[i : i + n]))
                 i += n
         return tuple(out)
 
 
-def programs_for(field: nn.Module, method: Dopri5, shape: torch.Size, dtype: torch.dtype,
-                 device: torch.device, direction: float) -> Programs:
+def programs_for(
+    field: nn.Module, method: Dopri5, shape: torch.Size, dtype: torch.dtype, device: torch.device, direction: float
+) -> Programs:
     """The cached :class:`Programs` for this field's classes and this state."""
     # the classes of the field's modules: fields of the same classes (a deepcopy, a new
     # ElapsedTime around the same field) share programs; dynamo's guards tell them apart
-    key = (tuple(type(m) for m in field.modules()), tuple(shape), dtype, device, float(direction),
-           method.tableau.e, method.rtol, method.atol, method.groups, BACKEND)
+    key = (
+        tuple(type(m) for m in field.modules()),
+        tuple(shape),
+        dtype,
+        device,
+        float(direction),
+        method.tableau.e,
+        method.rtol,
+        method.atol,
+        method.groups,
+        BACKEND,
+    )
     got = _CACHE.get(key)
     if got is None:
         what = f"{type(field).__name__} on {tuple(shape)} {dtype} {device}"
@@ -432,13 +472,19 @@ class CompiledDopri5(Dopri5):
     """
 
     def __init__(self, method: Dopri5, programs: Programs, field: nn.Module) -> None:
-        super().__init__(method.tableau, rtol=method.rtol, atol=method.atol, groups=method.groups,
-                         estimate_error=method.estimate_error)
+        super().__init__(
+            method.tableau,
+            rtol=method.rtol,
+            atol=method.atol,
+            groups=method.groups,
+            estimate_error=method.estimate_error,
+        )
         self.programs, self.field = programs, field
         programs.begin()
 
-    def step(self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *,
-             last_stage: bool = True) -> StepResult:
+    def step(
+        self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *, last_stage: bool = True
+    ) -> StepResult:
         if last_stage and self.estimate_error and not torch.is_grad_enabled():
             got = self.programs.attempt(self.field, s, h, z, k)
             if got is not None:

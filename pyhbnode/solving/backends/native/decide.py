@@ -17,6 +17,7 @@ eager steps round float32 differently in the last bits, so a warm cache must mak
 faster, never different).  ``fit`` resolves ``"auto"`` with this function once, at its
 start, and sets the result on the model's layers: the whole run steps one way.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -36,8 +37,9 @@ __all__ = ["decide_compile", "COMPILE_PAYS_AFTER"]
 COMPILE_PAYS_AFTER = 2_000
 
 
-def decide_compile(model: nn.Module, example: int | torch.Tensor | Sequence[torch.Tensor],
-                   device: torch.device | str, iterations: int) -> bool:
+def decide_compile(
+    model: nn.Module, example: int | torch.Tensor | Sequence[torch.Tensor], device: torch.device | str, iterations: int
+) -> bool:
     """Whether a run of ``iterations`` solves (training steps) of ``model`` should compile
     (the rule is in this module's docstring).
 

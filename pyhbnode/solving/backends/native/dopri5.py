@@ -17,6 +17,7 @@ operations it dispatches (about 1–2 µs each on a CPU core) rather than their 
 The same step runs with autograd recording (``adjoint="direct"``, the checkpointed replay:
 every operation is out of place, or in place on a fresh tensor) or without it.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,8 @@ def dense_weights(theta: float) -> tuple[float, float, float, float, float]:
     matching ``y0, y1, f0, f1`` at the ends.
     """
     t1 = 1.0 - theta
-    a = theta * t1            # θ(1-θ)
-    b = theta * a             # θ²(1-θ)
+    a = theta * t1  # θ(1-θ)
+    b = theta * a  # θ²(1-θ)
     return (1.0 - theta + a - 2.0 * b, theta - a + 2.0 * b, a - b, -b, b * t1)
 
 
@@ -89,8 +90,15 @@ class Dopri5:
         estimate_error: ``False`` skips the error estimate (fixed steps; ``ratio`` is None).
     """
 
-    def __init__(self, tableau: Tableau = DOPRI5_SHAMPINE, *, rtol: float = 1e-7, atol: float = 1e-9,
-                 groups: int = 1, estimate_error: bool = True) -> None:
+    def __init__(
+        self,
+        tableau: Tableau = DOPRI5_SHAMPINE,
+        *,
+        rtol: float = 1e-7,
+        atol: float = 1e-9,
+        groups: int = 1,
+        estimate_error: bool = True,
+    ) -> None:
         if tableau.stages != 7 or tableau.b[-1] != 0.0:
             raise ValueError(f"Dopri5 needs a 7-stage FSAL tableau, got {tableau.name!r} with {tableau.stages} stages")
         self.tableau = tableau
@@ -108,8 +116,9 @@ class Dopri5:
             got = self._rows[key] = tuple(torch.tensor([list(r)], dtype=dtype, device=device) for r in rows)
         return got
 
-    def step(self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *,
-             last_stage: bool = True) -> StepResult:
+    def step(
+        self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *, last_stage: bool = True
+    ) -> StepResult:
         """One step of size ``h`` from ``z`` at ``s``, whose derivative there is ``k``.
 
         Five new stages and the solution, then (``last_stage``) the FSAL stage at the new

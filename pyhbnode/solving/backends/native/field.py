@@ -1,6 +1,7 @@
 """The vector field as the native solver calls it: on rows ``(1, N)``, in the integration
 variable ``s = direction · t`` (``direction = -1`` integrates a decreasing grid forward in
 ``s``), and its vector–Jacobian product for the adjoints."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,8 +15,9 @@ from .dopri5 import RHS
 __all__ = ["row_field", "row_vjp"]
 
 
-def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-              direction: float) -> tuple[RHS, RHS]:
+def row_field(
+    field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: torch.device, direction: float
+) -> tuple[RHS, RHS]:
     """``(first, rhs)``: ``rhs(s, z_row) -> (dz/ds row, None)``; ``first`` is the same and
     checks, on the first evaluation, that the field returns a tensor like the state."""
     scalar = torch.scalar_tensor
@@ -34,9 +36,11 @@ def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: t
         try:
             f = field(scalar(sign * s, dtype=dtype, device=device), z.view(shape))
         except RuntimeError as err:  # torch's own shape/dtype complaints, e.g. a wrong feature width
-            raise ValueError(f"the vector field failed on its first evaluation, on y0 of shape "
-                             f"{tuple(shape)} and dtype {dtype} (check that y0's shape is what the field "
-                             f"takes): {err}") from err
+            raise ValueError(
+                f"the vector field failed on its first evaluation, on y0 of shape "
+                f"{tuple(shape)} and dtype {dtype} (check that y0's shape is what the field "
+                f"takes): {err}"
+            ) from err
         check_output(f, shape, dtype, device)
         f = f.reshape(1, n)
         return (f if sign > 0 else f.neg()), None
@@ -51,8 +55,9 @@ def check_output(f, shape: torch.Size, dtype: torch.dtype, device: torch.device)
         raise err
 
 
-def row_vjp(field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device,
-            direction: float):
+def row_vjp(
+    field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device, direction: float
+):
     """``vjp(s, y, a) -> (F, a ∂F/∂y, (a ∂F/∂θ_i)_i or None)`` for ``F(s, y) = direction ·
     field(direction · s, y)`` (``y``, ``a`` shaped like the state; ``y`` becomes a leaf)."""
     scalar = torch.scalar_tensor

@@ -6,6 +6,7 @@ or stops listening.  Failures raise :class:`StepFailure` (what, where), which th
 turns into a public :class:`~pyhbnode.solving.errors.SolverError` with its phase and NFE.
 A backward (adjoint) solve integrates in ``s = -t``, so one loop serves both directions.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,9 +61,20 @@ def floor_step(s: float, s_end: float, dtype: torch.dtype) -> float:
 
 
 def integrate(
-    method: Dopri5, rhs: RHS, s: float, s_end: float, z: torch.Tensor, k: torch.Tensor, h: float, *,
-    controller: Controller, counter: Counter, max_steps: int,
-    q: tuple | None = None, Q: list | None = None, quad_norm: bool = False,
+    method: Dopri5,
+    rhs: RHS,
+    s: float,
+    s_end: float,
+    z: torch.Tensor,
+    k: torch.Tensor,
+    h: float,
+    *,
+    controller: Controller,
+    counter: Counter,
+    max_steps: int,
+    q: tuple | None = None,
+    Q: list | None = None,
+    quad_norm: bool = False,
 ) -> Iterator[Accepted]:
     """Step from ``(s, z)`` (derivative ``k``, FSAL) to ``s_end``, first trying ``h``.
 
@@ -99,13 +111,23 @@ def integrate(
             # a landing step shorter than the floor is fine (an interval of a few ulp);
             # any other step that small means the controller gave up
             if nonfinite == "overflow":
-                raise StepFailure(StepSizeUnderflow, f"step size underflow: the error estimate overflows "
-                                  f"{z.dtype} although the state is finite (the vector field's values, "
-                                  f"|f| up to {float(k.abs().max()):.3g}, are too large for this dtype and "
-                                  "tolerance)", s, ht)
+                raise StepFailure(
+                    StepSizeUnderflow,
+                    f"step size underflow: the error estimate overflows "
+                    f"{z.dtype} although the state is finite (the vector field's values, "
+                    f"|f| up to {float(k.abs().max()):.3g}, are too large for this dtype and "
+                    "tolerance)",
+                    s,
+                    ht,
+                )
             if nonfinite or ht != ht:
-                raise StepFailure(NonFiniteState, "non-finite values in the vector field or the state "
-                                  "(the step size shrank to nothing trying to avoid them)", s, ht)
+                raise StepFailure(
+                    NonFiniteState,
+                    "non-finite values in the vector field or the state "
+                    "(the step size shrank to nothing trying to avoid them)",
+                    s,
+                    ht,
+                )
             raise StepFailure(StepSizeUnderflow, "step size underflow", s, ht)
         counter.attempts += 1
         res = method.step(rhs, s, ht, z, k)

@@ -1,4 +1,5 @@
 """The ``torchdiffeq`` backend: torchdiffeq's solvers, ``odeint`` and ``odeint_adjoint``."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -20,8 +21,15 @@ __all__ = ["TorchDiffEqBackend"]
 
 # Field evaluations per step attempt; with FSAL, dopri5 costs 6 per step plus 2 at start-up.
 EVALS_PER_STEP = {
-    "dopri5": 6, "bosh3": 3, "fehlberg2": 3, "adaptive_heun": 2, "dopri8": 13,
-    "euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4,
+    "dopri5": 6,
+    "bosh3": 3,
+    "fehlberg2": 3,
+    "adaptive_heun": 2,
+    "dopri8": 13,
+    "euler": 1,
+    "midpoint": 2,
+    "heun3": 3,
+    "rk4": 4,
 }
 ADAPTIVE = {"dopri5", "bosh3", "fehlberg2", "adaptive_heun", "dopri8"}
 
@@ -65,8 +73,10 @@ class TorchDiffEqBackend(Backend):
     methods = tuple(EVALS_PER_STEP)
 
     def __init__(self) -> None:
-        self._modes = {mode: _counted(run) for mode, run in
-                       ((Direct, _direct), (Backsolve, _backsolve), (Checkpointed, _checkpointed))}
+        self._modes = {
+            mode: _counted(run)
+            for mode, run in ((Direct, _direct), (Backsolve, _backsolve), (Checkpointed, _checkpointed))
+        }
 
     @property
     def modes(self) -> dict[type, GradientMode]:
@@ -76,8 +86,9 @@ class TorchDiffEqBackend(Backend):
 class _Run:
     """One solve: the counted field, its trainable parameters and torchdiffeq's settings."""
 
-    def __init__(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions",
-                 stats: SolverStats) -> None:
+    def __init__(
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions", stats: SolverStats
+    ) -> None:
         self.counted = CountingField(field, stats, t, options.max_steps, adaptive=options.method in ADAPTIVE)
         self.params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
         self.common = dict(rtol=options.rtol, atol=options.atol, method=options.method, options={})
@@ -88,8 +99,10 @@ class _Run:
 def _counted(mode: Callable[[_Run], torch.Tensor]) -> GradientMode:
     """A gradient mode of this backend: count, solve (without a graph when none is needed),
     check the solution."""
-    def solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions",
-              stats: SolverStats) -> torch.Tensor:
+
+    def solve(
+        field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions", stats: SolverStats
+    ) -> torch.Tensor:
         run = _Run(field, y0, t, options, stats)
         ys = mode(run) if run.needs_grad else _direct(run)
         _check_finite_solution(ys, t, run.counted)
@@ -121,9 +134,17 @@ def _backsolve(run: _Run) -> torch.Tensor:
     o = run.options
     adjoint_options = {"norm": "seminorm"} if o.seminorm else {}
     ys = _integrate(
-        torchdiffeq.odeint_adjoint, run.counted, run.y0, run.t,
-        dict(run.common, adjoint_rtol=o.rtol, adjoint_atol=o.atol,
-             adjoint_options=adjoint_options, adjoint_params=run.params),
+        torchdiffeq.odeint_adjoint,
+        run.counted,
+        run.y0,
+        run.t,
+        dict(
+            run.common,
+            adjoint_rtol=o.rtol,
+            adjoint_atol=o.atol,
+            adjoint_options=adjoint_options,
+            adjoint_params=run.params,
+        ),
     )
     counted = run.counted
     # runs as the backward pass reaches ys, before odeint_adjoint's backward solve
@@ -205,7 +226,8 @@ class _ReplayOnce(torch.autograd.Function):
         for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out):
             if g is not None and not bool(torch.isfinite(g).all()):
                 raise counted.error(
-                    NonFiniteState, f"non-finite gradient with respect to {name}: the vector-Jacobian "
+                    NonFiniteState,
+                    f"non-finite gradient with respect to {name}: the vector-Jacobian "
                     "product of the field is NaN/Inf (is the field differentiable there? e.g. sqrt(|y|) at y = 0)",
                     t=counted.t_start,
                 )
@@ -226,4 +248,3 @@ def _set_rng_state(state, device: torch.device) -> None:
     torch.set_rng_state(cpu)
     if cuda is not None:
         torch.cuda.set_rng_state(cuda, device)
-
