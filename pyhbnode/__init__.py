@@ -26,7 +26,7 @@ from .fields import (
     TPad,
     VectorField,
 )
-from .layers import ODEBlock, ODERNN
+from .layers import ODERNN, ODEBlock
 from .solving import (
     AdjointFailure,
     Backsolve,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -57,7 +58,7 @@ class Setting:
     open_low: bool = False
     nullable: bool = False
 
-    def with_none(self) -> "Setting":
+    def with_none(self) -> Setting:
         return Setting(self.type, self.low, self.high, self.open_low, nullable=True)
 
     def __str__(self) -> str:

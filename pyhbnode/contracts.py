@@ -13,7 +13,8 @@ in ``x`` and ``dt`` must agree) or ``None`` (any).  Only torch is imported: any 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

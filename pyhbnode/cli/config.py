@@ -11,9 +11,10 @@ import json
 import os
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..checks import COUNT, INDEX, NON_NEGATIVE, POSITIVE, Setting, regular_file
 from ..solving.options import SolverOptions, option_names, parse_option

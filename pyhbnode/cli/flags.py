@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..checks import Setting
 from ..solving.options import TOL, option_fields, option_names, parse_option

@@ -4,8 +4,9 @@ its :class:`~pyhbnode.zoo.TaskSpec` names.  Data comes from :mod:`pyhbnode.data`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ models the run did not train is left out (runs from before the family, ``--model
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .. import zoo
 from .common import (

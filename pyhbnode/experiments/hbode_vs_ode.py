@@ -18,10 +18,10 @@ minimiser vs t, one panel per objective).
 from __future__ import annotations
 
 import abc
-
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

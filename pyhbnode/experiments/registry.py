@@ -12,9 +12,10 @@ hour per experiment on two CPU cores), ``quick`` (a few minutes, subsampled) and
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .. import zoo
 from ..checks import COUNT, INDEX, POSITIVE, Setting

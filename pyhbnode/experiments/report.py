@@ -14,9 +14,9 @@ from __future__ import annotations
 import html as _html
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .. import zoo
 from . import registry

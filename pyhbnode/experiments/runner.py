@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import zoo
-from ..solving import SolverOptions
 from ..layers import solver_layers
+from ..solving import SolverOptions
 from ..training.metadata import with_wall_time
 from .plots import plot_curves, plot_nfe
-from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
+from .records import read_jsonl, run_metadata, writable_dir, write_csv, write_jsonl
 
 __all__ = ["Comparison", "run_comparison", "redraw_training"]
 
@@ -88,8 +89,8 @@ def run_comparison(
     results rows.
     """
     from ..solving import SolverError
-    from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
     from ..solving.backends.native.compiled import compile_times
+    from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
 
     unknown = [m for m in models if m not in zoo.MODELS]
     if unknown:

@@ -6,7 +6,6 @@ parameter (spec §1): γ = ε·sigmoid(ω) with ω initialised at -3, ξ = softp
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 from torch.nn import functional as F

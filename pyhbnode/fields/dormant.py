@@ -7,7 +7,7 @@ gradient reduction, and of the keys an older checkpoint must have."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ equal to ``t`` so that a convolution can see the time (spec §1, Appendix E).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

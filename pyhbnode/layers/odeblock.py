@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
 
-from typing import Any
-
+from ..checks import check_callable, check_real, describe
 from ..solving import Solution, SolverOptions, odeint
 from ..solving.options import solver_argument
 from ..solving.validation import reraise_field_failure
-from ..checks import check_callable, check_real, describe
 
 __all__ = ["ODEBlock"]
 

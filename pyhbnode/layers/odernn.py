@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ..fields import hidden
-from typing import Any
-
 from ..checks import check_bool, check_callable, check_int, check_real, describe
 from ..contracts import Arg, InputSpec
+from ..fields import hidden
 from ..solving import SolverOptions, odeint
 from ..solving.options import solver_argument
 from ..solving.validation import reraise_field_failure

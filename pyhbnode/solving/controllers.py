@@ -66,7 +66,7 @@ class Controller(abc.ABC):
     landing = 0.01
     order = 5
 
-    def start(self, order: int) -> "Controller":
+    def start(self, order: int) -> Controller:
         """A fresh copy for one solve with a method whose error exponent is ``1/order``."""
         c = copy.copy(self)
         c.order = order

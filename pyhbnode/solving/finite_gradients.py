@@ -12,7 +12,7 @@ gradients — once per backward pass, whatever the number of steps — and raise
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

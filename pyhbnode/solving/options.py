@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .adjoints import Adjoint, parse_adjoint
 from .backends.registry import canonical_backend
@@ -180,7 +181,7 @@ class SolverOptions:
         object.__setattr__(self, "controller", parse_controller(self.controller))
 
     @classmethod
-    def from_kwargs(cls, base: "SolverOptions | None" = None, **kwargs: Any) -> "SolverOptions":
+    def from_kwargs(cls, base: SolverOptions | None = None, **kwargs: Any) -> SolverOptions:
         """``base`` (default ``SolverOptions()``) with the options in ``kwargs`` replaced.
 
         Keys are the field names and ``tol`` (rtol = atol = tol unless they are given); a
@@ -206,7 +207,7 @@ class SolverOptions:
         return replace(base or cls(), **kwargs)
 
     @classmethod
-    def from_strings(cls, values: Mapping[str, Any], base: "SolverOptions | None" = None) -> "SolverOptions":
+    def from_strings(cls, values: Mapping[str, Any], base: SolverOptions | None = None) -> SolverOptions:
         """Like :meth:`from_kwargs`, each value first read by its field's parser (so ``"1e-5"``,
         ``"true"`` and ``"none"`` work as they do on the command line); a value that does not
         parse is a ``ValueError`` naming the option."""
@@ -249,7 +250,7 @@ def parse_option(name: str, value: Any) -> Any:
 
 
 def solver_argument(
-    solver: "SolverOptions | None", keywords: dict[str, Any], *, where: str, default: "SolverOptions | None" = None
+    solver: SolverOptions | None, keywords: dict[str, Any], *, where: str, default: SolverOptions | None = None
 ) -> SolverOptions:
     """The options an entry point was given: ``solver`` (or ``default``) with ``keywords``
     (option names) on top, checked once.  ``options=``, the name before ``solver=``, is

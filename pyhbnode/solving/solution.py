@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Iterable
 
 import torch
 
@@ -57,7 +57,7 @@ class SolverStats:
     status: Status = Status.PENDING
 
     @classmethod
-    def combine(cls, parts: Iterable["SolverStats"]) -> "SolverStats":
+    def combine(cls, parts: Iterable[SolverStats]) -> SolverStats:
         """Sum of several solves' statistics (e.g. the per-interval solves of an ODE-RNN).
 
         Counters that any part leaves unknown (``None``) are unknown in the sum."""

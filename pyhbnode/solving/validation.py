@@ -12,7 +12,8 @@ check themselves, :class:`~pyhbnode.solving.SolverOptions`):
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import torch
 from torch import nn

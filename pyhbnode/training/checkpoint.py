@@ -38,8 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..fields import dormant_names
 from ..checks import regular_file
+from ..fields import dormant_names
 from .errors import CheckpointCorrupt, CheckpointError, UnsafeCheckpoint
 from .history import History
 from .run_lock import process_alive

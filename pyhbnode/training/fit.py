@@ -8,8 +8,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,8 +18,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..fields import dormant_names
 from ..checks import check_bool, check_choice, check_device, check_int, check_real, describe
+from ..fields import dormant_names
 from ..layers import set_solver_options, solver_layers
 from ..solving import SolverError, SolverOptions
 from ..solving import record as record_solves
@@ -26,9 +27,9 @@ from ..solving.backends.native import decide_compile
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
     Position,
+    checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
-    checkpoint_path,
     remove_checkpoints,
     restore_training_state,
     save_checkpoint,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = ["History", "BATCH_KEYS", "EPOCH_KEYS"]
 
@@ -117,7 +118,7 @@ class History:
         return {"batches": self.batch_records(), "epochs": self.epoch_records()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "History":
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
         return cls(data.get("batches", ()), data.get("epochs", ()))
 
     def to_json(self) -> str:
@@ -125,7 +126,7 @@ class History:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "History":
+    def from_json(cls, text: str) -> History:
         return cls.from_dict(json.loads(text))
 
     def to_jsonl(
@@ -148,7 +149,7 @@ class History:
         return path
 
     @classmethod
-    def from_jsonl(cls, *paths: str | os.PathLike) -> "History":
+    def from_jsonl(cls, *paths: str | os.PathLike) -> History:
         """Read records written by :meth:`to_jsonl` (one or several files); lines without a
         ``kind`` are taken as batch records.  Fields given as ``extra`` stay in the records."""
         history = cls()

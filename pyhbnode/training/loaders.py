@@ -13,7 +13,8 @@ batches is the ``k``-th contiguous chunk of ``batch_size`` indices, the single p
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

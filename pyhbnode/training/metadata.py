@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 import platform
 import time
+from importlib import metadata
 from pathlib import Path
 
 import torch

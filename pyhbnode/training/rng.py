@@ -4,7 +4,8 @@ holding them loads with ``torch.load(weights_only=True)`` and never needs pickle
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

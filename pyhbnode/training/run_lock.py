@@ -82,7 +82,7 @@ class RunLock:
         pid = owner.get("pid")
         return not (isinstance(pid, int) and process_alive(pid, owner.get("start")))
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         data = json.dumps(self._record()).encode()
         for _ in range(20):
             try:
@@ -141,7 +141,7 @@ class RunLock:
         if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

@@ -12,9 +12,9 @@ from ..solving import SolverOptions
 from ..solving.options import solver_argument
 from . import tasks
 from ._validate import check_build_args
-from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
 from .fields import MODELS, NAMES, PAPER_MODELS, RUNS_ON, check_task, make_field, models_for, order_of, runs_on
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
+from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
 from .specs import DEFAULT_PRESET, TASK_SPECS, TaskSpec, task_spec
 
 __all__ = [

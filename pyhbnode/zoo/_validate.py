@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
-from ..fields.nets import _ACTIVATIONS
 from ..checks import check_choice, check_real, describe
+from ..fields.nets import _ACTIVATIONS
 
 __all__ = ["check_build_args", "FIELD_KWARGS"]
 

@@ -31,8 +31,9 @@ of the keys a checkpoint must hold.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 

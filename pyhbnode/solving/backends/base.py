@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class Backend(abc.ABC):
     def mode_names(self) -> list[str]:
         return [mode.name for mode in self.modes]
 
-    def check_options(self, options: "SolverOptions") -> None:
+    def check_options(self, options: SolverOptions) -> None:
         if not self.offers(options.adjoint):
             raise ValueError(
                 f"backend {self.name!r} has no gradient mode {options.adjoint.spec()!r}; "
@@ -71,6 +72,6 @@ class Backend(abc.ABC):
             )
 
     def solve(
-        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions", stats: SolverStats
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> torch.Tensor:
         return self.modes[type(options.adjoint)](field, y0, t, options, stats)

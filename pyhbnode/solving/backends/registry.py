@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 import importlib
-from typing import Callable
+import warnings
+from collections.abc import Callable
 
 from ..adjoints import Adjoint
 from .base import Backend

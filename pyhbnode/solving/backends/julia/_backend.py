@@ -94,7 +94,7 @@ class _Call:
 
     def __init__(
         self,
-        backend: "JuliaBackend",
+        backend: JuliaBackend,
         handle: Any,
         spec: FieldSpec,
         adjoint: str,

@@ -9,8 +9,8 @@ load it by path before torch (``tests/julia_first.py``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 
 __all__ = [
     "OFF",

@@ -29,8 +29,8 @@ layer; use ``backend="torchdiffeq"`` (or ``"torch"``) for such fields.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

@@ -58,12 +58,12 @@ from __future__ import annotations
 import time
 import types
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .dopri5 import SMALL, RHS, Dopri5, StepResult
+from .dopri5 import RHS, SMALL, Dopri5, StepResult
 
 __all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache"]
 
@@ -79,7 +79,7 @@ BACKEND = "inductor"
 # call each (a further 1.2x / 1.4x).
 CPU_OPTIONS: dict = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
 SMALL_MM = 64
-_CACHE: dict[tuple, "Programs"] = {}
+_CACHE: dict[tuple, Programs] = {}
 _COMPILE_TIMES: list[tuple[str, str, float]] = []  # (key description, program, seconds)
 
 
@@ -317,7 +317,7 @@ class _Graph:
         L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
         return L
 
-    def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> "_Bound | None":
+    def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> _Bound | None:
         """Bound again for a new solve or field where this graph's guards hold (a few µs;
         a call through dynamo costs hundreds), else ``None``."""
         if self.guards is None or self.constants is None or not self.usable:
@@ -331,7 +331,7 @@ class _Graph:
             self.guards = None
             return None
 
-    def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> "_Bound | None":
+    def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> _Bound | None:
         """The graph bound to this solve's ``field`` and constant inputs (parameters,
         coefficient rows), or ``None`` where an input's source cannot be read back or the
         graph's outputs are not the program's (then every call goes through dynamo)."""

@@ -20,7 +20,7 @@ start, and sets the result on the model's layers: the whole run steps one way.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

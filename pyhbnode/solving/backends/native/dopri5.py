@@ -21,8 +21,8 @@ every operation is out of place, or in place on a fresh tensor) or without it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

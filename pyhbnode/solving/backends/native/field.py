@@ -4,7 +4,7 @@ variable ``s = direction · t`` (``direction = -1`` integrates a decreasing grid
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -10,8 +10,8 @@ A backward (adjoint) solve integrates in ``s = -t``, so one loop serves both dir
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 

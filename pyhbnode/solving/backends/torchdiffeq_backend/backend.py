@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -87,7 +88,7 @@ class _Run:
     """One solve: the counted field, its trainable parameters and torchdiffeq's settings."""
 
     def __init__(
-        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions", stats: SolverStats
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> None:
         self.counted = CountingField(field, stats, t, options.max_steps, adaptive=options.method in ADAPTIVE)
         self.params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
@@ -101,7 +102,7 @@ def _counted(mode: Callable[[_Run], torch.Tensor]) -> GradientMode:
     check the solution."""
 
     def solve(
-        field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions", stats: SolverStats
+        field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> torch.Tensor:
         run = _Run(field, y0, t, options, stats)
         ys = mode(run) if run.needs_grad else _direct(run)

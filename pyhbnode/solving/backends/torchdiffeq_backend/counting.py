@@ -35,7 +35,7 @@ Early stops, so that a solve that cannot make progress fails within seconds, not
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
