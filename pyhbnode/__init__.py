@@ -1,7 +1,7 @@
 """pyhbnode: heavy-ball neural ODEs (Xia et al., NeurIPS 2021).
 
-The public API: the vector fields (the heavy-ball five, NesterovNODE, GNesterovNODE, AdamNODE), ``odeint`` with its ``Solution`` and statistics,
-the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
+The public API: the vector fields (the heavy-ball five, NesterovNODE, GNesterovNODE, AdamNODE), ``odeint`` with its
+``Solution`` and statistics, the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
 error types.  Importing the package never imports juliacall and never downloads anything:
 Julia starts on the first ``backend="julia"`` solve (put ``import juliacall`` before
 ``import torch`` in such scripts, as juliacall advises).

@@ -66,7 +66,7 @@ class Arg:
 
     def layout(self) -> str:
         by_axis = dict(enumerate(self.labels))
-        by_name = {dim: label for dim, label in zip(self.shape, self.labels) if isinstance(dim, str)}
+        by_name = {dim: label for dim, label in zip(self.shape, self.labels, strict=False) if isinstance(dim, str)}
         return " or ".join(
             _layout(shape, {**by_axis, **by_name} if shape is self.shape else by_name)
             for shape in (self.shape, *self.alternatives)
@@ -94,7 +94,7 @@ class InputSpec:
             raise TypeError(f"{self.model} takes {len(self.args)} input(s) ({names}), got {len(values)}")
         reference = next((p for p in module.parameters() if p.is_floating_point()), None)
         sizes: dict[str, tuple[int, str]] = {}
-        for arg, value in zip(self.args, values):
+        for arg, value in zip(self.args, values, strict=True):
             if value is None and arg.optional:
                 continue
             self._check_tensor(arg, value, reference)
@@ -139,7 +139,9 @@ class InputSpec:
     def _matching_shape(self, arg: Arg, value: torch.Tensor) -> tuple[Dim, ...]:
         got = tuple(value.shape)
         for shape in (arg.shape, *arg.alternatives):
-            if len(shape) == len(got) and all(not isinstance(d, int) or d == g for d, g in zip(shape, got)):
+            if len(shape) == len(got) and all(
+                not isinstance(d, int) or d == g for d, g in zip(shape, got, strict=True)
+            ):
                 if 0 in got:
                     raise ValueError(
                         f"{self.model}: {arg.name} is empty (shape {got}); it needs at least "
@@ -186,6 +188,6 @@ def _missing_axis_hint(name: str, shape: tuple[Dim, ...], got: tuple[int, ...]) 
     for axis, dim in enumerate(shape):
         if dim == 1:
             rest = shape[:axis] + shape[axis + 1 :]
-            if all(not isinstance(d, int) or d == g for d, g in zip(rest, got)):
+            if all(not isinstance(d, int) or d == g for d, g in zip(rest, got, strict=True)):
                 return f"it lacks an axis: add it with {name}.unsqueeze({axis})"
     return None

@@ -227,7 +227,7 @@ def print_list(file=None) -> None:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for j, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3], file=file)
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3], file=file)
         if j == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 4, file=file)
     print(
@@ -245,7 +245,7 @@ def _print_assessment(exp: registry.Experiment, run_dir: Path) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(a.columns))]
     print()
     for j, r in enumerate(cells):
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
     if a.ratios:

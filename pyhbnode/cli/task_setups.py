@@ -87,7 +87,7 @@ class _SilverboxSeries(Dataset):
     def collate(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
         """``v1 (B, S)``, ``v2_0 (B, 1)``, the shared ``ts (S,)`` and the target ``(S, B, 1)``
         (time-first, as the model returns its trajectory)."""
-        v1, v2_0, ts, v2 = zip(*items)
+        v1, v2_0, ts, v2 = zip(*items, strict=True)
         return torch.stack(v1), torch.stack(v2_0), ts[0], torch.stack(v2, dim=1)
 
 

@@ -116,7 +116,7 @@ class SequenceDataset(Dataset):
 
 def collate_time_first(items: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     """Stack :class:`SequenceDataset` items on axis 1, giving time-first batches."""
-    return tuple(torch.stack(parts, dim=1) for parts in zip(*items))
+    return tuple(torch.stack(parts, dim=1) for parts in zip(*items, strict=True))
 
 
 def bernoulli_keep(rng: np.random.RandomState, n: int, keep_prob: float) -> np.ndarray:

@@ -151,7 +151,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
     write_csv(_rows(saved), run / "adjoint.csv")
     stages = ("init", "trained")
     fig, axes = plt.subplots(1, len(stages), figsize=(11, 4.0), sharey=True)
-    for ax, stage in zip(axes, stages):
+    for ax, stage in zip(axes, stages, strict=True):
         for name, norms in saved["models"].items():
             if stage not in norms:
                 continue

@@ -188,7 +188,7 @@ def _plot_distance(solved: dict, path: Path) -> Path:
     from .plots import plt, save_figure
 
     fig, axes = plt.subplots(1, len(solved), figsize=(5.2 * len(solved), 3.8), squeeze=False)
-    for ax, (name, s) in zip(axes[0], solved.items()):
+    for ax, (name, s) in zip(axes[0], solved.items(), strict=True):
         t = np.asarray(s["t"])
         for key, color in (("ode", "tab:blue"), ("hbode", "tab:red")):
             ax.plot(t, _distances(s, key), color=color, lw=1.8, label=f"{LABELS[key]} (NFE {s['nfe'][key]})")

@@ -84,7 +84,7 @@ def _run_trained(ctx: RunContext, out: Path, dataset: str) -> None:
     iters, batch, n_batches = int(ctx["train_iters"]), int(ctx["batch_size"]), int(ctx.get("measure_batches", 2))
     spec = image_comparison(ctx, dataset, tol=float(ctx["train_tol"]), max_batches=iters, epochs=1)
     spec = replace(spec, val=None, metrics=())
-    xs, ys = zip(*(spec.train[i] for i in range(n_batches * batch)))
+    xs, ys = zip(*(spec.train[i] for i in range(n_batches * batch)), strict=True)
     batches = [(torch.stack(xs[i : i + batch]), torch.as_tensor(ys[i : i + batch])) for i in range(0, len(xs), batch)]
     rows: list[dict] = []
 
@@ -172,7 +172,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
         axes[0].plot(tols, fwd, marker="o", ls=linestyle(m), color=color, label=label)
         axes[1].plot(tols, bwd, marker="o", ls=linestyle(m), color=color, label=label)
         axes[2].plot(fwd, bwd, marker="o", ls=linestyle(m), color=color, label=label)
-    for ax, ylabel in zip(axes[:2], ("forward NFE per iteration", "backward NFE per iteration")):
+    for ax, ylabel in zip(axes[:2], ("forward NFE per iteration", "backward NFE per iteration"), strict=True):
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("tolerance (rtol = atol)")

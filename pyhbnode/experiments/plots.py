@@ -122,7 +122,7 @@ def plot_nfe(
         name, color = _label(model)
         axes[0].plot(x, smooth(fwd, window), label=name, color=color, ls=linestyle(model), lw=1.6)
         axes[1].plot(x, smooth(bwd, window), label=name, color=color, ls=linestyle(model), lw=1.6)
-    for ax, what in zip(axes, ("forward NFE", "backward NFE")):
+    for ax, what in zip(axes, ("forward NFE", "backward NFE"), strict=True):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(_smoothed(what, window))
         ax.grid(alpha=0.3)
@@ -140,7 +140,7 @@ def plot_scatter_panels(
 ) -> Path:
     """One panel per model: points ``(N, 2)`` coloured by label ``(N,)`` (Fig. 5's layout)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.2), squeeze=False)
-    for ax, (model, (points, labels)) in zip(axes[0], panels.items()):
+    for ax, (model, (points, labels)) in zip(axes[0], panels.items(), strict=True):
         points, labels = np.asarray(points), np.asarray(labels).reshape(-1)
         inner = labels < 0
         ax.scatter(points[inner, 0], points[inner, 1], s=9, c="tab:blue", label="inner")
@@ -166,7 +166,7 @@ def plot_trajectories(
     panels = list(panels)
     contours = list(contours) if contours is not None else [None] * len(panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    for ax, (name, paths), cont in zip(axes[0], panels, contours):
+    for ax, (name, paths), cont in zip(axes[0], panels, contours, strict=True):
         if cont is not None:
             X, Y, Z = cont
             ax.contour(X, Y, Z, levels=30, cmap="Greys", linewidths=0.6)

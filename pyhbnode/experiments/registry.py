@@ -287,8 +287,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         name="pointcloud",
         figure="Fig. 5",
         title="point-cloud separation (built-in data)",
-        description="Separate 40 points in the disk r < 0.5 from 80 in the annulus 0.85 < r < 1 with every model the zoo has "
-        "for it (the heavy-ball paper's five and the momentum family's three); "
+        description="Separate 40 points in the disk r < 0.5 from 80 in the annulus 0.85 < r < 1 with every model "
+        "the zoo has for it (the heavy-ball paper's five and the momentum family's three); "
         "forward/backward NFE and loss vs iteration, mean ± std over seeds, learned features h(1).",
         data="built in (generated)",
         needs_data=False,

@@ -76,7 +76,10 @@ class ODEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         o = self.options
-        return f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, adjoint={o.adjoint.spec()}"
+        return (
+            f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, "
+            f"adjoint={o.adjoint.spec()}"
+        )
 
 
 def check_start(field: nn.Module, t0: float, name: str) -> None:

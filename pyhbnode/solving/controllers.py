@@ -73,7 +73,8 @@ class Controller(abc.ABC):
         c.reset()
         return c
 
-    def reset(self) -> None:
+    # a hook with a default, not abstract: IController and FixedStep keep no history
+    def reset(self) -> None:  # noqa: B027
         """Forget the history."""
 
     def _set_factors(self, safety: float, ifactor: float, dfactor: float, embedded: str) -> None:

@@ -40,7 +40,11 @@ class _CheckGradients(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads: torch.Tensor):
-        bad = [name for name, g in zip(ctx.names, grads) if g is not None and not bool(torch.isfinite(g).all())]
+        bad = [
+            name
+            for name, g in zip(ctx.names, grads, strict=True)
+            if g is not None and not bool(torch.isfinite(g).all())
+        ]
         if bad:
             stats: SolverStats = ctx.stats
             raise NonFiniteState(
@@ -76,7 +80,9 @@ def guarded_solve(
     inputs = {name: x for name, x in inputs.items() if x.requires_grad}
     if not inputs or not torch.is_grad_enabled():
         return solve(field, y0, t)
-    guarded = dict(zip(inputs, _CheckGradients.apply(tuple(inputs), stats, float(t[0].detach()), *inputs.values())))
+    guarded = dict(
+        zip(inputs, _CheckGradients.apply(tuple(inputs), stats, float(t[0].detach()), *inputs.values()), strict=True)
+    )
     y0, t = guarded.pop("y0", y0), guarded.pop("t", t)
     if not params:
         return solve(field, y0, t)

@@ -559,12 +559,12 @@ class _Run:
                 else:
                     self.rng_epoch_start = capture_rng(self.generators)
                 batches, sizes = iter(train_loader), _batch_sizes(train_loader)
-                for _ in zip(range(done_in_epoch), batches, sizes):
+                for _ in zip(range(done_in_epoch), batches, sizes, strict=False):
                     pass
                 if done_in_epoch:
                     restore_rng(self.rng_now, self.generators)
                 self.train_model.train()
-                for batch, size in zip(batches, sizes):
+                for batch, size in zip(batches, sizes, strict=False):
                     done_in_epoch += 1
                     iteration += 1
                     record = self._step(batch, size, epoch + 1, done_in_epoch, iteration)
@@ -657,7 +657,7 @@ class _Run:
         }
         if world == 1:  # integers stay integers in one process
             record["nfe_forward"], record["nfe_backward"] = int(nfe_f), int(nfe_b)
-        record.update({name: s / count for name, s in zip(self.metric_fns, metric_sums)})
+        record.update({name: s / count for name, s in zip(self.metric_fns, metric_sums, strict=True)})
         return record
 
     def _epoch_record(
@@ -698,7 +698,7 @@ class _Run:
         batches = 0
         try:
             with torch.no_grad():
-                for batch, size in zip(loader, _batch_sizes(loader)):
+                for batch, size in zip(loader, _batch_sizes(loader), strict=False):
                     inputs, target = to_device(split_batch(batch, "validation"), self.device)
                     n = size if size else (len(target) if target.dim() else 1)
                     with record_solves() as solves:
@@ -715,6 +715,6 @@ class _Run:
         loss_sum, count, nfe, *metric_sums, batches_all = self.ctx.sum([*sums, batches])
         count = count or 1
         result = {"val_loss": loss_sum / count}
-        result.update({f"val_{name}": s / count for name, s in zip(self.metric_fns, metric_sums)})
+        result.update({f"val_{name}": s / count for name, s in zip(self.metric_fns, metric_sums, strict=True)})
         result["val_nfe_forward"] = nfe / max(1, batches_all)
         return result

@@ -55,7 +55,7 @@ def restore_rng(state: dict[str, Any], generators: Sequence[torch.Generator] = (
     saved = state["generators"]
     if len(saved) != len(generators):
         raise ValueError(f"the saved RNG state holds {len(saved)} generator(s), but {len(generators)} were given")
-    for g, s in zip(generators, saved):
+    for g, s in zip(generators, saved, strict=True):
         g.set_state(s)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

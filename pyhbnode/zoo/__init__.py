@@ -78,9 +78,9 @@ def build(
             ``adjoint``, ``compile``, ...) override them.
 
     Returns:
-        An ``nn.Module`` (measure its solves with ``pyhbnode.record()``).  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
-        cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))`` (plane
-        vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
+        An ``nn.Module`` (measure its solves with ``pyhbnode.record()``).  Inputs: pointcloud ``(B, 2)``;
+        mnist ``(B, 1, 28, 28)``; cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))``
+        (plane vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """
     check_build_args(task, model, field_kwargs, TASKS, MODELS)
     check_task(task, model)

@@ -70,7 +70,7 @@ class PartwiseLinear(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         parts = z[:, : self.d * self.n].split(self.n, dim=1)
         out = self.input(z[:, self.d * self.n :])
-        for layer, part in zip(self.parts, parts):
+        for layer, part in zip(self.parts, parts, strict=True):
             out = out + layer(part)
         return out
 

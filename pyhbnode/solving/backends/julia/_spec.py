@@ -119,7 +119,7 @@ def _conv_padding(conv: nn.modules.conv._ConvNd, path: str) -> list[int]:
             pairs = [(0, 0)] * len(k)
         else:  # "same" (torch allows it with stride 1 only): extra padding goes at the end
             pairs = []
-            for ki, di in zip(k, d):
+            for ki, di in zip(k, d, strict=True):
                 total = di * (ki - 1)
                 pairs.append((total // 2, total - total // 2))
     else:

@@ -90,7 +90,9 @@ def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
         gs = grad(outputs, (z, *params), cotangents, allow_unused=True)
         a = gs[0] if gs[0] is not None else torch.zeros_like(a)
         if Q:
-            torch._foreach_add_(Q, [x if x is not None else torch.zeros_like(p) for x, p in zip(gs[1:], params)])
+            torch._foreach_add_(
+                Q, [x if x is not None else torch.zeros_like(p) for x, p in zip(gs[1:], params, strict=True)]
+            )
 
     def replay(i: int, m: int, z: torch.Tensor) -> torch.Tensor:
         """The state at the start of step ``m`` from the one at step ``i`` (no graph)."""

@@ -152,7 +152,7 @@ class Programs:
 
         def step_vjp(field, names, params, s, h, z, a):
             def step(z, params):
-                values = dict(zip(names, params))
+                values = dict(zip(names, params, strict=True))
                 rhs = rows(lambda t, y: torch.func.functional_call(field, values, (t, y), strict=False))
                 return method.step(rhs, s, h, z, rhs(s, z)[0], last_stage=False).z
 
@@ -313,8 +313,8 @@ class _Graph:
     def frame(raw: Callable, args: tuple) -> dict:
         """The frame locals dynamo sees for a call of ``raw``: its arguments and closure."""
         code = raw.__code__
-        L = dict(zip(code.co_varnames[: code.co_argcount], args))
-        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
+        L = dict(zip(code.co_varnames[: code.co_argcount], args, strict=False))
+        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ()), strict=True))
         return L
 
     def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> _Bound | None:
@@ -350,7 +350,7 @@ class _Graph:
             leaves = [x for part in out for x in (part if isinstance(part, (tuple, list)) else (part,))]
             got = list(self.fn(*bound.inputs(args)))
             if len(got) != len(leaves) or not all(
-                isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves)
+                isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves, strict=True)
             ):
                 self.usable = False
                 return None
@@ -416,7 +416,7 @@ class _Bound:
 
     def fits(self, args: tuple) -> bool:
         """Whether the per-call inputs have the layout the guards were checked on."""
-        return all(_layout(args[i]) == lay for (_, i), lay in zip(self.graph.per_call, self.layout))
+        return all(_layout(args[i]) == lay for (_, i), lay in zip(self.graph.per_call, self.layout, strict=True))
 
     def inputs(self, args: tuple) -> list:
         inputs = list(self.constant)

@@ -175,7 +175,8 @@ class Dopri5:
             err = _addmm(k7, self.rows(z.dtype, z.device)[4], K, h * inv_rtol, beta=h * e[6] * inv_rtol)
         else:
             err = _scale(k7, h * e[6] * inv_rtol)
-            for ci, kk in zip(e, stages):
+            # stages holds k1..k6; e[6] weighs k7, added above
+            for ci, kk in zip(e, stages, strict=False):
                 if ci != 0.0:
                     err = _axpy(err, kk, h * ci * inv_rtol, inplace=True)
         err.div_(torch.maximum(z.abs(), z7.abs()).add_(self.atol * inv_rtol))
@@ -193,7 +194,8 @@ class Dopri5:
         e = self.tableau.e
         with torch.no_grad():
             err = torch.mul(step.k, h * e[6])
-            for ci, kk in zip(e, step.stages):
+            # stages holds k1..k6; e[6] weighs k7, added above
+            for ci, kk in zip(e, step.stages, strict=False):
                 if ci != 0.0:
                     err.add_(kk, alpha=h * ci)
             tol = torch.maximum(z.abs(), step.z.abs()).mul_(self.rtol).add_(self.atol)
@@ -207,7 +209,8 @@ class Dopri5:
             D6 = self.rows(k7.dtype, k7.device)[5]
             return torch.addmm(k7, D6, step.K, beta=h * d[6], alpha=h)
         out = torch.mul(k7, h * d[6])
-        for ci, kk in zip(d, step.stages):
+        # stages holds k1..k6; d[6] weighs k7, added above
+        for ci, kk in zip(d, step.stages, strict=False):
             if ci != 0.0:
                 out.add_(kk, alpha=h * ci)
         return out
@@ -263,7 +266,7 @@ def _addmm(z: torch.Tensor, row: torch.Tensor, K: torch.Tensor, alpha, beta=1.0)
 def _combo(z: torch.Tensor, ks, coeffs, h) -> torch.Tensor:
     """``z + h Σ c_i k_i`` with one in-place add per nonzero coefficient (a fresh tensor)."""
     out = None
-    for c, k in zip(coeffs, ks):
+    for c, k in zip(coeffs, ks, strict=False):
         if c != 0.0:
             out = _axpy(z, k, h * c) if out is None else _axpy(out, k, h * c, inplace=True)
     return out

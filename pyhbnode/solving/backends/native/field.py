@@ -80,7 +80,7 @@ def row_vjp(
             return f, vy, None
         vq = gs[1:]
         if any(x is None for x in vq):
-            vq = tuple(g if g is not None else torch.zeros_like(p) for g, p in zip(vq, params))
+            vq = tuple(g if g is not None else torch.zeros_like(p) for g, p in zip(vq, params, strict=True))
         return f, vy, vq
 
     return vjp

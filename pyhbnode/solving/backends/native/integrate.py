@@ -177,7 +177,7 @@ def run_to(steps: Iterator[Accepted]) -> tuple:
 
 def _foreach_combo(Q: list, qs, coeffs, h: float) -> None:
     """``Q += h Σ c_i q_i`` for lists of tensors (one fused call per stage)."""
-    for c, q in zip(coeffs, qs):
+    for c, q in zip(coeffs, qs, strict=False):
         if c != 0.0:
             torch._foreach_add_(Q, q, alpha=h * c)
 

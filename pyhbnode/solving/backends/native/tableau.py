@@ -76,7 +76,7 @@ DOPRI5 = Tableau(
     c=_f(_C),
     a=tuple(_f(row) for row in _A),
     b=_f(_B),
-    e=_f(b - bh for b, bh in zip(_B, _B_HAT)),
+    e=_f(b - bh for b, bh in zip(_B, _B_HAT, strict=True)),
     d=_f(_D),
 )
 
@@ -84,4 +84,4 @@ DOPRI5 = Tableau(
 # and torchdiffeq's ``dopri5`` use); only the error weights differ.
 _B_HAT_SHAMPINE = [Fr(1951, 21600), Fr(0), Fr(22642, 50085), Fr(451, 720), Fr(-12231, 42400), Fr(649, 6300), Fr(1, 60)]
 
-DOPRI5_SHAMPINE = replace(DOPRI5, e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE)))
+DOPRI5_SHAMPINE = replace(DOPRI5, e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE, strict=True)))

@@ -66,8 +66,9 @@ class TorchDiffEqBackend(Backend):
     (a fresh solve per output interval) gets one extra attempt per interval, so a grid with more
     intervals than ``max_steps`` still differentiates.  A step size at the float64 floor raises
     :class:`StepSizeUnderflow`, a pace that cannot finish within the budget raises
-    :class:`MaxStepsExceeded` early (see :mod:`pyhbnode.solving.backends.torchdiffeq_backend.counting`).  Time grids may be
-    increasing or decreasing (integration backward in time), with gradients in every mode.
+    :class:`MaxStepsExceeded` early (see
+    :mod:`pyhbnode.solving.backends.torchdiffeq_backend.counting`).  Time grids may be increasing or
+    decreasing (integration backward in time), with gradients in every mode.
     """
 
     name = "torchdiffeq"
@@ -218,13 +219,13 @@ class _ReplayOnce(torch.autograd.Function):
             _set_rng_state(ctx.rng, y0.device)
             ys = ctx.run(y0_, t_)
             inputs = [x for x, need in ((y0_, need_y0), (t_, need_t)) if need]
-            inputs += [p for p, need in zip(ctx.params, ctx.needs_input_grad[4:]) if need]
+            inputs += [p for p, need in zip(ctx.params, ctx.needs_input_grad[4:], strict=True) if need]
             # a scalar, not grad_outputs: autograd.grad's check of given output gradients imports
             # sympy (seconds, once per process); d/dys of sum(ys * grad_ys) is grad_ys exactly
             grads = iter(torch.autograd.grad((ys * grad_ys).sum(), inputs, allow_unused=True))
         out = [next(grads) if need_y0 else None, next(grads) if need_t else None]
         out += [next(grads) if need else None for need in ctx.needs_input_grad[4:]]
-        for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out):
+        for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out, strict=True):
             if g is not None and not bool(torch.isfinite(g).all()):
                 raise counted.error(
                     NonFiniteState,
