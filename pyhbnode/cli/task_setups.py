@@ -37,10 +37,13 @@ def _setup(task: str, train: Any, val: Any) -> TaskSetup:
     return TaskSetup(train, val, _TASK_LOSSES.get(spec.loss, spec.loss), spec.metrics)
 
 
-def _limit(dataset: Dataset, limit: int | None) -> Dataset:
-    if limit is None or limit >= len(dataset):  # type: ignore[arg-type]
-        return dataset
-    return Subset(dataset, range(limit))
+def first_items(data: Any, limit: int | None) -> Any:
+    """The first ``limit`` items of a ``Dataset`` or of a tuple of tensors sharing their first axis."""
+    if isinstance(data, tuple):
+        return tuple(x[:limit] for x in data)
+    if limit is None or limit >= len(data):
+        return data
+    return Subset(data, range(limit))
 
 
 def _pointcloud(data_dir: str, seed: int, limit: int | None) -> TaskSetup:
@@ -67,7 +70,7 @@ def _sequences(task: str, data_dir: str, limit: int | None) -> TaskSetup:
 
     splits = data.load_plane_vibration(data_dir) if task == "plane_vibration" else data.load_walker(data_dir)
     # (x, dt, y) only: the model takes (x, dt) and the last element is the target.
-    train, valid = (_limit(data.SequenceDataset(s.x, s.dt, s.y), limit) for s in (splits.train, splits.valid))
+    train, valid = (first_items(data.SequenceDataset(s.x, s.dt, s.y), limit) for s in (splits.train, splits.valid))
     return _setup(task, train, valid)
 
 

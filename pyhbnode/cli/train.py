@@ -2,7 +2,9 @@
 
 Writes into ``--out``: ``history.jsonl`` (one line per batch), ``epochs.jsonl`` (one line per
 epoch), ``results.csv`` (one row), ``config.json`` (the resolved settings, seed, versions,
-backend, device, wall time) and ``checkpoints/``.  Rerunning the same command resumes.
+backend, device, wall time), the figures ``reproduce`` draws for a run (``nfe.png``,
+``loss.png``, ``metrics.png`` when validated) and ``checkpoints/``.  Rerunning the same command
+resumes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from .. import zoo
+from ..experiments.runner import redraw_training
 from ..layers import solver_layers
 from ..solving import SolverError
 from ..training.checkpoint import list_checkpoints, writable_dir
@@ -31,7 +34,7 @@ from ..training.metadata import run_metadata
 from ..training.run_lock import RunLock
 from .config import KEYS, SETTINGS, SOLVER_TABLE, TrainConfig, merge, parse_assignment, read_config_file
 from .flags import add_solver_flags, solver_flags, typed
-from .task_setups import task_setup
+from .task_setups import first_items, task_setup
 
 __all__ = ["add_parser", "run", "resolve_config", "train"]
 
@@ -58,7 +61,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=typed(SETTINGS["seed"]))
     p.add_argument("--out", help="run directory (default runs/train-<task>-<model>)")
     p.add_argument("--data-dir", help="folder holding the data sets (default ./data)")
-    p.add_argument("--max-batches", type=typed(SETTINGS["max_batches"]), help="stop after this many optimiser steps")
+    p.add_argument(
+        "--max-batches",
+        type=typed(SETTINGS["max_batches"]),
+        help="stop after this many optimiser steps; validation then runs on as many batches at most",
+    )
     p.add_argument("--device")
     p.add_argument(
         "--preset",
@@ -156,11 +163,13 @@ def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
     model = zoo.build(
         config.task, config.model, preset=config.preset, field_kwargs=config.field_kwargs or None, **config.solver
     )
+    # a quick run (--max-batches) validates as briefly as it trains, not on the whole test set
+    val_items = None if config.max_batches is None else config.max_batches * config.batch_size
     started = time.time()
     history = fit(
         model,
         setup.train,
-        val_data=setup.val,
+        val_data=first_items(setup.val, val_items),
         loss=setup.loss,
         metrics=setup.metrics,
         epochs=config.epochs,
@@ -199,6 +208,8 @@ def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
             writer.writerow(row)
         with _writing(out / "config.json", kept) as path:
             path.write_text(json.dumps(_metadata(config, model, wall), indent=2, default=str))
+        with _writing(out / "nfe.png", kept):
+            redraw_training(out, title=config.task)
     return row
 
 

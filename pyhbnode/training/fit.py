@@ -120,7 +120,8 @@ def fit(
             may grow to train further.  ``resume=False`` deletes the directory's checkpoints.
         callbacks: :class:`~pyhbnode.training.Callback` objects, or functions called with each
             epoch record; returning ``True`` stops training.
-        progress: a tqdm bar with the loss and forward/backward NFE, on rank 0 only.
+        progress: a tqdm bar with the loss and forward/backward NFE, and one per validation pass
+            (labelled ``validation``), on rank 0 only.
         strategy: ``None`` (one process) or ``"ddp"``: DistributedDataParallel in a process group
             started by ``torchrun`` or :func:`~pyhbnode.training.launch_ddp`; rank 0 alone writes
             checkpoints.  With equal per-rank batches a DDP step equals a single-process step on
@@ -584,7 +585,7 @@ class _Run:
                 # An epoch is finished when all its batches ran; a loader without a length
                 # only tells by running dry, i.e. by the loop ending without a break.
                 finished = done_in_epoch == per_epoch if per_epoch is not None else not (stop or capped(iteration))
-                record = self._epoch_record(epoch + 1, iteration, val_loader, time.perf_counter() - started)
+                record = self._epoch_record(epoch + 1, iteration, val_loader, time.perf_counter() - started, progress)
                 self.history.add_epoch(record)
                 stop = any([cb.on_epoch_end(record) is True for cb in callbacks]) or stop
                 if not finished:
@@ -661,7 +662,7 @@ class _Run:
         return record
 
     def _epoch_record(
-        self, epoch: int, iteration: int, val_loader: DataLoader | None, seconds: float
+        self, epoch: int, iteration: int, val_loader: DataLoader | None, seconds: float, progress: bool
     ) -> dict[str, Any]:
         batches = self.history.epoch_batches(epoch)
         count = sum(b["size"] for b in batches) or 1
@@ -681,12 +682,13 @@ class _Run:
         record.update({f"train_{name}": weighted(name) for name in self.metric_fns})
         record.update({"nfe_forward": mean("nfe_forward"), "nfe_backward": mean("nfe_backward")})
         if val_loader is not None:
-            record.update(self._evaluate(val_loader))
+            record.update(self._evaluate(val_loader, progress))
         record.update({"seconds": seconds, "lr": self.opt.param_groups[0]["lr"]})
         return record
 
-    def _evaluate(self, loader: DataLoader) -> dict[str, float]:
+    def _evaluate(self, loader: DataLoader, progress: bool) -> dict[str, float]:
         """Loss, metrics and mean forward NFE on ``loader`` (this rank's share), reduced over ranks.
+        With ``progress``, a bar of its own: a full test set takes minutes after a short training.
 
         The generators are put back afterwards (creating a DataLoader iterator draws a seed), so
         training draws the same numbers with or without validation, and a checkpoint written
@@ -697,8 +699,16 @@ class _Run:
         sums = [0.0] * (3 + len(self.metric_fns))  # loss, samples, nfe, metrics...
         batches = 0
         try:
-            with torch.no_grad():
-                for batch, size in zip(loader, _batch_sizes(loader), strict=False):
+            bar = tqdm(
+                loader,
+                unit="batch",
+                dynamic_ncols=True,
+                disable=not (progress and self.ctx.is_main),
+                leave=False,
+                desc="validation",
+            )
+            with torch.no_grad(), bar:
+                for batch, size in zip(bar, _batch_sizes(loader), strict=False):
                     inputs, target = to_device(split_batch(batch, "validation"), self.device)
                     n = size if size else (len(target) if target.dim() else 1)
                     with record_solves() as solves:
