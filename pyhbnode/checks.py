@@ -12,7 +12,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -93,15 +93,17 @@ class Setting:
             value = float(value)
         if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
             raise ValueError(f"{name} must be {self}, got {value!r}")
+        # isinstance against a runtime type narrows ``value`` to object; it is one of self.type's
+        checked: Any = value
         if self.type in (int, float):
             inside = (
-                (self.low is None or (value > self.low if self.open_low else value >= self.low))
-                and (self.high is None or value <= self.high)
-                and math.isfinite(value)
+                (self.low is None or (checked > self.low if self.open_low else checked >= self.low))
+                and (self.high is None or checked <= self.high)
+                and math.isfinite(checked)
             )
             if not inside:
                 raise ValueError(f"{name} must be {self}, got {value!r}")
-        return type(value)(value) if self.type in (list, dict) else value
+        return type(checked)(checked) if self.type in (list, dict) else checked
 
     def parse(self, text: str) -> Any:
         """A command-line word as this setting takes it (for ``argparse``'s ``type=``)."""
@@ -123,6 +125,29 @@ POSITIVE = Setting(float, low=0, open_low=True)  # learning rates, tolerances, c
 NON_NEGATIVE = Setting(float, low=0)  # weight decay
 
 
+# Overloads: the result is None only where allow_none lets it be.
+@overload
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    open_low: bool = ...,
+    allow_none: Literal[False] = ...,
+    finite: bool = ...,
+) -> float: ...
+@overload
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    open_low: bool = ...,
+    allow_none: bool,
+    finite: bool = ...,
+) -> float | None: ...
 def check_real(
     name: str,
     value: Any,
@@ -153,6 +178,10 @@ def check_real(
     return value
 
 
+@overload
+def check_int(name: str, value: Any, *, minimum: int | None = ..., allow_none: Literal[False] = ...) -> int: ...
+@overload
+def check_int(name: str, value: Any, *, minimum: int | None = ..., allow_none: bool) -> int | None: ...
 def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
     """``value`` as an int (no bools, no floats), at least ``minimum``."""
     if value is None and allow_none:

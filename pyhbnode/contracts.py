@@ -65,8 +65,10 @@ class Arg:
     optional: bool = False
 
     def layout(self) -> str:
-        by_axis = dict(enumerate(self.labels))
-        by_name = {dim: label for dim, label in zip(self.shape, self.labels, strict=False) if isinstance(dim, str)}
+        by_axis: dict[int | str, str] = dict(enumerate(self.labels))
+        by_name: dict[int | str, str] = {
+            dim: label for dim, label in zip(self.shape, self.labels, strict=False) if isinstance(dim, str)
+        }
         return " or ".join(
             _layout(shape, {**by_axis, **by_name} if shape is self.shape else by_name)
             for shape in (self.shape, *self.alternatives)

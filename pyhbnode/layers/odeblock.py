@@ -78,7 +78,7 @@ class ODEBlock(nn.Module):
         o = self.options
         return (
             f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, "
-            f"adjoint={o.adjoint.spec()}"
+            f"adjoint={o.as_dict()['adjoint']}"
         )
 
 

@@ -214,6 +214,7 @@ class FixedStep(Controller):
 
     name = "fixed"
     adaptive = False
+    initial: float
 
     def __init__(self, h: float) -> None:
         if isinstance(h, bool) or not isinstance(h, (int, float)) or not (0 < h < math.inf):

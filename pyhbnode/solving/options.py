@@ -223,6 +223,9 @@ class SolverOptions:
         """Plain values (JSON-ready): the adjoint as its alias (``"checkpointed:8"``), the
         controller as its repr or ``None``."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        assert isinstance(
+            self.adjoint, Adjoint
+        )  # parsed by __post_init__; the field's type is what the constructor accepts
         d["adjoint"] = self.adjoint.spec()
         d["controller"] = None if self.controller is None else repr(self.controller)
         return d

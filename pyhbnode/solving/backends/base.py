@@ -52,10 +52,11 @@ class Backend(abc.ABC):
         return [mode.name for mode in self.modes]
 
     def check_options(self, options: SolverOptions) -> None:
-        if not self.offers(options.adjoint):
+        mode = options.adjoint
+        assert isinstance(mode, Adjoint)  # parsed by SolverOptions; the field's type is what the constructor accepts
+        if not self.offers(mode):
             raise ValueError(
-                f"backend {self.name!r} has no gradient mode {options.adjoint.spec()!r}; "
-                f"choose one of {self.mode_names()}"
+                f"backend {self.name!r} has no gradient mode {mode.spec()!r}; choose one of {self.mode_names()}"
             )
         if options.controller is not None and not self.takes_controllers:
             raise ValueError(
@@ -74,4 +75,6 @@ class Backend(abc.ABC):
     def solve(
         self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> torch.Tensor:
-        return self.modes[type(options.adjoint)](field, y0, t, options, stats)
+        mode = options.adjoint
+        assert isinstance(mode, Adjoint)  # parsed by SolverOptions; the field's type is what the constructor accepts
+        return self.modes[type(mode)](field, y0, t, options, stats)

@@ -84,6 +84,7 @@ class NativeBackend(Backend):
     def _checkpointed(
         self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> torch.Tensor:
+        assert isinstance(options.adjoint, Checkpointed)  # solve() dispatched on its type
         limit = options.adjoint.max_checkpoints
         return self._run(
             field,
@@ -153,6 +154,9 @@ class NativeBackend(Backend):
         times = t.tolist()
         direction = 1.0 if times[-1] > times[0] else -1.0
         params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
+        assert not isinstance(
+            options.controller, str
+        )  # parsed by SolverOptions; the field's type is what the constructor accepts
         controller = options.controller or IController()
         method = Dopri5(
             _TABLEAUS[controller.embedded],

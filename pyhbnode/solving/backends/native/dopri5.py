@@ -269,4 +269,4 @@ def _combo(z: torch.Tensor, ks, coeffs, h) -> torch.Tensor:
     for c, k in zip(coeffs, ks, strict=False):
         if c != 0.0:
             out = _axpy(z, k, h * c) if out is None else _axpy(out, k, h * c, inplace=True)
-    return out
+    return z.clone() if out is None else out

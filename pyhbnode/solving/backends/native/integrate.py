@@ -10,7 +10,7 @@ A backward (adjoint) solve integrates in ``s = -t``, so one loop serves both dir
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -75,7 +75,7 @@ def integrate(
     q: tuple | None = None,
     Q: list | None = None,
     quad_norm: bool = False,
-) -> Iterator[Accepted]:
+) -> Generator[Accepted, None, tuple[torch.Tensor, torch.Tensor, tuple | None, float]]:
     """Step from ``(s, z)`` (derivative ``k``, FSAL) to ``s_end``, first trying ``h``.
 
     Args:
@@ -98,7 +98,7 @@ def integrate(
     b, e = method.tableau.b, method.tableau.e
     has_q = Q is not None and q is not None
     check_q = quad_norm and has_q
-    nonfinite = False
+    nonfinite: bool | str = False  # "overflow": the error estimate overflowed, the state did not
     while s < s_end:
         remaining = s_end - s
         # Land on s_end: the rest is taken in one step when the proposal reaches (almost)
@@ -131,19 +131,20 @@ def integrate(
             raise StepFailure(StepSizeUnderflow, "step size underflow", s, ht)
         counter.attempts += 1
         res = method.step(rhs, s, ht, z, k)
+        assert res.k is not None  # a full step (last_stage) always has its end derivative
         counter.nfe += 6
-        r = res.ratio.item() if adaptive else 0.0
+        r = res.ratio.item() if res.ratio is not None and adaptive else 0.0
         if r != r or r == math.inf:  # the fast ratio overflows near the dtype's largest value
             r = method.safe_ratio(ht, z, res).item()
         Q1 = None
-        if check_q:
+        if check_q and Q is not None:
             rq, Q1 = _quad_error(Q, (q, *res.qs), b, e, ht, method.rtol, method.atol)
             r = max(r, rq)
         if not adaptive or accepts(r):
             h_next = next_step(ht, r, True)
             if last and h_next < h:
                 h_next = h  # a step clipped to land on s_end says little about the next one
-            if has_q:
+            if has_q and Q is not None:
                 if Q1 is not None:
                     torch._foreach_copy_(Q, Q1)
                 else:
@@ -162,7 +163,7 @@ def integrate(
                 nonfinite = "overflow" if finite_step and bool(torch.isfinite(k).all()) else True
             h_next = next_step(ht, r, False)
         h = h_next
-        res = None  # the stages are not kept alive through the next step
+        del res  # the stages are not kept alive through the next step
     return z, k, q, h
 
 

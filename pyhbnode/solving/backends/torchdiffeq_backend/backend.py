@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ...adjoints import Backsolve, Checkpointed, Direct
+from ...adjoints import Adjoint, Backsolve, Checkpointed, Direct
 from ...errors import MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow
 from ...solution import SolverStats, Status
 from ..base import Backend, GradientMode
@@ -75,13 +75,13 @@ class TorchDiffEqBackend(Backend):
     methods = tuple(EVALS_PER_STEP)
 
     def __init__(self) -> None:
-        self._modes = {
+        self._modes: dict[type[Adjoint], GradientMode] = {
             mode: _counted(run)
             for mode, run in ((Direct, _direct), (Backsolve, _backsolve), (Checkpointed, _checkpointed))
         }
 
     @property
-    def modes(self) -> dict[type, GradientMode]:
+    def modes(self) -> dict[type[Adjoint], GradientMode]:
         return self._modes
 
 

@@ -182,7 +182,9 @@ class CountingField(nn.Module):
 
     def _bad_output(self, dy: object, y: torch.Tensor) -> Exception:
         at = f" at t = {self.time_reached:.6g} (evaluation {self.evaluations}, {self.phase} pass)"
-        return field_output_error(dy, y.shape, y.dtype, y.device, at)
+        err = field_output_error(dy, y.shape, y.dtype, y.device, at)
+        assert err is not None  # asked only of an output the caller found bad
+        return err
 
     # -- every step attempt -------------------------------------------------------------
     def callback_step(self, t0: torch.Tensor, y0, dt: torch.Tensor) -> None:
