@@ -31,6 +31,8 @@ AdamNODE (Cho et al., arXiv 2207.06066; official ``base.py`` ``AdamNODEs``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -129,7 +131,7 @@ class NesterovNODE(GNesterovNODE):
         super().__init__(f, sign=sign, xi=xi)
 
 
-_SECOND_MOMENT = {"softplus": F.softplus, "sigmoid": torch.sigmoid}
+_SECOND_MOMENT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"softplus": F.softplus, "sigmoid": torch.sigmoid}
 
 
 class AdamNODE(VectorField):

@@ -99,6 +99,7 @@ def extra_channels(model: str, n: int, c: int) -> int:
 def initial_state(model: str, n: int, net: nn.Module | None) -> nn.Module:
     """The initial-state builder of ``model`` for width ``n`` around the network ``net``."""
     if order_of(model) == 3:
+        assert net is not None  # the tasks build a net for every model of order >= 2
         return MomentInitialState(n, net)
     return InitialState(order_of(model), n, net)
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..contracts import Arg, InputSpec
-from ..fields import InitialState, TimeModule, hidden
+from ..fields import TimeModule, hidden
 from ..layers import ODERNN, ODEBlock
 
 __all__ = ["ContinuousModel", "SequenceModel", "DrivenLinear", "DrivenModel"]
@@ -23,7 +23,7 @@ class ContinuousModel(nn.Module):
 
     def __init__(
         self,
-        initial: InitialState,
+        initial: nn.Module,
         block: ODEBlock,
         head: nn.Module,
         *,

@@ -114,7 +114,7 @@ def pointcloud(model: str, options: SolverOptions, field_kwargs: dict, v: Varian
     hardtanh clipped to [-1, 1])."""
     n, h = SIZES["pointcloud"][model]
     order = order_of(model)
-    f = mlp([_field_input(model, n) + v.time_input, h, h, n], "elu")
+    f: nn.Module = mlp([_field_input(model, n) + v.time_input, h, h, n], "elu")
     if v.time_input:
         f = TimeSequential(TPad(), f)
     field = _field(model, f, n - 2, v, field_kwargs)
@@ -228,7 +228,7 @@ def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
         else nn.Linear(_field_input(model, n), n)
     )
     field = _field(model, f, n - (ANODE_DATA_CHANNELS if anode else n), v, field_kwargs)
-    cell = mlp([d * n + k, h1, h2, d * n], "tanh")
+    cell: nn.Module = mlp([d * n + k, h1, h2, d * n], "tanh")
     if v.residual_cell:
         cell = Residual(cell, d * n)
     initial = WindowInitial(1, k, d, n, out=ANODE_DATA_CHANNELS) if anode else None

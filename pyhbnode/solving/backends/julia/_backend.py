@@ -162,7 +162,7 @@ class _Call:
         nfe = int(back.nfe)
         stats.nfe_backward += nfe
         self.backend.last_info["nfe_backward"] = nfe
-        kwargs = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
+        kwargs: dict[str, Any] = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
         if bool(back.hit_maxiters) or not bool(back.reached_t0):
             cause = (
                 f"it reached maxiters = max_steps = {self.options.max_steps}"
@@ -225,7 +225,7 @@ class JuliaBackend(Backend):
         if layout_check is None:
             layout_check = os.environ.get("PYHBNODE_JULIA_LAYOUT_CHECK", "1") not in ("0", "no", "off")
         self.layout_check = layout_check
-        self._checked: set[tuple[str, str]] = set()
+        self._checked: set[tuple[str, str, str]] = set()  # (spec, dtype, device)
         self.last_info: dict = {}
 
     @property

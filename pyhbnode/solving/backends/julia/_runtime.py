@@ -131,7 +131,7 @@ class JuliaRuntime:
             julia_type = text[len(_PYTHONCALL_PREFIX) :].split(":", 1)[0].strip() or "MethodError"
             raise python_exception(julia_type, text[len(_PYTHONCALL_PREFIX) :], phase) from err
 
-    def map_exception(self, err: BaseException, phase: str) -> BaseException:
+    def map_exception(self, err: Any, phase: str) -> BaseException:
         try:
             jtype = str(self.bridge.exception_name(err.exception))
         except Exception:  # noqa: BLE001

@@ -75,8 +75,13 @@ class FieldSpec:
         return json.loads(self.json)
 
 
-def _overrides_forward(module: nn.Module, base: type) -> bool:
+def _overrides_forward(module: nn.Module, base: type[nn.Module]) -> bool:
     return type(module).forward is not base.forward
+
+
+def _flat(module: nn.Module, name: str) -> Callable[[], torch.Tensor]:
+    """``module.<name>`` flattened, read when called: the pieces are read at every solve."""
+    return lambda: getattr(module, name).reshape(-1)
 
 
 def _fail(path: str, module: nn.Module, why: str = "") -> NotTranslatableError:
@@ -149,7 +154,7 @@ class _Builder:
 
     def walk(self, module: nn.Module, path: str) -> None:
         if type(module) in (nn.Sequential, TimeSequential):
-            children = module.layers if isinstance(module, TimeSequential) else module
+            children = module.layers if isinstance(module, TimeSequential) else module.children()
             for i, child in enumerate(children):
                 self.walk(child, f"{path}.{i}" if not isinstance(module, TimeSequential) else f"{path}.layers.{i}")
             return
@@ -160,6 +165,7 @@ class _Builder:
             self._linear(module, path)
             return
         if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+            assert isinstance(module, nn.modules.conv._ConvNd)  # exact types above: subclasses may differ
             self._conv(module, path)
             return
         spec = activation_spec(module, path)
@@ -181,10 +187,10 @@ class _Builder:
             }
         )
         self.add_param(
-            key, "weight", f"{path}.weight", [lin.out_features, lin.in_features], lambda w=lin: w.weight.t().reshape(-1)
+            key, "weight", f"{path}.weight", [lin.out_features, lin.in_features], lambda: lin.weight.t().reshape(-1)
         )
         if lin.bias is not None:
-            self.add_param(key, "bias", f"{path}.bias", [lin.out_features], lambda m=lin: m.bias.reshape(-1))
+            self.add_param(key, "bias", f"{path}.bias", [lin.out_features], _flat(lin, "bias"))
 
     def _conv(self, conv: nn.modules.conv._ConvNd, path: str) -> None:
         if getattr(conv, "transposed", False):
@@ -211,23 +217,23 @@ class _Builder:
             "weight",
             f"{path}.weight",
             kernel + [conv.in_channels // conv.groups, conv.out_channels],
-            lambda m=conv: m.weight.reshape(-1),
+            _flat(conv, "weight"),
         )
         if conv.bias is not None:
-            self.add_param(key, "bias", f"{path}.bias", [conv.out_channels], lambda m=conv: m.bias.reshape(-1))
+            self.add_param(key, "bias", f"{path}.bias", [conv.out_channels], _flat(conv, "bias"))
 
 
 def _damping_spec(d: Damping, b: _Builder, path: str) -> dict:
     if d.omega is None:
         return {"kind": "fixed", "value": float(d.fixed)}
-    b.add_param("omega", "value", f"{path}.omega", [1], lambda m=d: m.omega.reshape(1))
+    b.add_param("omega", "value", f"{path}.omega", [1], _flat(d, "omega"))
     return {"kind": "sigmoid", "eps": float(d.eps)}
 
 
 def _restoring_spec(r: Restoring, b: _Builder, path: str) -> dict:
     if r.chi is None:
         return {"kind": "fixed", "value": float(r.fixed)}
-    b.add_param("chi", "value", f"{path}.chi", [1], lambda m=r: m.chi.reshape(1))
+    b.add_param("chi", "value", f"{path}.chi", [1], _flat(r, "chi"))
     return {"kind": "softplus"}
 
 

@@ -29,6 +29,7 @@ __all__ = ["checkpointed_backward"]
 def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
     """``(dL/dy0, (dL/dθ_i)_i)`` from the cotangents ``g`` ``(T, *shape)`` of the outputs."""
     traj = prob.trajectory
+    assert traj is not None  # the forward solve recorded it
     method, times, params = prob.method, prob.times, prob.params
     starts, steps = traj.starts, traj.steps
     n_steps = len(starts)

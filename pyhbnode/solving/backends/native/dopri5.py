@@ -192,6 +192,7 @@ class Dopri5:
         ``(h Σ e_i k_i) / (atol + rtol · max(|z|, |z1|))`` formed before any norm and normed
         by :func:`rms`.  Eager only, for the rare step whose fast ratio is not finite."""
         e = self.tableau.e
+        assert step.k is not None  # asked only of full steps (last_stage), which have k7
         with torch.no_grad():
             err = torch.mul(step.k, h * e[6])
             # stages holds k1..k6; e[6] weighs k7, added above
@@ -205,6 +206,7 @@ class Dopri5:
         """Hairer's dense-output correction ``r5 = h Σ d_i k_i`` of an accepted step, a row."""
         d = self.tableau.d
         k7 = step.k
+        assert k7 is not None  # asked only of full steps (last_stage), which have k7
         if step.K is not None:
             D6 = self.rows(k7.dtype, k7.device)[5]
             return torch.addmm(k7, D6, step.K, beta=h * d[6], alpha=h)
@@ -219,6 +221,7 @@ class Dopri5:
     def interpolate(theta: float, h: float, z0: torch.Tensor, step: StepResult, r5: torch.Tensor) -> torch.Tensor:
         """The dense output at ``s + theta·h`` of the step ``step`` from ``z0`` (a fresh tensor)."""
         w0, w1, w2, w3, w4 = dense_weights(theta)
+        assert step.k is not None  # asked only of full steps (last_stage), which have k7
         out = torch.mul(z0, w0)
         out.add_(step.z, alpha=w1).add_(step.stages[0], alpha=w2 * h).add_(step.k, alpha=w3 * h).add_(r5, alpha=w4)
         return out
