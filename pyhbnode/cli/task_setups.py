@@ -107,7 +107,7 @@ _TASK_LOSSES: dict[str, Callable] = {"silverbox_mse": silverbox_mse}
 def _silverbox(data_dir: str, limit: int | None) -> TaskSetup:
     from ..data import load_silverbox
 
-    splits = load_silverbox(data_dir, **({"n_train": limit} if limit else {}))
+    splits = load_silverbox(data_dir, n_train=limit) if limit else load_silverbox(data_dir)
     train, test = (_SilverboxSeries(*s) for s in splits)
     return _setup("silverbox", train, test)
 

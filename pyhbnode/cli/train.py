@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -37,6 +37,8 @@ from .flags import add_solver_flags, solver_flags, typed
 from .task_setups import first_items, task_setup
 
 __all__ = ["add_parser", "run", "resolve_config", "train"]
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -135,7 +137,7 @@ def _metadata(config: TrainConfig, model: Any, wall_seconds: float) -> dict[str,
     )
 
 
-def _given(value: Any, default: Any) -> Any:
+def _given(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
@@ -144,27 +146,24 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     The run directory is locked for the whole run (:class:`~pyhbnode.training.run_lock.RunLock`):
     a second ``pyhbnode train`` into it fails at once with :class:`RunLocked`."""
+    assert config.out is not None  # resolve_config names the default run directory
     out = writable_dir(config.out, "--out")
     with RunLock(out) if is_main_process() else contextlib.nullcontext():
         return _train_locked(config, out)
 
 
 def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
-    spec = zoo.task_spec(config.task)
-    setup = task_setup(config.task, config.data_dir, seed=config.seed, limit=config.limit)
-    config = replace(
-        config,
-        epochs=_given(config.epochs, spec.epochs),
-        lr=_given(config.lr, spec.lr),
-        batch_size=_given(config.batch_size, spec.batch_size),
-        preset=_given(config.preset, spec.preset),
-    )
+    task, model_name = config.task, config.model
+    assert task is not None and model_name is not None  # resolve_config refuses a config without them
+    spec = zoo.task_spec(task)
+    setup = task_setup(task, config.data_dir, seed=config.seed, limit=config.limit)
+    epochs, lr = _given(config.epochs, spec.epochs), _given(config.lr, spec.lr)
+    batch_size, preset = _given(config.batch_size, spec.batch_size), _given(config.preset, spec.preset)
+    config = replace(config, epochs=epochs, lr=lr, batch_size=batch_size, preset=preset)
     torch.manual_seed(config.seed)  # the model's initial weights
-    model = zoo.build(
-        config.task, config.model, preset=config.preset, field_kwargs=config.field_kwargs or None, **config.solver
-    )
+    model = zoo.build(task, model_name, preset=preset, field_kwargs=config.field_kwargs or None, **config.solver)
     # a quick run (--max-batches) validates as briefly as it trains, not on the whole test set
-    val_items = None if config.max_batches is None else config.max_batches * config.batch_size
+    val_items = None if config.max_batches is None else config.max_batches * batch_size
     started = time.time()
     history = fit(
         model,
@@ -172,9 +171,9 @@ def _train_locked(config: TrainConfig, out: Path) -> dict[str, Any]:
         val_data=first_items(setup.val, val_items),
         loss=setup.loss,
         metrics=setup.metrics,
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
         optimizer=config.optimizer,
         lr_schedule=config.lr_schedule,
         grad_clip=config.grad_clip,

@@ -275,7 +275,7 @@ def nfe_verdict(
         )
     wins, checks, reasons = 0, 0, []
     for key, what in ((fwd, "forward"), (bwd, "backward")):
-        base_vals = {m: number(by[m], key) for m in bases if number(by[m], key) is not None}
+        base_vals = {m: val for m in bases if (val := number(by[m], key)) is not None}
         if not base_vals:
             continue
         for hb in hbs:
@@ -314,12 +314,12 @@ def metric_verdict(
     """The accuracy half: each of ``subjects``' ``key`` is as good as the best of ``baselines``',
     within ``abs_tol`` (absolute) or ``rel_tol`` (relative to the baseline's value)."""
     by = {r["model"]: r for r in rows}
-    base = {m: number(by[m], key) for m in baselines if m in by and number(by[m], key) is not None}
-    hbs = {m: number(by[m], key) for m in subjects if m in by and number(by[m], key) is not None}
+    base = {m: val for m in baselines if m in by and (val := number(by[m], key)) is not None}
+    hbs = {m: val for m in subjects if m in by and (val := number(by[m], key)) is not None}
     if not base or not hbs:
         return NOT_ASSESSED, [f"no {label} for both one of {_names(subjects)} and one of {_names(baselines)}"]
     pick = max if higher_is_better else min
-    best = pick(base, key=base.get)
+    best = pick(base, key=base.__getitem__)
     slack = max(abs_tol, rel_tol * abs(base[best]))
     reasons, wins = [], 0
     for hb, v in hbs.items():

@@ -163,9 +163,9 @@ def redraw(run_dir: str | Path) -> list[Path]:
     solved = read_json(run / "trajectories.json")
     panels, contours = [], []
     for name, s in solved.items():
-        paths = {LABELS[k]: np.asarray(s[k]) for k in ("ode", "hbode")}
-        panels.append((f"{name} (γ = {s['gamma']:g})", paths))
-        pts = np.concatenate(list(paths.values()) + [np.asarray([s["minimiser"]])])
+        flows = {LABELS[k]: np.asarray(s[k]) for k in ("ode", "hbode")}
+        panels.append((f"{name} (γ = {s['gamma']:g})", flows))
+        pts = np.concatenate(list(flows.values()) + [np.asarray([s["minimiser"]])])
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         pad = 0.15 * (hi - lo) + 0.1
         X, Y = np.meshgrid(

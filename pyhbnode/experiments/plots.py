@@ -164,9 +164,11 @@ def plot_trajectories(
     """2-D paths, one panel per entry: ``(panel title, {label: (N, 2) path})``; optional
     contour data ``(X, Y, Z)`` per panel (e.g. the objective of Fig. 2)."""
     panels = list(panels)
-    contours = list(contours) if contours is not None else [None] * len(panels)
+    per_panel: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = (
+        list(contours) if contours is not None else [None] * len(panels)
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    for ax, (name, paths), cont in zip(axes[0], panels, contours, strict=True):
+    for ax, (name, paths), cont in zip(axes[0], panels, per_panel, strict=True):
         if cont is not None:
             X, Y, Z = cont
             ax.contour(X, Y, Z, levels=30, cmap="Greys", linewidths=0.6)

@@ -285,8 +285,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if _NAME.match(p.name)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)), reverse=True)
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, key=lambda found: found[0], reverse=True)]
 
 
 def latest_checkpoint(directory: str | os.PathLike, *, quarantine: bool = False) -> tuple[Path, dict] | None:

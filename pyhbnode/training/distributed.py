@@ -155,7 +155,7 @@ def _worker(
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nprocs), LOCAL_RANK=str(rank)
     )
-    kwargs = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
+    kwargs: dict[str, Any] = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
     dist.init_process_group(backend, rank=rank, world_size=nprocs, **kwargs)
     try:
         result = fn(*args)

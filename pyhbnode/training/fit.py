@@ -532,6 +532,8 @@ class _Run:
             return max_batches is not None and iteration >= max_batches
 
         pos = self.position
+        per_epoch: int | None
+        total: int | None
         try:
             per_epoch = len(train_loader)
             total = epochs * per_epoch if max_batches is None else min(epochs * per_epoch, max_batches)
