@@ -57,6 +57,8 @@ RNN_NAMES = {m: "ODE-RNN" if m == "node" else f"{name}-RNN" for m, name in MODEL
 def adjoint_norms(model: nn.Module, x: torch.Tensor, dt: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
     """``{"h": [...], "state": [...]}``: mean per-sample ‖∂L/∂h_t‖ and ‖∂L/∂y_t‖ (the whole state) for
     t = 1..T, with L the MSE of the last prediction.  ``model`` is a zoo sequence model."""
+    if not isinstance(model, zoo.SequenceModel):
+        raise TypeError(f"adjoint_norms needs a zoo sequence model, got {type(model).__name__}")
     rnn = model.rnn
     rnn.keep_states = True
     try:
@@ -103,7 +105,7 @@ def run(ctx: RunContext) -> None:
     train, test = load(ctx)
     out = ctx.out_dir()
     path = out / "adjoint.json"
-    saved = {"models": {}}
+    saved: dict[str, dict] = {"models": {}}
     x, dt, y = (torch.from_numpy(a) for a in (test.x, test.dt, test.y))
 
     def measure(name: str, trained: nn.Module, run_dir: Path) -> None:
@@ -198,7 +200,9 @@ def assess(run_dir: str | Path) -> Assessment:
         return Assessment(
             columns, rows, verdict=NOT_ASSESSED, reasons=["needs ODE-RNN and a (G)HBNODE-RNN"], figures=figures
         )
-    reasons, scores, ratios = [], [], {}
+    reasons: list[str] = []
+    scores: list[str] = []
+    ratios: dict[str, float | None] = {}
     for stage in ("trained", "init"):
         base = by["node"].get(f"{stage}_slope")
         for hb in HB_MODELS:

@@ -198,21 +198,18 @@ def adam_loss(rows: Sequence[Mapping], loss: str = "final_loss") -> list[Claim]:
         f"AdamNODE reaches a lower training loss than HBNODE and GHBNODE at comparable NFE "
         f"(at most {COMPARABLE_NFE:g}× theirs)"
     )
-    hbs = [m for m in HB_MODELS if m in by and number(by[m], loss) is not None]
+    theirs = {m: val for m in HB_MODELS if m in by and (val := number(by[m], loss)) is not None}
+    hbs = list(theirs)
     mine = number(adam, loss)
     if mine is None or not hbs or adam.get("status", "ok") != "ok":
         return [Claim(ADAM_PAPER, claim, NOT_ASSESSED, ("needs AdamNODE's and a (G)HBNODE's training loss",))]
-    lower = [m for m in hbs if mine < number(by[m], loss)]
+    lower = [m for m in hbs if mine < theirs[m]]
     reasons = [
         f"AdamNODE training loss {mine:.4g} vs "
-        + ", ".join(
-            f"{MODEL_NAMES[m]} {number(by[m], loss):.4g} ({'lower' if m in lower else 'not lower'})" for m in hbs
-        )
+        + ", ".join(f"{MODEL_NAMES[m]} {theirs[m]:.4g} ({'lower' if m in lower else 'not lower'})" for m in hbs)
     ]
     total = _total_nfe(adam)
-    comparable = [
-        m for m in hbs if total is not None and _total_nfe(by[m]) and total <= COMPARABLE_NFE * _total_nfe(by[m])
-    ]
+    comparable = [m for m in hbs if total is not None and (nfe := _total_nfe(by[m])) and total <= COMPARABLE_NFE * nfe]
     nfe_v = _share(len(comparable), len(hbs)) if total is not None else NOT_ASSESSED
     reasons.append(
         f"AdamNODE forward + backward NFE {fmt(total)} vs "

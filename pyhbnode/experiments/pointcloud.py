@@ -63,6 +63,7 @@ def comparison(
 
 def _save_features(name: str, model: nn.Module, out: Path, data: tuple[torch.Tensor, torch.Tensor]) -> None:
     x, y = data
+    assert isinstance(model, zoo.ContinuousModel)  # every pointcloud model of the zoo
     with torch.no_grad():
         h = model.features(x)
     path = out / "separation.json"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def _single(run: Path) -> bool:
 def run(ctx: RunContext) -> None:
     started = time.time()
     out = ctx.out_dir()
-    settings = dict(
+    settings: dict[str, Any] = dict(
         iters=int(ctx["iters"]), tol=float(ctx["tol"]), solver=ctx.solver, progress=ctx.progress, preset=ctx.preset
     )
     if ctx["seeds"] is None:

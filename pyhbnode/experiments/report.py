@@ -243,7 +243,7 @@ def _borrowed_baselines(paper: RunSection, authors: RunSection) -> list[str]:
     have = {r.get("model") for r in authors.assessment.rows}
     rows = paper.assessment.rows
     models = [r.get("model") for r in rows]
-    missing = [m for m in models if m not in have]
+    missing = [m for m in models if m is not None and m not in have]
     if not missing or task is None or len(set(models)) != len(models):
         return []
     if not all(zoo.same_in_both_presets(task, m) for m in missing):

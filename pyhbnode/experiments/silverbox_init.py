@@ -67,10 +67,11 @@ def run(ctx: RunContext) -> None:
     ts = torch.from_numpy(series.t[:stamps])
     saved = {"t": series.t[:stamps].tolist(), "v2": series.v2[:stamps].tolist(), "models": {}}
     for name in ctx.models:
-        rec = {"h_norm": [], "state_norm": [], "nfe": [], "status": []}
+        rec: dict[str, list] = {"h_norm": [], "state_norm": [], "nfe": [], "status": []}
         for s in range(seeds):
             torch.manual_seed(ctx.seed * 1000 + s)
             model = zoo.build("silverbox", name, **ctx.solver_keywords(tol=ctx["tol"], max_steps=20_000))
+            assert isinstance(model, zoo.DrivenModel)  # every silverbox model of the zoo
             with record() as solves:
                 try:
                     h, state = trajectory_norms(model, v1, v2_0, ts)
