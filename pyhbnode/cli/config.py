@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -139,10 +140,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(str(err)) from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        else:
+            import tomli as tomllib
         try:
             data = tomllib.loads(_text(path))
         except tomllib.TOMLDecodeError as err:

@@ -154,7 +154,7 @@ def file_digest(
         algorithm: any :mod:`hashlib` name (``"md5"``, ``"sha256"``).
         decompress: hash the gunzipped bytes; ``None`` means "if the name ends in ``.gz``".
     """
-    paths = [Path(p) for p in path] if _is_many(path) else [Path(path)]
+    paths = [Path(p) for p in _files(path)]
     h = hashlib.new(algorithm)
     for p in paths:
         unzip = p.name.endswith(".gz") if decompress is None else decompress
@@ -164,8 +164,9 @@ def file_digest(
     return h.hexdigest()
 
 
-def _is_many(path: object) -> bool:
-    return isinstance(path, Sequence) and not isinstance(path, str)
+def _files(path: PathLike | Sequence[PathLike]) -> list[PathLike]:
+    """``path`` as a list of files: a str or path-like is one file, not a sequence of them."""
+    return [path] if isinstance(path, (str, os.PathLike)) else list(path)
 
 
 def verify_checksum(path: PathLike | Sequence[PathLike], checksum: Checksum, *, name: str | None = None) -> None:
@@ -179,7 +180,8 @@ def verify_checksum(path: PathLike | Sequence[PathLike], checksum: Checksum, *, 
             under the final name).
     """
     if name is None:
-        name = f"{len(path)} files" if _is_many(path) else Path(path).name
+        files = _files(path)
+        name = Path(files[0]).name if isinstance(path, (str, os.PathLike)) else f"{len(files)} files"
     decompress = checksum.decompressed and name.endswith(".gz")
     got = file_digest(path, checksum.algorithm, decompress=decompress)
     if got != checksum.hexdigest.lower():
@@ -274,10 +276,10 @@ def extract_members(archive: PathLike, dest_dir: PathLike, keep: Iterable[str] |
             for member in tf:
                 if not member.isfile() or (out := target(member.name)) is None:
                     continue
-                src = tf.extractfile(member)
-                assert src is not None  # isfile() members always have data
-                with src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                data = tf.extractfile(member)
+                assert data is not None  # isfile() members always have data
+                with data, open(out, "wb") as dst:
+                    shutil.copyfileobj(data, dst, _CHUNK)
                 written.append(out)
     return sorted(written)
 

@@ -95,7 +95,8 @@ def split_walker_files(files: list[Path], max_files: int | None = None) -> tuple
     ``max_files`` keeps only the first files of the shuffle before cutting, for quick runs.
     """
     order = sorted(files, key=lambda p: p.name)
-    np.random.RandomState(_SPLIT_SEED).shuffle(order)
+    # numpy shuffles any MutableSequence in place (documented); its stub lists array-likes only
+    np.random.RandomState(_SPLIT_SEED).shuffle(order)  # type: ignore[arg-type]
     order = order[:max_files]
     n_test, n_test_valid = int(_TEST_SHARE * len(order)), int(_TEST_VALID_SHARE * len(order))
     return order[n_test_valid:], order[n_test:n_test_valid], order[:n_test]

@@ -558,13 +558,15 @@ class _Run:
                 if isinstance(train_loader.sampler, DistributedSampler):
                     train_loader.sampler.set_epoch(epoch)
                 if done_in_epoch:  # resuming inside an epoch: rebuild its order, skip what was trained
+                    # the checkpoint that left the run inside an epoch holds both states
+                    assert self.rng_epoch_start is not None and self.rng_now is not None
                     restore_rng(self.rng_epoch_start, self.generators)
                 else:
                     self.rng_epoch_start = capture_rng(self.generators)
                 batches, sizes = iter(train_loader), _batch_sizes(train_loader)
                 for _ in zip(range(done_in_epoch), batches, sizes, strict=False):
                     pass
-                if done_in_epoch:
+                if done_in_epoch and self.rng_now is not None:
                     restore_rng(self.rng_now, self.generators)
                 self.train_model.train()
                 for batch, size in zip(batches, sizes, strict=False):

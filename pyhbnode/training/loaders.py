@@ -126,6 +126,7 @@ def make_loader(
         if n == 0:
             raise ValueError(f"the {where} data is empty")
         return given, n
+    collate_fn: Callable[..., Any] | None
     if given is not None:
         if given.batch_size is None:
             raise ValueError(
@@ -148,7 +149,7 @@ def make_loader(
         )
     else:
         sampler = _RankSlice(n, rank, num_replicas)
-    kwargs = {"collate_fn": collate_fn} if collate_fn is not None else {}
+    kwargs: dict[str, Any] = {"collate_fn": collate_fn} if collate_fn is not None else {}
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers, **kwargs), n
 
 

@@ -24,7 +24,9 @@ def capture_rng(generators: Sequence[torch.Generator] = ()) -> dict[str, Any]:
     """The state of every global generator plus ``generators`` (e.g. a DataLoader's).
 
     Returns a dict of tensors, ints, floats and lists only."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)  # legacy=True: the global MT19937's state as a tuple
+    kind, keys, pos, has_gauss, cached = legacy
     version, py_state, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -59,6 +59,7 @@ import time
 import types
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -140,7 +141,7 @@ class Programs:
             """``call`` (the field, or its functional form) on rows, in ``s``, as the eager
             :func:`~.field.row_field`."""
 
-            def rhs(s: torch.Tensor, y: torch.Tensor):
+            def rhs(s: Any, y: torch.Tensor):  # s: a traced float64 0-d tensor where RHS says float
                 f = call((sign * s).to(dtype), y.view(shape)).reshape(1, -1)
                 return (f if sign > 0 else -f), None
 
@@ -156,7 +157,7 @@ class Programs:
                 rhs = rows(lambda t, y: torch.func.functional_call(field, values, (t, y), strict=False))
                 return method.step(rhs, s, h, z, rhs(s, z)[0], last_stage=False).z
 
-            _, pull = torch.func.vjp(step, z, params)
+            pull = torch.func.vjp(step, z, params)[1]
             return pull(a)
 
         tag = str(len(_CACHE))
@@ -184,6 +185,7 @@ class Programs:
         (its inputs' sources), so that :meth:`_call` can run it without dynamo."""
 
         def backend(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+            fn: Callable
             if BACKEND == "inductor":
                 from torch._inductor.compile_fx import compile_fx
 
@@ -191,7 +193,8 @@ class Programs:
                 if device.type == "cpu" and CPU_OPTIONS:
                     patches = dict(CPU_OPTIONS)
                     _small_mm_thresholds()
-                fn = compile_fx(gm, example_inputs, config_patches=patches)
+                # a callable outside AOT mode; the annotation lists AOT's outputs (paths, weights) too
+                fn = compile_fx(gm, example_inputs, config_patches=patches)  # type: ignore[assignment]
             elif BACKEND == "eager":
                 fn = gm.forward
             else:
@@ -341,6 +344,7 @@ class _Graph:
         L = self.frame(raw, args)
         if self.constants is None and not self._prepare(names, args, out):
             return None
+        assert self.constants is not None  # _prepare compiled them
         try:
             bound = _Bound(self, field, list(self.constants(L)), args)
         except Exception:  # noqa: BLE001 -- a source dynamo spells in a way eval cannot read
@@ -363,6 +367,7 @@ class _Graph:
         slots = {f"L[{k!r}]": i for i, k in enumerate(names)}
         constant = []
         for j, src in enumerate(self.sources):
+            assert src is not None  # asked only of a usable graph: every source is known
             if src in slots and isinstance(args[slots[src]], torch.Tensor):
                 self.per_call.append((j, slots[src]))
                 constant.append("None")
@@ -427,6 +432,7 @@ class _Bound:
     def run(self, args: tuple) -> tuple:
         got = self.graph.fn(*self.inputs(args))
         out, i = [], 0
+        assert self.graph.shape is not None  # set when the graph was bound
         for n in self.graph.shape:
             if n < 0:
                 out.append(got[i])
