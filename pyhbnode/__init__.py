@@ -1,24 +1,55 @@
 """pyhbnode: heavy-ball neural ODEs (Xia et al., NeurIPS 2021).
 
-The public API: the vector fields (the heavy-ball five, NesterovNODE, GNesterovNODE, AdamNODE), ``odeint`` with its ``Solution`` and statistics,
-the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
+The public API: the vector fields (the heavy-ball five, NesterovNODE, GNesterovNODE, AdamNODE), ``odeint`` with its
+``Solution`` and statistics, the layers ``ODEBlock`` and ``ODERNN``, the paper's architectures in ``zoo``, and the
 error types.  Importing the package never imports juliacall and never downloads anything:
 Julia starts on the first ``backend="julia"`` solve (put ``import juliacall`` before
 ``import torch`` in such scripts, as juliacall advises).
 """
+
 from importlib import metadata as _metadata
 
 from . import zoo
 from .fields import (
-    ANODE, GHBNODE, HBNODE, NODE, SONODE, AdamNODE, GNesterovNODE, InitialState, MomentInitialState, NesterovNODE,
-    TimeModule, TimeSequential, TPad, VectorField,
+    ANODE,
+    GHBNODE,
+    HBNODE,
+    NODE,
+    SONODE,
+    AdamNODE,
+    GNesterovNODE,
+    InitialState,
+    MomentInitialState,
+    NesterovNODE,
+    TimeModule,
+    TimeSequential,
+    TPad,
+    VectorField,
 )
-from .layers import ODEBlock, ODERNN
+from .layers import ODERNN, ODEBlock
 from .solving import (
-    AdjointFailure, Backsolve, Checkpointed, Direct, FixedStep, HairerController, IController, Interpolating,
-    MaxStepsExceeded, NonFiniteState,
-    PIController, Solution, SolverError, SolverFailure, SolverOptions, SolverStats, Status, StepSizeUnderflow,
-    available_backends, odeint, record, register_backend,
+    AdjointFailure,
+    Backsolve,
+    Checkpointed,
+    Direct,
+    FixedStep,
+    HairerController,
+    IController,
+    Interpolating,
+    MaxStepsExceeded,
+    NonFiniteState,
+    PIController,
+    Solution,
+    SolverError,
+    SolverFailure,
+    SolverOptions,
+    SolverStats,
+    Status,
+    StepSizeUnderflow,
+    available_backends,
+    odeint,
+    record,
+    register_backend,
 )
 
 try:
@@ -43,13 +74,50 @@ def __getattr__(name: str):
         return getattr(errors, name)
     raise AttributeError(f"module 'pyhbnode' has no attribute {name!r}")
 
+
 __all__ = [
-    "odeint", "Solution", "SolverStats", "SolverOptions", "Status", "available_backends", "register_backend",
-    "record", "Checkpointed", "Backsolve", "Interpolating", "Direct",
-    "IController", "PIController", "HairerController", "FixedStep",
-    "VectorField", "NODE", "ANODE", "SONODE", "HBNODE", "GHBNODE", "NesterovNODE", "GNesterovNODE", "AdamNODE",
-    "InitialState", "MomentInitialState", "TimeModule", "TimeSequential", "TPad",
-    "ODEBlock", "ODERNN", "zoo", "fit", "History",
-    "SolverError", "MaxStepsExceeded", "StepSizeUnderflow", "NonFiniteState", "SolverFailure",
-    "AdjointFailure", "JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError",
+    "odeint",
+    "Solution",
+    "SolverStats",
+    "SolverOptions",
+    "Status",
+    "available_backends",
+    "register_backend",
+    "record",
+    "Checkpointed",
+    "Backsolve",
+    "Interpolating",
+    "Direct",
+    "IController",
+    "PIController",
+    "HairerController",
+    "FixedStep",
+    "VectorField",
+    "NODE",
+    "ANODE",
+    "SONODE",
+    "HBNODE",
+    "GHBNODE",
+    "NesterovNODE",
+    "GNesterovNODE",
+    "AdamNODE",
+    "InitialState",
+    "MomentInitialState",
+    "TimeModule",
+    "TimeSequential",
+    "TPad",
+    "ODEBlock",
+    "ODERNN",
+    "zoo",
+    "fit",
+    "History",
+    "SolverError",
+    "MaxStepsExceeded",
+    "StepSizeUnderflow",
+    "NonFiniteState",
+    "SolverFailure",
+    "AdjointFailure",
+    "JuliaBackendUnavailable",
+    "JuliaBackendError",
+    "NotTranslatableError",
 ]

@@ -3,19 +3,34 @@
 Each refuses a bad argument with a message that names it, says what was given and what is
 allowed.  Only torch is imported: any module may use these.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Literal, overload
 
 import torch
 
-__all__ = ["Setting", "COUNT", "INDEX", "POSITIVE", "NON_NEGATIVE", "describe", "check_real", "check_int", "check_bool", "check_choice", "check_callable", "check_device",
-           "regular_file"]
+__all__ = [
+    "Setting",
+    "COUNT",
+    "INDEX",
+    "POSITIVE",
+    "NON_NEGATIVE",
+    "describe",
+    "check_real",
+    "check_int",
+    "check_bool",
+    "check_choice",
+    "check_callable",
+    "check_device",
+    "regular_file",
+]
 
 
 def describe(value: Any) -> str:
@@ -43,12 +58,18 @@ class Setting:
     open_low: bool = False
     nullable: bool = False
 
-    def with_none(self) -> "Setting":
+    def with_none(self) -> Setting:
         return Setting(self.type, self.low, self.high, self.open_low, nullable=True)
 
     def __str__(self) -> str:
-        words = {int: "an int", float: "a float", str: "a str", bool: "a bool (true or false)", list: "a list",
-                 dict: "a table"}.get(self.type, f"a {self.type.__name__}")
+        words = {
+            int: "an int",
+            float: "a float",
+            str: "a str",
+            bool: "a bool (true or false)",
+            list: "a list",
+            dict: "a table",
+        }.get(self.type, f"a {self.type.__name__}")
         if self.low is not None and self.high is not None:
             bounds = f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
         elif self.low is not None:
@@ -72,12 +93,17 @@ class Setting:
             value = float(value)
         if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
             raise ValueError(f"{name} must be {self}, got {value!r}")
+        # isinstance against a runtime type narrows ``value`` to object; it is one of self.type's
+        checked: Any = value
         if self.type in (int, float):
-            inside = ((self.low is None or (value > self.low if self.open_low else value >= self.low))
-                      and (self.high is None or value <= self.high) and math.isfinite(value))
+            inside = (
+                (self.low is None or (checked > self.low if self.open_low else checked >= self.low))
+                and (self.high is None or checked <= self.high)
+                and math.isfinite(checked)
+            )
             if not inside:
                 raise ValueError(f"{name} must be {self}, got {value!r}")
-        return type(value)(value) if self.type in (list, dict) else value
+        return type(checked)(checked) if self.type in (list, dict) else checked
 
     def parse(self, text: str) -> Any:
         """A command-line word as this setting takes it (for ``argparse``'s ``type=``)."""
@@ -99,9 +125,38 @@ POSITIVE = Setting(float, low=0, open_low=True)  # learning rates, tolerances, c
 NON_NEGATIVE = Setting(float, low=0)  # weight decay
 
 
+# Overloads: the result is None only where allow_none lets it be.
+@overload
 def check_real(
-    name: str, value: Any, *, low: float | None = None, high: float | None = None, open_low: bool = False,
-    allow_none: bool = False, finite: bool = True,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    open_low: bool = ...,
+    allow_none: Literal[False] = ...,
+    finite: bool = ...,
+) -> float: ...
+@overload
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    open_low: bool = ...,
+    allow_none: bool,
+    finite: bool = ...,
+) -> float | None: ...
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    allow_none: bool = False,
+    finite: bool = True,
 ) -> float | None:
     """``value`` as a float, or ``ValueError``/``TypeError`` naming ``name``.
 
@@ -123,6 +178,10 @@ def check_real(
     return value
 
 
+@overload
+def check_int(name: str, value: Any, *, minimum: int | None = ..., allow_none: Literal[False] = ...) -> int: ...
+@overload
+def check_int(name: str, value: Any, *, minimum: int | None = ..., allow_none: bool) -> int | None: ...
 def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
     """``value`` as an int (no bools, no floats), at least ``minimum``."""
     if value is None and allow_none:
@@ -183,8 +242,16 @@ def regular_file(path: str | os.PathLike, what: str) -> Path:
     except OSError as err:
         raise ValueError(f"{what} {str(path)!r} cannot be examined ({err.strerror or err})") from None
     if not stat.S_ISREG(mode):
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
         raise ValueError(f"{what} {str(path)!r} is {kind}, not a regular file; it was not opened")
     return path

@@ -9,10 +9,12 @@ a layer, an ``IndexError`` in an interpolation, or a silent broadcast.
 Sizes in a shape are ints (fixed), strings (a size named and shared between arguments: ``"B"``
 in ``x`` and ``dt`` must agree) or ``None`` (any).  Only torch is imported: any floor may use it.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,10 +65,14 @@ class Arg:
     optional: bool = False
 
     def layout(self) -> str:
-        by_axis = dict(enumerate(self.labels))
-        by_name = {dim: label for dim, label in zip(self.shape, self.labels) if isinstance(dim, str)}
-        return " or ".join(_layout(shape, {**by_axis, **by_name} if shape is self.shape else by_name)
-                           for shape in (self.shape, *self.alternatives))
+        by_axis: dict[int | str, str] = dict(enumerate(self.labels))
+        by_name: dict[int | str, str] = {
+            dim: label for dim, label in zip(self.shape, self.labels, strict=False) if isinstance(dim, str)
+        }
+        return " or ".join(
+            _layout(shape, {**by_axis, **by_name} if shape is self.shape else by_name)
+            for shape in (self.shape, *self.alternatives)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +96,7 @@ class InputSpec:
             raise TypeError(f"{self.model} takes {len(self.args)} input(s) ({names}), got {len(values)}")
         reference = next((p for p in module.parameters() if p.is_floating_point()), None)
         sizes: dict[str, tuple[int, str]] = {}
-        for arg, value in zip(self.args, values):
+        for arg, value in zip(self.args, values, strict=True):
             if value is None and arg.optional:
                 continue
             self._check_tensor(arg, value, reference)
@@ -102,8 +108,10 @@ class InputSpec:
         for size, (minimum, why) in self.at_least.items():
             if size in sizes and sizes[size][0] < minimum:
                 got, where = sizes[size]
-                raise ValueError(f"{self.model}: {where} = {got} {_SIZE_WORDS.get(size, size)}, but at least "
-                                 f"{minimum} are needed: {why}")
+                raise ValueError(
+                    f"{self.model}: {where} = {got} {_SIZE_WORDS.get(size, size)}, but at least "
+                    f"{minimum} are needed: {why}"
+                )
 
     def _check_tensor(self, arg: Arg, value: Any, reference: torch.Tensor | None) -> None:
         what = f"{self.model}: {arg.name} {arg.layout()}"
@@ -111,30 +119,42 @@ class InputSpec:
             raise TypeError(f"{what} must be a tensor, got {describe(value)}")
         if reference is None:
             if not value.is_floating_point():
-                raise TypeError(f"{what} must be a floating-point tensor, got dtype {value.dtype}; "
-                                f"convert it with {arg.name}.float()")
+                raise TypeError(
+                    f"{what} must be a floating-point tensor, got dtype {value.dtype}; "
+                    f"convert it with {arg.name}.float()"
+                )
             return
         dtype, device = reference.dtype, reference.device
         if value.dtype != dtype:
             kind = "a floating-point" if value.is_floating_point() else "an integer/bool/complex"
-            raise TypeError(f"{what} has {kind} dtype {value.dtype}, but the model's parameters are {dtype}: "
-                            f"convert the input with {arg.name}.to({dtype})"
-                            + (f" or the model with model.to({value.dtype})" if value.is_floating_point() else ""))
+            raise TypeError(
+                f"{what} has {kind} dtype {value.dtype}, but the model's parameters are {dtype}: "
+                f"convert the input with {arg.name}.to({dtype})"
+                + (f" or the model with model.to({value.dtype})" if value.is_floating_point() else "")
+            )
         if value.device != device:
-            raise ValueError(f"{what} is on {value.device}, but the model is on {device}: move the input with "
-                             f"{arg.name}.to({str(device)!r}) or the model with model.to({str(value.device)!r})")
+            raise ValueError(
+                f"{what} is on {value.device}, but the model is on {device}: move the input with "
+                f"{arg.name}.to({str(device)!r}) or the model with model.to({str(value.device)!r})"
+            )
 
     def _matching_shape(self, arg: Arg, value: torch.Tensor) -> tuple[Dim, ...]:
         got = tuple(value.shape)
         for shape in (arg.shape, *arg.alternatives):
-            if len(shape) == len(got) and all(not isinstance(d, int) or d == g for d, g in zip(shape, got)):
+            if len(shape) == len(got) and all(
+                not isinstance(d, int) or d == g for d, g in zip(shape, got, strict=True)
+            ):
                 if 0 in got:
-                    raise ValueError(f"{self.model}: {arg.name} is empty (shape {got}); it needs at least "
-                                     f"one element along every axis of {arg.layout()}")
+                    raise ValueError(
+                        f"{self.model}: {arg.name} is empty (shape {got}); it needs at least "
+                        f"one element along every axis of {arg.layout()}"
+                    )
                 return shape
         hint = _missing_axis_hint(arg.name, arg.shape, got)
-        raise ValueError(f"{self.model}: {arg.name} must be {arg.layout()}, got shape {got}; "
-                         + (hint or f"reshape or resize {arg.name} to {arg.layout()}"))
+        raise ValueError(
+            f"{self.model}: {arg.name} must be {arg.layout()}, got shape {got}; "
+            + (hint or f"reshape or resize {arg.name} to {arg.layout()}")
+        )
 
     def _bind(self, sizes: dict[str, tuple[int, str]], size: str, value: int, where: str) -> None:
         if size not in sizes:
@@ -143,19 +163,24 @@ class InputSpec:
         first, first_where = sizes[size]
         if first != value:
             word = _SIZE_WORDS.get(size, size)
-            raise ValueError(f"{self.model}: {where} = {value} but {first_where} = {first}; both are the "
-                             f"{word} ({size}) and must agree")
+            raise ValueError(
+                f"{self.model}: {where} = {value} but {first_where} = {first}; both are the "
+                f"{word} ({size}) and must agree"
+            )
 
     def _check_values(self, arg: Arg, value: torch.Tensor) -> None:
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"{self.model}: {arg.name} contains NaN or Inf; check the data")
         if arg.nonnegative and bool((value < 0).any()):
-            raise ValueError(f"{self.model}: {arg.name} must be >= 0 (elapsed times), "
-                             f"got a minimum of {float(value.min()):g}")
+            raise ValueError(
+                f"{self.model}: {arg.name} must be >= 0 (elapsed times), got a minimum of {float(value.min()):g}"
+            )
         if arg.increasing and value.shape[-1] > 1 and not bool((value[..., 1:] > value[..., :-1]).all()):
-            raise ValueError(f"{self.model}: {arg.name} must be strictly increasing (the times must move "
-                             f"forward: elapsed times are >= 0), got {value.flatten()[:8].tolist()}"
-                             f"{'...' if value.numel() > 8 else ''}; sort it, or flip the whole series")
+            raise ValueError(
+                f"{self.model}: {arg.name} must be strictly increasing (the times must move "
+                f"forward: elapsed times are >= 0), got {value.flatten()[:8].tolist()}"
+                f"{'...' if value.numel() > 8 else ''}; sort it, or flip the whole series"
+            )
 
 
 def _missing_axis_hint(name: str, shape: tuple[Dim, ...], got: tuple[int, ...]) -> str | None:
@@ -164,7 +189,7 @@ def _missing_axis_hint(name: str, shape: tuple[Dim, ...], got: tuple[int, ...]) 
         return None
     for axis, dim in enumerate(shape):
         if dim == 1:
-            rest = shape[:axis] + shape[axis + 1:]
-            if all(not isinstance(d, int) or d == g for d, g in zip(rest, got)):
+            rest = shape[:axis] + shape[axis + 1 :]
+            if all(not isinstance(d, int) or d == g for d, g in zip(rest, got, strict=True)):
                 return f"it lacks an axis: add it with {name}.unsqueeze({axis})"
     return None

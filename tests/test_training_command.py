@@ -64,6 +64,26 @@ def test_train_end_to_end_writes_history_results_and_config(tmp_path, capsys):
     assert len((out / "history.jsonl").read_text().splitlines()) == 9
 
 
+def test_train_draws_the_figures_reproduce_draws(tmp_path):
+    out = tmp_path / "run"
+    assert run(*FAST, "--out", str(out)) == 0
+    assert {"nfe.png", "loss.png", "metrics.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_max_batches_caps_validation_too(tmp_path, monkeypatch):
+    seen = []
+
+    def spy(model, train_data, *, val_data, **kwargs):
+        seen.append(len(val_data[0]))
+        return fit(model, train_data, val_data=val_data, **kwargs)
+
+    fit = train_command.fit
+    monkeypatch.setattr(train_command, "fit", spy)
+    assert run(*FAST, "--out", str(tmp_path / "quick"), "--max-batches", "2", "--batch-size", "10") == 0
+    assert run(*FAST, "--out", str(tmp_path / "full")) == 0
+    assert seen == [20, 120]  # 2 batches of 10; without the cap the whole second cloud
+
+
 def test_config_file_then_flags_then_set(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('task = "pointcloud"\nmodel = "ghbnode"\nepochs = 1\nlr = 0.02\ntol = 1e-3\n'

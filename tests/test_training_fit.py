@@ -202,3 +202,11 @@ def test_progress_bar_shows_loss_and_nfe(capsys):
     fit(small_ode(), cloud(), epochs=1, batch_size=60, progress=True)
     err = capsys.readouterr().err
     assert "loss=" in err and "nfe=" in err
+
+
+def test_validation_passes_have_their_own_bar_when_progress_is_on(capsys):
+    # a full test set takes minutes after a short training: it must not sit behind a bar at 100 %
+    fit(small_ode(), cloud(), val_data=cloud(seed=1), epochs=1, batch_size=60, progress=True)
+    assert "validation" in capsys.readouterr().err
+    fit(small_ode(), cloud(), val_data=cloud(seed=1), epochs=1, batch_size=60, progress=False)
+    assert capsys.readouterr().err == ""

@@ -5,6 +5,7 @@ Numeric flags are bounded where they are declared (:func:`pyhbnode.cli.flags.typ
 :class:`~pyhbnode.SolverOptions`, and the device.  :func:`check_run_dir` checks the files
 ``plot`` and ``report`` read.  Each failure is a ``ValueError`` whose message names the flag
 or the file."""
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,8 @@ def check_run_dir(run: str | Path, *, needs_history: bool) -> Path:
     separation = run / "separation.json"
     if separation.exists() or separation.is_symlink():
         saved = _json(separation)
-        if not isinstance(saved, dict) or not all(isinstance(v, dict) and {"features", "labels"} <= set(v)
-                                                  for v in saved.values()):
+        if not isinstance(saved, dict) or not all(
+            isinstance(v, dict) and {"features", "labels"} <= set(v) for v in saved.values()
+        ):
             raise ValueError(f"{separation} must map each model to its 'features' and 'labels'")
     return run

@@ -3,16 +3,19 @@ command-line flags and ``--set key=value``.  The solver options sit in a ``[solv
 whose keys and values are :class:`~pyhbnode.SolverOptions`'s; a solver key given at the top
 level (``--set tol=1e-5``) lands there too.  An unknown key is an error that names it and the
 closest valid one; every value is checked by its type and range."""
+
 from __future__ import annotations
 
 import difflib
 import json
 import os
+import sys
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..checks import COUNT, INDEX, NON_NEGATIVE, POSITIVE, Setting, regular_file
 from ..solving.options import SolverOptions, option_names, parse_option
@@ -137,10 +140,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(str(err)) from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        else:
+            import tomli as tomllib
         try:
             data = tomllib.loads(_text(path))
         except tomllib.TOMLDecodeError as err:
@@ -149,7 +152,9 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         try:
             import yaml
         except ModuleNotFoundError:
-            raise ValueError(f"reading {path} needs PyYAML (pip install 'pyhbnode[yaml]'); or write the config as TOML") from None
+            raise ValueError(
+                f"reading {path} needs PyYAML (pip install 'pyhbnode[yaml]'); or write the config as TOML"
+            ) from None
         try:
             data = yaml.safe_load(_text(path))
         except yaml.YAMLError as err:

@@ -1,10 +1,12 @@
 """Command-line flags made from declarations: the solver flags from
 :class:`~pyhbnode.SolverOptions`'s fields (name, help, parser), numeric flags from the
 :class:`~pyhbnode.checks.Setting` that bounds them."""
+
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..checks import Setting
 from ..solving.options import TOL, option_fields, option_names, parse_option
@@ -35,8 +37,14 @@ def add_solver_flags(parser: argparse.ArgumentParser, *, tol_help: str = _TOL_HE
     each defaults to ``None`` (the task's or the zoo's value)."""
     group = parser.add_argument_group("solver options (default: the task's)")
     for f in option_fields():
-        group.add_argument(_flag(f.name), dest=f.name, type=_parser(f.name), default=None,
-                           metavar=f.name.upper(), help=f.metadata["help"])
+        group.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            type=_parser(f.name),
+            default=None,
+            metavar=f.name.upper(),
+            help=f.metadata["help"],
+        )
     group.add_argument(_flag(TOL), dest=TOL, type=_parser(TOL), default=None, metavar="TOL", help=tol_help)
 
 
@@ -47,6 +55,7 @@ def solver_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def typed(setting: Setting) -> Callable[[str], Any]:
     """An ``argparse`` ``type=`` that reads and bounds a value as ``setting`` declares."""
+
     def parse(text: str) -> Any:
         try:
             return setting.parse(text)

@@ -1,11 +1,12 @@
 """The ``pyhbnode`` command: ``compare``, ``train``, ``reproduce``, ``report``, ``plot``."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["main"]
 
@@ -74,8 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(err, 2)
     try:
         return int(args.func(args) or 0)
-    except (SolverError, TrainingDiverged, WriteFailed, RunLocked, ValueError, TypeError, FileNotFoundError,
-            ImportError) as err:
+    except (
+        SolverError,
+        TrainingDiverged,
+        WriteFailed,
+        RunLocked,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        ImportError,
+    ) as err:
         return fail(err, 1)
     except OSError as err:  # disk full, read-only, permissions: name the file
         where = f"{err.filename}: " if err.filename else ""
@@ -86,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: still one line, the traceback on request
         if os.environ.get("PYHBNODE_TRACEBACK"):
             raise
-        return fail(f"unexpected {type(err).__name__}: {err} (this is a bug in pyhbnode; "
-                    "PYHBNODE_TRACEBACK=1 shows the traceback)", 1)
-
+        return fail(
+            f"unexpected {type(err).__name__}: {err} (this is a bug in pyhbnode; "
+            "PYHBNODE_TRACEBACK=1 shows the traceback)",
+            1,
+        )

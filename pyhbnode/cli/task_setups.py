@@ -1,10 +1,12 @@
 """What ``pyhbnode train`` feeds ``fit`` for each zoo task: the data, and the loss and metrics
 its :class:`~pyhbnode.zoo.TaskSpec` names.  Data comes from :mod:`pyhbnode.data`, imported on use."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +37,13 @@ def _setup(task: str, train: Any, val: Any) -> TaskSetup:
     return TaskSetup(train, val, _TASK_LOSSES.get(spec.loss, spec.loss), spec.metrics)
 
 
-def _limit(dataset: Dataset, limit: int | None) -> Dataset:
-    if limit is None or limit >= len(dataset):  # type: ignore[arg-type]
-        return dataset
-    return Subset(dataset, range(limit))
+def first_items(data: Any, limit: int | None) -> Any:
+    """The first ``limit`` items of a ``Dataset`` or of a tuple of tensors sharing their first axis."""
+    if isinstance(data, tuple):
+        return tuple(x[:limit] for x in data)
+    if limit is None or limit >= len(data):
+        return data
+    return Subset(data, range(limit))
 
 
 def _pointcloud(data_dir: str, seed: int, limit: int | None) -> TaskSetup:
@@ -65,7 +70,7 @@ def _sequences(task: str, data_dir: str, limit: int | None) -> TaskSetup:
 
     splits = data.load_plane_vibration(data_dir) if task == "plane_vibration" else data.load_walker(data_dir)
     # (x, dt, y) only: the model takes (x, dt) and the last element is the target.
-    train, valid = (_limit(data.SequenceDataset(s.x, s.dt, s.y), limit) for s in (splits.train, splits.valid))
+    train, valid = (first_items(data.SequenceDataset(s.x, s.dt, s.y), limit) for s in (splits.train, splits.valid))
     return _setup(task, train, valid)
 
 
@@ -85,7 +90,7 @@ class _SilverboxSeries(Dataset):
     def collate(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
         """``v1 (B, S)``, ``v2_0 (B, 1)``, the shared ``ts (S,)`` and the target ``(S, B, 1)``
         (time-first, as the model returns its trajectory)."""
-        v1, v2_0, ts, v2 = zip(*items)
+        v1, v2_0, ts, v2 = zip(*items, strict=True)
         return torch.stack(v1), torch.stack(v2_0), ts[0], torch.stack(v2, dim=1)
 
 
@@ -102,7 +107,7 @@ _TASK_LOSSES: dict[str, Callable] = {"silverbox_mse": silverbox_mse}
 def _silverbox(data_dir: str, limit: int | None) -> TaskSetup:
     from ..data import load_silverbox
 
-    splits = load_silverbox(data_dir, **({"n_train": limit} if limit else {}))
+    splits = load_silverbox(data_dir, n_train=limit) if limit else load_silverbox(data_dir)
     train, test = (_SilverboxSeries(*s) for s in splits)
     return _setup("silverbox", train, test)
 

@@ -9,11 +9,23 @@ Time-series loaders return time-first arrays ``(time, batch, features)`` with el
 ``(time, batch)`` in sample periods; :class:`SequenceDataset` and :func:`collate_time_first`
 batch them for a ``DataLoader``.
 """
+
 from .cifar10 import (
-    CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR10Dataset, load_cifar10, read_cifar10_batch,
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR10Dataset,
+    load_cifar10,
+    read_cifar10_batch,
 )
 from .download import (
-    Checksum, ChecksumError, DataFormatError, DataNotFoundError, DownloadError, download_url, file_digest,
+    Checksum,
+    ChecksumError,
+    DataFormatError,
+    DataNotFoundError,
+    DownloadError,
+    download_url,
+    file_digest,
     verify_checksum,
 )
 from .images import NormalizedImageDataset
@@ -26,17 +38,43 @@ from .walker import WALKER_FEATURES, find_walker_files, load_walker, split_walke
 
 __all__ = [
     # errors and fetching
-    "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError", "Checksum",
-    "download_url", "file_digest", "verify_checksum",
+    "DataNotFoundError",
+    "DataFormatError",
+    "DownloadError",
+    "ChecksumError",
+    "Checksum",
+    "download_url",
+    "file_digest",
+    "verify_checksum",
     # images
-    "load_mnist", "read_idx", "MNISTDataset", "MNIST_MEAN", "MNIST_STD",
-    "load_cifar10", "read_cifar10_batch", "CIFAR10Dataset", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_CLASSES",
+    "load_mnist",
+    "read_idx",
+    "MNISTDataset",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "load_cifar10",
+    "read_cifar10_batch",
+    "CIFAR10Dataset",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR10_CLASSES",
     "NormalizedImageDataset",
     # sequences
-    "load_plane_vibration", "read_plane_vibration_csv", "PV_SAMPLE_RATE_HZ",
-    "load_silverbox", "read_silverbox_csv", "SilverboxSeries", "SilverboxSplits",
-    "load_walker", "find_walker_files", "split_walker_files", "WALKER_FEATURES",
-    "SequenceSplit", "SequenceSplits", "SequenceDataset", "collate_time_first",
+    "load_plane_vibration",
+    "read_plane_vibration_csv",
+    "PV_SAMPLE_RATE_HZ",
+    "load_silverbox",
+    "read_silverbox_csv",
+    "SilverboxSeries",
+    "SilverboxSplits",
+    "load_walker",
+    "find_walker_files",
+    "split_walker_files",
+    "WALKER_FEATURES",
+    "SequenceSplit",
+    "SequenceSplits",
+    "SequenceDataset",
+    "collate_time_first",
     # generated
     "make_pointcloud",
 ]

@@ -13,6 +13,7 @@ the full / plain one is used, so no record is read twice. Folders searched, firs
 files wins: ``data_dir/cifar-10-batches-bin/`` (the official archive's folder, where a download
 goes), ``data_dir/cifar10/``, ``data_dir``.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,13 +24,24 @@ from typing import Literal
 import numpy as np
 
 from .download import (
-    Checksum, DataFormatError, DataNotFoundError, fetch_and_unpack, read_data_bytes, search_dirs,
+    Checksum,
+    DataFormatError,
+    DataNotFoundError,
+    fetch_and_unpack,
+    read_data_bytes,
+    search_dirs,
 )
 from .images import NormalizedImageDataset
 
 __all__ = [
-    "CIFAR10_URL", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_CLASSES",
-    "read_cifar10_batch", "find_cifar10_files", "load_cifar10", "CIFAR10Dataset",
+    "CIFAR10_URL",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR10_CLASSES",
+    "read_cifar10_batch",
+    "find_cifar10_files",
+    "load_cifar10",
+    "CIFAR10Dataset",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -52,8 +64,10 @@ def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     """
     raw = read_data_bytes(path)
     if not raw or len(raw) % RECORD_BYTES:
-        raise DataFormatError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD_BYTES}-byte "
-                              "CIFAR-10 records; the file is truncated or not a binary batch")
+        raise DataFormatError(
+            f"{path}: {len(raw)} bytes is not a whole number of {RECORD_BYTES}-byte "
+            "CIFAR-10 records; the file is truncated or not a binary batch"
+        )
     records = np.frombuffer(raw, np.uint8).reshape(-1, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
@@ -61,9 +75,7 @@ def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 
-def find_cifar10_files(
-    data_dir: str | os.PathLike[str], split: Literal["train", "test"] = "train"
-) -> list[Path]:
+def find_cifar10_files(data_dir: str | os.PathLike[str], split: Literal["train", "test"] = "train") -> list[Path]:
     """The batch files used for ``split``, in batch order (see the module docstring for the rules)."""
     pattern = "data_batch_*" if split == "train" else "test_batch*"
     for folder in search_dirs(data_dir, _SUBDIRS):
@@ -101,11 +113,13 @@ def load_cifar10(
         wanted = "data_batch_1.bin ... data_batch_5.bin" if split == "train" else "test_batch.bin"
         if not download:
             raise DataNotFoundError(
-                wanted, search_dirs(data_dir, _SUBDIRS), [CIFAR10_URL], unpack_into=Path(data_dir),
+                wanted,
+                search_dirs(data_dir, _SUBDIRS),
+                [CIFAR10_URL],
+                unpack_into=Path(data_dir),
                 note="The archive holds cifar-10-batches-bin/*.bin.",
             )
-        fetch_and_unpack(CIFAR10_URL, data_dir, "cifar-10-binary.tar.gz",
-                         checksum=CIFAR10_CHECKSUM, keep=[".bin"])
+        fetch_and_unpack(CIFAR10_URL, data_dir, "cifar-10-binary.tar.gz", checksum=CIFAR10_CHECKSUM, keep=[".bin"])
         files = find_cifar10_files(data_dir, split)
     parts = [read_cifar10_batch(f) for f in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -121,9 +135,15 @@ class CIFAR10Dataset(NormalizedImageDataset):
             plain 0-1 pixels.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], split: Literal["train", "test"] = "train", *,
-                 limit: int | None = None, mean: tuple[float, float, float] = CIFAR10_MEAN,
-                 std: tuple[float, float, float] = CIFAR10_STD, download: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        split: Literal["train", "test"] = "train",
+        *,
+        limit: int | None = None,
+        mean: tuple[float, float, float] = CIFAR10_MEAN,
+        std: tuple[float, float, float] = CIFAR10_STD,
+        download: bool = False,
+    ) -> None:
         images, labels = load_cifar10(data_dir, split, download=download)
         super().__init__(images, labels, mean, std, limit)
-

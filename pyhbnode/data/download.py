@@ -10,6 +10,7 @@ are the same everywhere:
   the checksum is of the *decompressed* content by default, because re-compressed copies of the
   same data (common for MNIST) differ only in their gzip container.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,9 +30,20 @@ from typing import Literal
 from ..checks import regular_file
 
 __all__ = [
-    "Checksum", "DataNotFoundError", "DataFormatError", "DownloadError", "ChecksumError",
-    "read_data_bytes", "file_digest", "verify_checksum", "download_url", "extract_members",
-    "fetch_and_unpack", "search_dirs", "find_file", "locate_or_download",
+    "Checksum",
+    "DataNotFoundError",
+    "DataFormatError",
+    "DownloadError",
+    "ChecksumError",
+    "read_data_bytes",
+    "file_digest",
+    "verify_checksum",
+    "download_url",
+    "extract_members",
+    "fetch_and_unpack",
+    "search_dirs",
+    "find_file",
+    "locate_or_download",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -88,11 +100,15 @@ class DataNotFoundError(FileNotFoundError):
         if self.urls:
             mirrors = f" (mirrors: {', '.join(self.urls[1:])})" if len(self.urls) > 1 else ""
             if unpack_into is not None:
-                msg += (f" Get the archive {self.urls[0]}{mirrors} and unpack it into {unpack_into}, "
-                        "or pass download=True to fetch and unpack it there.")
+                msg += (
+                    f" Get the archive {self.urls[0]}{mirrors} and unpack it into {unpack_into}, "
+                    "or pass download=True to fetch and unpack it there."
+                )
             else:
-                msg += (f" Get it from {self.urls[0]}{mirrors} and put it in {self.searched[0]}, "
-                        "or pass download=True to fetch it there.")
+                msg += (
+                    f" Get it from {self.urls[0]}{mirrors} and put it in {self.searched[0]}, "
+                    "or pass download=True to fetch it there."
+                )
         else:
             msg += " No download location is known; place the file there by hand."
         if note:
@@ -138,7 +154,7 @@ def file_digest(
         algorithm: any :mod:`hashlib` name (``"md5"``, ``"sha256"``).
         decompress: hash the gunzipped bytes; ``None`` means "if the name ends in ``.gz``".
     """
-    paths = [Path(p) for p in path] if _is_many(path) else [Path(path)]
+    paths = [Path(p) for p in _files(path)]
     h = hashlib.new(algorithm)
     for p in paths:
         unzip = p.name.endswith(".gz") if decompress is None else decompress
@@ -148,13 +164,12 @@ def file_digest(
     return h.hexdigest()
 
 
-def _is_many(path: object) -> bool:
-    return isinstance(path, Sequence) and not isinstance(path, str)
+def _files(path: PathLike | Sequence[PathLike]) -> list[PathLike]:
+    """``path`` as a list of files: a str or path-like is one file, not a sequence of them."""
+    return [path] if isinstance(path, (str, os.PathLike)) else list(path)
 
 
-def verify_checksum(
-    path: PathLike | Sequence[PathLike], checksum: Checksum, *, name: str | None = None
-) -> None:
+def verify_checksum(path: PathLike | Sequence[PathLike], checksum: Checksum, *, name: str | None = None) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has the digest ``checksum``.
 
     Args:
@@ -165,7 +180,8 @@ def verify_checksum(
             under the final name).
     """
     if name is None:
-        name = f"{len(path)} files" if _is_many(path) else Path(path).name
+        files = _files(path)
+        name = Path(files[0]).name if isinstance(path, (str, os.PathLike)) else f"{len(files)} files"
     decompress = checksum.decompressed and name.endswith(".gz")
     got = file_digest(path, checksum.algorithm, decompress=decompress)
     if got != checksum.hexdigest.lower():
@@ -212,7 +228,8 @@ def download_url(
                 raise ChecksumError(msg) from exc
             failures.append(f"{url}: {exc}")
     raise DownloadError(
-        f"could not download {dest.name}: " + "; ".join(failures)
+        f"could not download {dest.name}: "
+        + "; ".join(failures)
         + ". This machine may be offline. Download the file by hand and place it at "
         f"{dest}, then call again without download=True."
     )
@@ -259,10 +276,10 @@ def extract_members(archive: PathLike, dest_dir: PathLike, keep: Iterable[str] |
             for member in tf:
                 if not member.isfile() or (out := target(member.name)) is None:
                     continue
-                src = tf.extractfile(member)
-                assert src is not None  # isfile() members always have data
-                with src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                data = tf.extractfile(member)
+                assert data is not None  # isfile() members always have data
+                with data, open(out, "wb") as dst:
+                    shutil.copyfileobj(data, dst, _CHUNK)
                 written.append(out)
     return sorted(written)
 

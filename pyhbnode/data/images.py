@@ -1,4 +1,5 @@
 """The torch ``Dataset`` shared by the image tasks (MNIST, CIFAR-10)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,15 +25,20 @@ class NormalizedImageDataset(Dataset):
         limit: keep only the first ``limit`` items (a deterministic subset for quick runs).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                 limit: int | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: Sequence[float],
+        std: Sequence[float],
+        limit: int | None = None,
+    ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if not len(mean) == len(std) == images.shape[1]:
-            raise ValueError(f"mean/std need one value per channel ({images.shape[1]}), "
-                             f"got {len(mean)}/{len(std)}")
+            raise ValueError(f"mean/std need one value per channel ({images.shape[1]}), got {len(mean)}/{len(std)}")
         self.images = torch.from_numpy(np.ascontiguousarray(images[:limit]))
         self.labels = torch.from_numpy(np.asarray(labels[:limit], dtype=np.int64))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)

@@ -3,6 +3,7 @@
 Files are looked for in ``data_dir/mnist/``, ``data_dir/MNIST/raw/`` (torchvision's layout) and
 ``data_dir`` itself, gzipped (``train-images-idx3-ubyte.gz``) or not.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def read_idx(path: str | os.PathLike[str], expected_magic: int | None = None) ->
         raise DataFormatError(f"{path}: {len(raw)} bytes, too short for an IDX header")
     magic = int.from_bytes(raw[:4], "big")
     if expected_magic is not None and magic != expected_magic:
-        raise DataFormatError(f"{path}: bad magic number {magic} (expected {expected_magic}); "
-                              "not the expected IDX file")
+        raise DataFormatError(
+            f"{path}: bad magic number {magic} (expected {expected_magic}); not the expected IDX file"
+        )
     if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataFormatError(f"{path}: bad magic number {magic}; not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -79,8 +81,12 @@ def load_mnist(
     for kind, magic in (("images", IMAGES_MAGIC), ("labels", LABELS_MAGIC)):
         stem, md5 = _FILES[split, kind]
         path = locate_or_download(
-            data_dir, [stem + ".gz", stem], subdirs=_SUBDIRS,
-            urls=[m + stem + ".gz" for m in MNIST_MIRRORS], checksum=Checksum("md5", md5), download=download,
+            data_dir,
+            [stem + ".gz", stem],
+            subdirs=_SUBDIRS,
+            urls=[m + stem + ".gz" for m in MNIST_MIRRORS],
+            checksum=Checksum("md5", md5),
+            download=download,
         )
         arrays[kind] = read_idx(path, magic)
     images, labels = arrays["images"], arrays["labels"].astype(np.int64)
@@ -99,7 +105,13 @@ class MNISTDataset(NormalizedImageDataset):
         limit: keep only the first ``limit`` images.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], split: Literal["train", "test"] = "train", *,
-                 limit: int | None = None, download: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        split: Literal["train", "test"] = "train",
+        *,
+        limit: int | None = None,
+        download: bool = False,
+    ) -> None:
         images, labels = load_mnist(data_dir, split, download=download)
         super().__init__(images[:, None], labels, (MNIST_MEAN,), (MNIST_STD,), limit)

@@ -32,6 +32,7 @@ So ``dt[i]`` is the gap *after* input ``i``: the reference ODE-RNN updates its s
 is the gap *before* its input.) A model that integrates before reading each input can take
 ``np.diff(stamps[:-1], axis=0)`` for the gaps between inputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,12 @@ import numpy as np
 
 from .download import Checksum, locate_or_download
 from .sequences import (
-    SequenceSplit, SequenceSplits, read_csv_columns, subset_keep, take_windows, window_starts,
+    SequenceSplit,
+    SequenceSplits,
+    read_csv_columns,
+    subset_keep,
+    take_windows,
+    window_starts,
 )
 
 __all__ = ["PV_URLS", "PV_SAMPLE_RATE_HZ", "PV_CHANNELS", "read_plane_vibration_csv", "load_plane_vibration"]
@@ -93,8 +99,7 @@ def load_plane_vibration(
     """
     if not 0 < forecast_len <= _FORECAST_RESERVE:
         raise ValueError(f"forecast_len must be in 1..{_FORECAST_RESERVE}, got {forecast_len}")
-    path = locate_or_download(data_dir, ["pv.csv"], urls=PV_URLS,
-                              checksum=PV_CHECKSUM, download=download)
+    path = locate_or_download(data_dir, ["pv.csv"], urls=PV_URLS, checksum=PV_CHECKSUM, download=download)
     data = read_plane_vibration_csv(path)
     data = (data - data.mean(axis=0)) / data.std(axis=0)
     rng = np.random.RandomState(seed)
@@ -119,4 +124,3 @@ def load_plane_vibration(
         )
 
     return SequenceSplits(*(segments(p) for p in parts))
-

@@ -6,6 +6,7 @@ topology, cannot send them to opposite sides of a line; (G)HBNODE lifts the dyna
 (h, m) and can. Points are uniform in *area*, so the radius is drawn as the square root of a
 uniform on ``[r_lo^2, r_hi^2]`` (drawing r itself uniformly would crowd the centre).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,7 @@ def make_pointcloud(
         targets of a tanh readout; class index = ``(y > 0)``).
     """
     if not 0 < inner_radius < outer_radii[0] < outer_radii[1]:
-        raise ValueError("need 0 < inner_radius < outer_radii[0] < outer_radii[1], "
-                         f"got {inner_radius}, {outer_radii}")
+        raise ValueError(f"need 0 < inner_radius < outer_radii[0] < outer_radii[1], got {inner_radius}, {outer_radii}")
     rng = np.random.default_rng(seed)
 
     def ring(n: int, r_lo: float, r_hi: float) -> np.ndarray:

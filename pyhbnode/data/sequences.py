@@ -5,6 +5,7 @@ Layout convention (the ODE-RNN convention of the paper's code): arrays are **tim
 are in *sample periods* of the original regular grid (1 = one sample), so they are >= 1 and
 integer-valued even though they are stored as float32 for the solver.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,15 @@ from torch.utils.data import Dataset
 from ..checks import regular_file
 
 __all__ = [
-    "SequenceSplit", "SequenceSplits", "SequenceDataset", "collate_time_first",
-    "bernoulli_keep", "subset_keep", "elapsed_steps", "window_starts", "take_windows",
+    "SequenceSplit",
+    "SequenceSplits",
+    "SequenceDataset",
+    "collate_time_first",
+    "bernoulli_keep",
+    "subset_keep",
+    "elapsed_steps",
+    "window_starts",
+    "take_windows",
     "read_csv_columns",
 ]
 
@@ -79,13 +87,19 @@ class SequenceDataset(Dataset):
         *extra: further arrays with the batch on axis 1 (e.g. a forecast target).
     """
 
-    def __init__(self, x: np.ndarray | torch.Tensor, dt: np.ndarray | torch.Tensor,
-                 y: np.ndarray | torch.Tensor, *extra: np.ndarray | torch.Tensor) -> None:
+    def __init__(
+        self,
+        x: np.ndarray | torch.Tensor,
+        dt: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor,
+        *extra: np.ndarray | torch.Tensor,
+    ) -> None:
         self.arrays = tuple(torch.as_tensor(a) for a in (x, dt, y, *extra))
         sizes = {a.shape[1] for a in self.arrays}
         if len(sizes) != 1:
-            raise ValueError(f"all arrays need the same batch size on axis 1, got shapes "
-                             f"{[tuple(a.shape) for a in self.arrays]}")
+            raise ValueError(
+                f"all arrays need the same batch size on axis 1, got shapes {[tuple(a.shape) for a in self.arrays]}"
+            )
         self._n = sizes.pop()
 
     def __len__(self) -> int:
@@ -102,7 +116,7 @@ class SequenceDataset(Dataset):
 
 def collate_time_first(items: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     """Stack :class:`SequenceDataset` items on axis 1, giving time-first batches."""
-    return tuple(torch.stack(parts, dim=1) for parts in zip(*items))
+    return tuple(torch.stack(parts, dim=1) for parts in zip(*items, strict=True))
 
 
 def bernoulli_keep(rng: np.random.RandomState, n: int, keep_prob: float) -> np.ndarray:
@@ -162,8 +176,8 @@ def read_csv_columns(path: str | os.PathLike[str], n_columns: int) -> np.ndarray
     """
     regular_file(path, "data file")  # a FIFO or device is refused, never opened
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(n_columns), dtype=np.float64,
-                          ndmin=2)
+        return np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(n_columns), dtype=np.float64, ndmin=2)
     except ValueError as exc:
-        raise ValueError(f"{path}: expected a header line then rows of at least {n_columns} "
-                         f"comma-separated numbers ({exc})") from exc
+        raise ValueError(
+            f"{path}: expected a header line then rows of at least {n_columns} comma-separated numbers ({exc})"
+        ) from exc

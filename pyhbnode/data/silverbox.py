@@ -4,6 +4,7 @@
 reference, each column has its mean (over the whole file) removed and is multiplied by 100;
 the first 1000 samples are the training series and the next 4000 the test series.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,7 +72,6 @@ def load_silverbox(
     data = (scale * (raw - raw.mean(axis=0))).astype(np.float32)
 
     def series(lo: int, hi: int) -> SilverboxSeries:
-        return SilverboxSeries(data[lo:hi, 0].copy(), data[lo:hi, 1].copy(),
-                               np.arange(hi - lo, dtype=np.float32))
+        return SilverboxSeries(data[lo:hi, 0].copy(), data[lo:hi, 1].copy(), np.arange(hi - lo, dtype=np.float32))
 
     return SilverboxSplits(series(0, n_train), series(n_train, n_train + n_test))

@@ -15,6 +15,7 @@ its 9684 / 1272 / 1937 train / valid / test windows of 64 steps):
 4. Windows of ``seq_len`` kept steps start every ``seq_len // 4`` steps; as in the reference a
    window ending exactly at a sequence's end is not taken.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,20 @@ from pathlib import Path
 import numpy as np
 
 from .download import (
-    Checksum, ChecksumError, DataNotFoundError, fetch_and_unpack, search_dirs, verify_checksum,
+    Checksum,
+    ChecksumError,
+    DataNotFoundError,
+    fetch_and_unpack,
+    search_dirs,
+    verify_checksum,
 )
 from .sequences import (
-    SequenceSplit, SequenceSplits, bernoulli_keep, elapsed_steps, take_windows, window_starts,
+    SequenceSplit,
+    SequenceSplits,
+    bernoulli_keep,
+    elapsed_steps,
+    take_windows,
+    window_starts,
 )
 
 __all__ = ["WALKER_URLS", "WALKER_FEATURES", "find_walker_files", "split_walker_files", "load_walker"]
@@ -38,9 +49,7 @@ WALKER_URLS = (
 )
 # sha256 of the 400 rollout files concatenated in sorted-name order: the zip itself has no
 # published checksum, but its contents do.
-WALKER_CONTENT_CHECKSUM = Checksum(
-    "sha256", "186b96c3df33917c29249235799c1ab7d51dcd69e2b891eff999f1b169ff4f60"
-)
+WALKER_CONTENT_CHECKSUM = Checksum("sha256", "186b96c3df33917c29249235799c1ab7d51dcd69e2b891eff999f1b169ff4f60")
 WALKER_FEATURES = 17
 _PATTERN = "rollout_*.npy"
 _SPLIT_SEED = 125487
@@ -61,8 +70,13 @@ def find_walker_files(data_dir: str | os.PathLike[str], *, download: bool = Fals
         if files:
             return files
     if not download:
-        raise DataNotFoundError(f"walker/{_PATTERN}", folders, WALKER_URLS, unpack_into=root,
-                                note="The zip holds walker/rollout_000.npy ... rollout_399.npy.")
+        raise DataNotFoundError(
+            f"walker/{_PATTERN}",
+            folders,
+            WALKER_URLS,
+            unpack_into=root,
+            note="The zip holds walker/rollout_000.npy ... rollout_399.npy.",
+        )
     fetch_and_unpack(WALKER_URLS, root, "walker.zip", keep=[".npy"])
     files = sorted(p for p in (root / "walker").glob(_PATTERN) if p.is_file())
     try:
@@ -75,15 +89,14 @@ def find_walker_files(data_dir: str | os.PathLike[str], *, download: bool = Fals
     return files
 
 
-def split_walker_files(
-    files: list[Path], max_files: int | None = None
-) -> tuple[list[Path], list[Path], list[Path]]:
+def split_walker_files(files: list[Path], max_files: int | None = None) -> tuple[list[Path], list[Path], list[Path]]:
     """Reference file split: ``(train, valid, test)`` after the seeded shuffle of the sorted names.
 
     ``max_files`` keeps only the first files of the shuffle before cutting, for quick runs.
     """
     order = sorted(files, key=lambda p: p.name)
-    np.random.RandomState(_SPLIT_SEED).shuffle(order)
+    # numpy shuffles any MutableSequence in place (documented); its stub lists array-likes only
+    np.random.RandomState(_SPLIT_SEED).shuffle(order)  # type: ignore[arg-type]
     order = order[:max_files]
     n_test, n_test_valid = int(_TEST_SHARE * len(order)), int(_TEST_VALID_SHARE * len(order))
     return order[n_test_valid:], order[n_test:n_test_valid], order[:n_test]
@@ -131,6 +144,4 @@ def _windows(files: list[Path], rng: np.random.RandomState, seq_len: int, keep_p
     if not files:
         empty = np.zeros((seq_len, 0, WALKER_FEATURES), np.float32)
         return SequenceSplit(empty, empty[..., 0], empty)
-    return SequenceSplit(
-        x=np.concatenate(xs, axis=1), dt=np.concatenate(dts, axis=1), y=np.concatenate(ys, axis=1)
-    )
+    return SequenceSplit(x=np.concatenate(xs, axis=1), dt=np.concatenate(dts, axis=1), y=np.concatenate(ys, axis=1))

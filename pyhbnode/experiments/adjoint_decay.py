@@ -13,6 +13,7 @@ models with a state of several parts ``h`` is the first part; the gradient for t
 Files: those of the runner plus ``adjoint.json`` (norms per model and stage), ``adjoint.csv``
 (fitted decay per model), ``adjoint.png``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,21 @@ from torch import nn
 from .. import zoo
 from ..fields import hidden
 from .common import (
-    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, combine_verdicts,
-    complete_row, existing, read_json, sequence_comparison, train_comparison, write_json,
+    HB_MODELS,
+    HELD,
+    MODEL_NAMES,
+    NOT_ASSESSED,
+    NOT_HELD,
+    PARTLY,
+    Assessment,
+    RunContext,
+    combine_verdicts,
+    complete_row,
+    existing,
+    read_json,
+    sequence_comparison,
+    train_comparison,
+    write_json,
 )
 from .records import read_csv, write_csv
 from .walker2d import load
@@ -43,6 +57,8 @@ RNN_NAMES = {m: "ODE-RNN" if m == "node" else f"{name}-RNN" for m, name in MODEL
 def adjoint_norms(model: nn.Module, x: torch.Tensor, dt: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
     """``{"h": [...], "state": [...]}``: mean per-sample ‖∂L/∂h_t‖ and ‖∂L/∂y_t‖ (the whole state) for
     t = 1..T, with L the MSE of the last prediction.  ``model`` is a zoo sequence model."""
+    if not isinstance(model, zoo.SequenceModel):
+        raise TypeError(f"adjoint_norms needs a zoo sequence model, got {type(model).__name__}")
     rnn = model.rnn
     rnn.keep_states = True
     try:
@@ -89,18 +105,27 @@ def run(ctx: RunContext) -> None:
     train, test = load(ctx)
     out = ctx.out_dir()
     path = out / "adjoint.json"
-    saved = {"models": {}}
+    saved: dict[str, dict] = {"models": {}}
     x, dt, y = (torch.from_numpy(a) for a in (test.x, test.dt, test.y))
 
     def measure(name: str, trained: nn.Module, run_dir: Path) -> None:
         torch.manual_seed(ctx.seed)  # the runner's initialisation of this model, rebuilt
-        initial = zoo.build("walker2d", name, preset=ctx.preset, window=int(ctx.get("seq_len", 64)),
-                            **ctx.solver_keywords(tol=float(ctx["tol"])))
+        initial = zoo.build(
+            "walker2d",
+            name,
+            preset=ctx.preset,
+            window=int(ctx.get("seq_len", 64)),
+            **ctx.solver_keywords(tol=float(ctx["tol"])),
+        )
         saved["models"][name] = {"init": adjoint_norms(initial, x, dt, y), "trained": adjoint_norms(trained, x, dt, y)}
         write_json(path, saved)
 
-    train_comparison(ctx, sequence_comparison(ctx, "walker2d", train, None), after_model=measure,
-                     extra={"adjoint_windows": int(test.n_windows)})
+    train_comparison(
+        ctx,
+        sequence_comparison(ctx, "walker2d", train, None),
+        after_model=measure,
+        extra={"adjoint_windows": int(test.n_windows)},
+    )
     redraw(out)
 
 
@@ -128,14 +153,15 @@ def redraw(run_dir: str | Path) -> list[Path]:
     write_csv(_rows(saved), run / "adjoint.csv")
     stages = ("init", "trained")
     fig, axes = plt.subplots(1, len(stages), figsize=(11, 4.0), sharey=True)
-    for ax, stage in zip(axes, stages):
+    for ax, stage in zip(axes, stages, strict=True):
         for name, norms in saved["models"].items():
             if stage not in norms:
                 continue
             color = MODEL_STYLE.get(name, (name, None))[1]
             h = np.asarray(norms[stage]["h"])
-            ax.plot(np.arange(len(h))[::-1], h, color=color, ls=linestyle(name), lw=1.8,
-                    label=RNN_NAMES.get(name, name))
+            ax.plot(
+                np.arange(len(h))[::-1], h, color=color, ls=linestyle(name), lw=1.8, label=RNN_NAMES.get(name, name)
+            )
         ax.set_yscale("log")
         ax.set_xlabel("T − t")
         ax.set_title("at initialisation" if stage == "init" else "after training")
@@ -156,17 +182,27 @@ def assess(run_dir: str | Path) -> Assessment:
     for r in rows:
         for key in ("parameters", "nfe_forward_mean", "nfe_backward_mean", "seconds_per_epoch", "final_loss"):
             r[key] = nfe.get(r["model"], {}).get(key)
-    columns = [("model", "model"), ("parameters", "params"), ("nfe_forward_mean", "mean fwd NFE"),
-               ("nfe_backward_mean", "mean bwd NFE"), ("seconds_per_epoch", "s/epoch"), ("final_loss", "final loss"),
-               ("init_slope", "decay slope at init (log10/step)"), ("trained_slope", "decay slope trained"),
-               ("init_horizon", f"horizon at init (steps, {HORIZON_DECADES} decades)"),
-               ("trained_horizon", "horizon trained (steps)")]
+    columns = [
+        ("model", "model"),
+        ("parameters", "params"),
+        ("nfe_forward_mean", "mean fwd NFE"),
+        ("nfe_backward_mean", "mean bwd NFE"),
+        ("seconds_per_epoch", "s/epoch"),
+        ("final_loss", "final loss"),
+        ("init_slope", "decay slope at init (log10/step)"),
+        ("trained_slope", "decay slope trained"),
+        ("init_horizon", f"horizon at init (steps, {HORIZON_DECADES} decades)"),
+        ("trained_horizon", "horizon trained (steps)"),
+    ]
     by = {r["model"]: r for r in rows}
     figures = existing(run, ["adjoint.png", "nfe.png", "loss.png"])
     if "node" not in by or not any(m in by for m in HB_MODELS):
-        return Assessment(columns, rows, verdict=NOT_ASSESSED, reasons=["needs ODE-RNN and a (G)HBNODE-RNN"],
-                          figures=figures)
-    reasons, scores, ratios = [], [], {}
+        return Assessment(
+            columns, rows, verdict=NOT_ASSESSED, reasons=["needs ODE-RNN and a (G)HBNODE-RNN"], figures=figures
+        )
+    reasons: list[str] = []
+    scores: list[str] = []
+    ratios: dict[str, float | None] = {}
     for stage in ("trained", "init"):
         base = by["node"].get(f"{stage}_slope")
         for hb in HB_MODELS:
@@ -178,10 +214,11 @@ def assess(run_dir: str | Path) -> Assessment:
             if stage == "trained":
                 scores.append(HELD if marked else PARTLY if slower else NOT_HELD)
             ratios[f"{MODEL_NAMES[hb]}/ODE-RNN decay slope ({stage})"] = round(rel, 3)
-            what = ("far more slowly" if marked else "more slowly, but not by half" if slower
-                    else "as fast or faster")
-            reasons.append(f"{stage}: {RNN_NAMES[hb]} decays {v:.3g} decades/step vs ODE-RNN {base:.3g} "
-                           f"({rel:.2f}×: {what}); reaches back {by[hb].get(f'{stage}_horizon')} vs "
-                           f"{by['node'].get(f'{stage}_horizon')} steps within {HORIZON_DECADES} decades")
+            what = "far more slowly" if marked else "more slowly, but not by half" if slower else "as fast or faster"
+            reasons.append(
+                f"{stage}: {RNN_NAMES[hb]} decays {v:.3g} decades/step vs ODE-RNN {base:.3g} "
+                f"({rel:.2f}×: {what}); reaches back {by[hb].get(f'{stage}_horizon')} vs "
+                f"{by['node'].get(f'{stage}_horizon')} steps within {HORIZON_DECADES} decades"
+            )
     verdict = combine_verdicts(*scores) if scores else NOT_ASSESSED
     return Assessment(columns, rows, ratios=ratios, verdict=verdict, reasons=reasons, figures=figures)

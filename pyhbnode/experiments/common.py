@@ -8,15 +8,17 @@ An experiment module (``hbode_vs_ode``, ``mnist``, ...) exposes three functions 
 * ``redraw(run_dir) -> list[Path]``: redraw its figures from the saved files only;
 * ``assess(run_dir) -> Assessment``: the report's table, ratios and verdict.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +28,28 @@ from ..training.metadata import with_wall_time
 from .records import read_csv, run_metadata, writable_dir
 
 __all__ = [
-    "HB_MODELS", "BASELINES", "MODEL_NAMES", "RunContext", "Claim", "Assessment", "read_json", "write_json",
-    "load_config", "number", "nfe_verdict", "metric_verdict", "combine_verdicts", "training_assessment", "ratio",
-    "existing", "fmt", "complete_row", "train_comparison", "image_comparison", "subset", "sequence_data",
+    "HB_MODELS",
+    "BASELINES",
+    "MODEL_NAMES",
+    "RunContext",
+    "Claim",
+    "Assessment",
+    "read_json",
+    "write_json",
+    "load_config",
+    "number",
+    "nfe_verdict",
+    "metric_verdict",
+    "combine_verdicts",
+    "training_assessment",
+    "ratio",
+    "existing",
+    "fmt",
+    "complete_row",
+    "train_comparison",
+    "image_comparison",
+    "subset",
+    "sequence_data",
     "sequence_comparison",
 ]
 
@@ -78,8 +99,9 @@ class RunContext:
         try:
             return self.settings[key]
         except KeyError:
-            raise KeyError(f"experiment {self.experiment!r} has no setting {key!r}; "
-                           f"its settings are {sorted(self.settings)}") from None
+            raise KeyError(
+                f"experiment {self.experiment!r} has no setting {key!r}; its settings are {sorted(self.settings)}"
+            ) from None
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
@@ -90,9 +112,12 @@ class RunContext:
     def identity(self) -> dict:
         """What identifies the run in ``config.json`` (besides the runner's own keys)."""
         return {
-            "experiment": self.experiment, "scale": self.scale, "preset": self.preset,
+            "experiment": self.experiment,
+            "scale": self.scale,
+            "preset": self.preset,
             "experiment_settings": dict(self.settings),
-            "data_dir": str(self.data_dir), "command": self.command or " ".join(sys.argv),
+            "data_dir": str(self.data_dir),
+            "command": self.command or " ".join(sys.argv),
             "skipped_models": dict(self.skipped),
         }
 
@@ -104,9 +129,13 @@ class RunContext:
     def write_config(self, started: float, **extra) -> Path:
         """Write ``config.json``: settings, seed, versions, machine, backend, device, wall time."""
         config = run_metadata(
-            **self.identity(), models=list(self.models), seed=self.seed,
-            backend=SolverOptions.from_kwargs(**self.solver).backend, device="cpu",
-            solver_options={k: str(v) for k, v in self.solver.items()}, **extra,
+            **self.identity(),
+            models=list(self.models),
+            seed=self.seed,
+            backend=SolverOptions.from_kwargs(**self.solver).backend,
+            device="cpu",
+            solver_options={k: str(v) for k, v in self.solver.items()},
+            **extra,
         )
         path = self.out_dir() / "config.json"
         write_json(path, with_wall_time(config, path, time.time() - started))
@@ -214,9 +243,14 @@ def _names(models: Sequence[str]) -> str:
     return "/".join(MODEL_NAMES.get(m, m) for m in models)
 
 
-def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean", bwd: str = "nfe_backward_mean", *,
-                subjects: Sequence[str] = HB_MODELS,
-                baselines: Sequence[str] = BASELINES) -> tuple[str, list[str], dict[str, float | None]]:
+def nfe_verdict(
+    rows: Sequence[Mapping],
+    fwd: str = "nfe_forward_mean",
+    bwd: str = "nfe_backward_mean",
+    *,
+    subjects: Sequence[str] = HB_MODELS,
+    baselines: Sequence[str] = BASELINES,
+) -> tuple[str, list[str], dict[str, float | None]]:
     """The NFE half of a claim: each of ``subjects`` (the heavy-ball paper's: HBNODE/GHBNODE)
     needs fewer forward and fewer backward NFEs than every one of ``baselines``
     (NODE/ANODE/SONODE) in ``rows``.
@@ -234,11 +268,14 @@ def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean", bwd: str
     hbs = [m for m in subjects if m in by and by[m].get("status", "ok") == "ok"]
     bases = [m for m in baselines if m in by and by[m].get("status", "ok") == "ok"]
     if not hbs or not bases:
-        return NOT_ASSESSED, [f"the NFE claim needs at least one of {_names(subjects)} and one of "
-                              f"{_names(baselines)} run"], ratios
+        return (
+            NOT_ASSESSED,
+            [f"the NFE claim needs at least one of {_names(subjects)} and one of {_names(baselines)} run"],
+            ratios,
+        )
     wins, checks, reasons = 0, 0, []
     for key, what in ((fwd, "forward"), (bwd, "backward")):
-        base_vals = {m: number(by[m], key) for m in bases if number(by[m], key) is not None}
+        base_vals = {m: val for m in bases if (val := number(by[m], key)) is not None}
         if not base_vals:
             continue
         for hb in hbs:
@@ -252,32 +289,46 @@ def nfe_verdict(rows: Sequence[Mapping], fwd: str = "nfe_forward_mean", bwd: str
             reasons.append(
                 f"{MODEL_NAMES[hb]} {what} NFE {v:.4g}: fewer than "
                 + (", ".join(f"{MODEL_NAMES[m]} ({base_vals[m]:.4g})" for m in beaten) or "no baseline")
-                + ("" if not others else "; not fewer than "
-                   + ", ".join(f"{MODEL_NAMES[m]} ({base_vals[m]:.4g})" for m in others)))
+                + (
+                    ""
+                    if not others
+                    else "; not fewer than " + ", ".join(f"{MODEL_NAMES[m]} ({base_vals[m]:.4g})" for m in others)
+                )
+            )
     if checks == 0:
         return NOT_ASSESSED, ["no NFE numbers in the results"], ratios
     return (HELD if wins == checks else NOT_HELD if wins == 0 else PARTLY), reasons, ratios
 
 
-def metric_verdict(rows: Sequence[Mapping], key: str, *, higher_is_better: bool, label: str,
-                   abs_tol: float = 0.0, rel_tol: float = 0.0, subjects: Sequence[str] = HB_MODELS,
-                   baselines: Sequence[str] = BASELINES) -> tuple[str, list[str]]:
+def metric_verdict(
+    rows: Sequence[Mapping],
+    key: str,
+    *,
+    higher_is_better: bool,
+    label: str,
+    abs_tol: float = 0.0,
+    rel_tol: float = 0.0,
+    subjects: Sequence[str] = HB_MODELS,
+    baselines: Sequence[str] = BASELINES,
+) -> tuple[str, list[str]]:
     """The accuracy half: each of ``subjects``' ``key`` is as good as the best of ``baselines``',
     within ``abs_tol`` (absolute) or ``rel_tol`` (relative to the baseline's value)."""
     by = {r["model"]: r for r in rows}
-    base = {m: number(by[m], key) for m in baselines if m in by and number(by[m], key) is not None}
-    hbs = {m: number(by[m], key) for m in subjects if m in by and number(by[m], key) is not None}
+    base = {m: val for m in baselines if m in by and (val := number(by[m], key)) is not None}
+    hbs = {m: val for m in subjects if m in by and (val := number(by[m], key)) is not None}
     if not base or not hbs:
         return NOT_ASSESSED, [f"no {label} for both one of {_names(subjects)} and one of {_names(baselines)}"]
     pick = max if higher_is_better else min
-    best = pick(base, key=base.get)
+    best = pick(base, key=base.__getitem__)
     slack = max(abs_tol, rel_tol * abs(base[best]))
     reasons, wins = [], 0
     for hb, v in hbs.items():
         ok = v >= base[best] - slack if higher_is_better else v <= base[best] + slack
         wins += ok
-        reasons.append(f"{MODEL_NAMES[hb]} {label} {v:.4g} vs best baseline {MODEL_NAMES[best]} {base[best]:.4g}: "
-                       f"{'comparable or better' if ok else 'worse'} (slack {slack:.3g})")
+        reasons.append(
+            f"{MODEL_NAMES[hb]} {label} {v:.4g} vs best baseline {MODEL_NAMES[best]} {base[best]:.4g}: "
+            f"{'comparable or better' if ok else 'worse'} (slack {slack:.3g})"
+        )
     return (HELD if wins == len(hbs) else NOT_HELD if wins == 0 else PARTLY), reasons
 
 
@@ -306,15 +357,24 @@ def complete_row(row: dict) -> dict:
 
 
 TRAINING_COLUMNS = [
-    ("model", "model"), ("parameters", "params"), ("iterations", "iters"),
-    ("nfe_forward_mean", "mean fwd NFE"), ("nfe_backward_mean", "mean bwd NFE"),
+    ("model", "model"),
+    ("parameters", "params"),
+    ("iterations", "iters"),
+    ("nfe_forward_mean", "mean fwd NFE"),
+    ("nfe_backward_mean", "mean bwd NFE"),
     ("seconds_per_epoch", "s/epoch"),
 ]
 
 
 def training_assessment(
-    run_dir: str | Path, *, metric: str, metric_label: str, higher_is_better: bool,
-    abs_tol: float = 0.0, rel_tol: float = 0.0, figures: Sequence[str] = ("nfe.png", "loss.png", "metrics.png"),
+    run_dir: str | Path,
+    *,
+    metric: str,
+    metric_label: str,
+    higher_is_better: bool,
+    abs_tol: float = 0.0,
+    rel_tol: float = 0.0,
+    figures: Sequence[str] = ("nfe.png", "loss.png", "metrics.png"),
     extra_checks: Callable[[list[dict]], tuple[str, list[str]]] | None = None,
 ) -> Assessment:
     """The report of a training comparison written by :func:`~pyhbnode.experiments.runner.run_comparison`."""
@@ -326,34 +386,51 @@ def training_assessment(
     if any(r.get("status") != "ok" for r in rows):
         columns = columns + [("status", "status")]
     nfe, nfe_reasons, ratios = nfe_verdict(rows)
-    acc, acc_reasons = metric_verdict(rows, metric, higher_is_better=higher_is_better, label=metric_label,
-                                      abs_tol=abs_tol, rel_tol=rel_tol)
+    acc, acc_reasons = metric_verdict(
+        rows, metric, higher_is_better=higher_is_better, label=metric_label, abs_tol=abs_tol, rel_tol=rel_tol
+    )
     verdicts, reasons = [nfe, acc], nfe_reasons + acc_reasons
     if extra_checks is not None:
         extra, extra_reasons = extra_checks(rows)
         verdicts.append(extra)
         reasons += extra_reasons
-    return Assessment(columns=columns, rows=rows, ratios=ratios, verdict=combine_verdicts(*verdicts),
-                      reasons=[f"NFE: {nfe}; {metric_label}: {acc}"] + reasons, figures=existing(run, figures))
+    return Assessment(
+        columns=columns,
+        rows=rows,
+        ratios=ratios,
+        verdict=combine_verdicts(*verdicts),
+        reasons=[f"NFE: {nfe}; {metric_label}: {acc}"] + reasons,
+        figures=existing(run, figures),
+    )
 
 
 # --- training comparisons over the runner ------------------------------------------------
 
-def train_comparison(ctx: RunContext, spec, *, after_model=None, out: Path | None = None,
-                     extra: Mapping[str, Any] | None = None) -> list[dict]:
+
+def train_comparison(
+    ctx: RunContext, spec, *, after_model=None, out: Path | None = None, extra: Mapping[str, Any] | None = None
+) -> list[dict]:
     """Train ``ctx.models`` on ``spec`` (a :class:`~pyhbnode.experiments.runner.Comparison`)
     with :func:`~pyhbnode.experiments.runner.run_comparison`, recording the run's identity
     (experiment, scale, settings, command) in its ``config.json``.  Checkpoints go to
     ``<out>/checkpoints/<model>/``, so rerunning the same command resumes."""
     from .runner import run_comparison
 
-    return run_comparison(spec, list(ctx.models), out or ctx.out, seed=ctx.seed, solver=ctx.solver,
-                          progress=ctx.progress, after_model=after_model,
-                          extra_config={**ctx.identity(), **(extra or {})})
+    return run_comparison(
+        spec,
+        list(ctx.models),
+        out or ctx.out,
+        seed=ctx.seed,
+        solver=ctx.solver,
+        progress=ctx.progress,
+        after_model=after_model,
+        extra_config={**ctx.identity(), **(extra or {})},
+    )
 
 
-def image_comparison(ctx: RunContext, task: str, *, tol: float | None = None, max_batches: int | None = None,
-                     epochs: int | None = None):
+def image_comparison(
+    ctx: RunContext, task: str, *, tol: float | None = None, max_batches: int | None = None, epochs: int | None = None
+):
     """MNIST or CIFAR-10 as a :class:`~pyhbnode.experiments.runner.Comparison`: the first
     ``train_limit``/``test_limit`` images (all when ``None``), the task's loss and metrics
     (cross-entropy, accuracy), per epoch on the test split (``val``, as in the paper's plots)."""
@@ -364,12 +441,18 @@ def image_comparison(ctx: RunContext, task: str, *, tol: float | None = None, ma
     train = dataset(ctx.data_dir, "train", limit=ctx.get("train_limit"))
     test = dataset(ctx.data_dir, "test", limit=ctx.get("test_limit")) if ctx.get("test_limit", 1) != 0 else None
     return Comparison(
-        task=task, train=train, val=test, loss=zoo.task_spec(task).loss, metrics=zoo.task_spec(task).metrics,
+        task=task,
+        train=train,
+        val=test,
+        loss=zoo.task_spec(task).loss,
+        metrics=zoo.task_spec(task).metrics,
         lr=float(ctx["lr"]),
-        batch_size=int(ctx["batch_size"]), tol=float(tol if tol is not None else ctx["tol"]),
+        batch_size=int(ctx["batch_size"]),
+        tol=float(tol if tol is not None else ctx["tol"]),
         epochs=int(epochs if epochs is not None else ctx.get("epochs", 1)),
         max_batches=max_batches if max_batches is not None else ctx.get("max_batches"),
-        fit_kwargs=_fit_extras(ctx), preset=ctx.preset,
+        fit_kwargs=_fit_extras(ctx),
+        preset=ctx.preset,
     )
 
 
@@ -388,7 +471,9 @@ def subset(split, limit: int | None):
         return split
     cut = slice(0, int(limit))
     return SequenceSplit(
-        x=split.x[:, cut], dt=split.dt[:, cut], y=split.y[:, cut],
+        x=split.x[:, cut],
+        dt=split.dt[:, cut],
+        y=split.y[:, cut],
         forecast=None if split.forecast is None else split.forecast[:, cut],
         stamps=None if split.stamps is None else split.stamps[:, cut],
     )
@@ -408,9 +493,17 @@ def sequence_comparison(ctx: RunContext, task: str, train, test):
     from .runner import Comparison
 
     return Comparison(
-        task=task, train=sequence_data(train), val=sequence_data(test) if test is not None and test.n_windows else None,
-        loss=zoo.task_spec(task).loss, metrics=zoo.task_spec(task).metrics, lr=float(ctx["lr"]), batch_size=int(ctx["batch_size"]), tol=float(ctx["tol"]),
-        epochs=int(ctx.get("epochs", 1)), max_batches=ctx.get("max_batches"),
-        fit_kwargs=_fit_extras(ctx), preset=ctx.preset,
+        task=task,
+        train=sequence_data(train),
+        val=sequence_data(test) if test is not None and test.n_windows else None,
+        loss=zoo.task_spec(task).loss,
+        metrics=zoo.task_spec(task).metrics,
+        lr=float(ctx["lr"]),
+        batch_size=int(ctx["batch_size"]),
+        tol=float(ctx["tol"]),
+        epochs=int(ctx.get("epochs", 1)),
+        max_batches=ctx.get("max_batches"),
+        fit_kwargs=_fit_extras(ctx),
+        preset=ctx.preset,
         build_kwargs={"window": int(ctx.get("seq_len", 64))},
     )

@@ -14,13 +14,14 @@ Files: ``trajectories.json`` (paths, times, NFE), ``results.csv`` (one row per o
 ODE), ``trajectories.png`` (paths over the contours), ``distance.png`` (distance to the
 minimiser vs t, one panel per objective).
 """
+
 from __future__ import annotations
 
 import abc
-
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,12 +43,10 @@ class Objective(abc.ABC):
     minimiser: tuple[float, float] = (0.0, 0.0)
 
     @abc.abstractmethod
-    def value(self, x, y):
-        ...
+    def value(self, x, y): ...
 
     @abc.abstractmethod
-    def gradient(self, x, y):
-        ...
+    def gradient(self, x, y): ...
 
 
 class Rosenbrock(Objective):
@@ -90,8 +89,9 @@ class NegativeGradient(nn.Module):
         return -torch.stack([gx, gy], dim=-1)
 
 
-def solve_pair(objective: Objective, *, x0=(0.0, 0.0), t1: float, step: float, gamma: float,
-               solver: Mapping[str, Any]) -> dict:
+def solve_pair(
+    objective: Objective, *, x0=(0.0, 0.0), t1: float, step: float, gamma: float, solver: Mapping[str, Any]
+) -> dict:
     """Both trajectories on ``t = 0, step, ..., t1``: ``{"t", "ode", "hbode", "nfe"}`` (lists);
     ``solver``: ``odeint``'s options by name."""
     n = int(round(t1 / step)) + 1
@@ -126,19 +126,32 @@ def run(ctx: RunContext) -> None:
         name = spec["name"]
         if name not in OBJECTIVES:
             raise ValueError(f"unknown objective {name!r}; choose from {sorted(OBJECTIVES)}")
-        s = solve_pair(OBJECTIVES[name], x0=tuple(spec.get("x0", (0.0, 0.0))), t1=spec["t1"], step=spec["step"],
-                       gamma=spec["gamma"], solver=ctx.solver_keywords(tol=ctx["tol"], max_steps=200_000))
+        s = solve_pair(
+            OBJECTIVES[name],
+            x0=tuple(spec.get("x0", (0.0, 0.0))),
+            t1=spec["t1"],
+            step=spec["step"],
+            gamma=spec["gamma"],
+            solver=ctx.solver_keywords(tol=ctx["tol"], max_steps=200_000),
+        )
         solved[name] = s
         t = np.asarray(s["t"])
         for key in ("ode", "hbode"):
             d = _distances(s, key)
-            rows.append({
-                "function": name, "ode": key, "gamma": spec["gamma"] if key == "hbode" else 0.0, "t1": spec["t1"],
-                "nfe": s["nfe"][key], "final_distance": round(float(d[-1]), 5),
-                "min_distance": round(float(d.min()), 5),
-                "mean_distance": round(float(np.sum((d[1:] + d[:-1]) * np.diff(t)) / (2 * t[-1])), 5),
-                "final_x": round(float(s[key][-1][0]), 5), "final_y": round(float(s[key][-1][1]), 5),
-            })
+            rows.append(
+                {
+                    "function": name,
+                    "ode": key,
+                    "gamma": spec["gamma"] if key == "hbode" else 0.0,
+                    "t1": spec["t1"],
+                    "nfe": s["nfe"][key],
+                    "final_distance": round(float(d[-1]), 5),
+                    "min_distance": round(float(d.min()), 5),
+                    "mean_distance": round(float(np.sum((d[1:] + d[:-1]) * np.diff(t)) / (2 * t[-1])), 5),
+                    "final_x": round(float(s[key][-1][0]), 5),
+                    "final_y": round(float(s[key][-1][1]), 5),
+                }
+            )
     write_json(out / "trajectories.json", solved)
     write_csv(rows, out / "results.csv")
     redraw(out)
@@ -150,16 +163,23 @@ def redraw(run_dir: str | Path) -> list[Path]:
     solved = read_json(run / "trajectories.json")
     panels, contours = [], []
     for name, s in solved.items():
-        paths = {LABELS[k]: np.asarray(s[k]) for k in ("ode", "hbode")}
-        panels.append((f"{name} (γ = {s['gamma']:g})", paths))
-        pts = np.concatenate(list(paths.values()) + [np.asarray([s["minimiser"]])])
+        flows = {LABELS[k]: np.asarray(s[k]) for k in ("ode", "hbode")}
+        panels.append((f"{name} (γ = {s['gamma']:g})", flows))
+        pts = np.concatenate(list(flows.values()) + [np.asarray([s["minimiser"]])])
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         pad = 0.15 * (hi - lo) + 0.1
-        X, Y = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], 160),
-                           np.linspace(lo[1] - pad[1], hi[1] + pad[1], 160))
+        X, Y = np.meshgrid(
+            np.linspace(lo[0] - pad[0], hi[0] + pad[0], 160), np.linspace(lo[1] - pad[1], hi[1] + pad[1], 160)
+        )
         contours.append((X, Y, np.log1p(OBJECTIVES[name].value(X, Y))))
-    paths = [plot_trajectories(panels, run / "trajectories.png", contours=contours,
-                               title="Fig. 2: gradient-flow ODE vs heavy-ball ODE (contours: log(1 + F))")]
+    paths = [
+        plot_trajectories(
+            panels,
+            run / "trajectories.png",
+            contours=contours,
+            title="Fig. 2: gradient-flow ODE vs heavy-ball ODE (contours: log(1 + F))",
+        )
+    ]
     paths.append(_plot_distance(solved, run / "distance.png"))
     return paths
 
@@ -168,7 +188,7 @@ def _plot_distance(solved: dict, path: Path) -> Path:
     from .plots import plt, save_figure
 
     fig, axes = plt.subplots(1, len(solved), figsize=(5.2 * len(solved), 3.8), squeeze=False)
-    for ax, (name, s) in zip(axes[0], solved.items()):
+    for ax, (name, s) in zip(axes[0], solved.items(), strict=True):
         t = np.asarray(s["t"])
         for key, color in (("ode", "tab:blue"), ("hbode", "tab:red")):
             ax.plot(t, _distances(s, key), color=color, lw=1.8, label=f"{LABELS[key]} (NFE {s['nfe'][key]})")
@@ -201,9 +221,22 @@ def assess(run_dir: str | Path) -> Assessment:
         reasons.append(
             f"{name}: time-averaged distance HBODE {hb['mean_distance']:.4g} vs ODE {ode['mean_distance']:.4g} "
             f"({'faster' if faster else 'slower'}); at T {hb['final_distance']:.4g} vs {ode['final_distance']:.4g} "
-            f"({'closer' if closer else 'farther'}); NFE {hb['nfe']} vs {ode['nfe']}")
-    columns = [("function", "function"), ("ode", "ODE"), ("gamma", "γ"), ("nfe", "NFE"),
-               ("final_distance", "distance at T"), ("min_distance", "min distance"),
-               ("mean_distance", "mean distance")]
-    return Assessment(columns=columns, rows=rows, ratios=ratios, verdict=combine_verdicts(*verdicts), reasons=reasons,
-                      figures=existing(run, ["trajectories.png", "distance.png"]))
+            f"({'closer' if closer else 'farther'}); NFE {hb['nfe']} vs {ode['nfe']}"
+        )
+    columns = [
+        ("function", "function"),
+        ("ode", "ODE"),
+        ("gamma", "γ"),
+        ("nfe", "NFE"),
+        ("final_distance", "distance at T"),
+        ("min_distance", "min distance"),
+        ("mean_distance", "mean distance"),
+    ]
+    return Assessment(
+        columns=columns,
+        rows=rows,
+        ratios=ratios,
+        verdict=combine_verdicts(*verdicts),
+        reasons=reasons,
+        figures=existing(run, ["trajectories.png", "distance.png"]),
+    )

@@ -6,6 +6,7 @@ CIFAR-10 runs on whatever batch files are present (our local copy: 4,000 train +
 Files: those of :func:`~pyhbnode.experiments.runner.run_comparison` (``results.csv``,
 ``history.jsonl``, ``epochs.jsonl``, ``config.json``, ``nfe.png``, ``loss.png``, ``metrics.png``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,14 @@ def redraw(run_dir: str | Path) -> list[Path]:
 
 
 def assess(run_dir: str | Path) -> Assessment:
-    a = training_assessment(run_dir, metric="final_val_accuracy", metric_label="test accuracy",
-                            higher_is_better=True, abs_tol=ACCURACY_SLACK)
-    a.claims = nesterov_nfe(a.rows, metric="final_val_accuracy", label="test accuracy", higher_is_better=True,
-                            abs_tol=ACCURACY_SLACK) + adam_loss(a.rows)
+    a = training_assessment(
+        run_dir,
+        metric="final_val_accuracy",
+        metric_label="test accuracy",
+        higher_is_better=True,
+        abs_tol=ACCURACY_SLACK,
+    )
+    a.claims = nesterov_nfe(
+        a.rows, metric="final_val_accuracy", label="test accuracy", higher_is_better=True, abs_tol=ACCURACY_SLACK
+    ) + adam_loss(a.rows)
     return a

@@ -15,6 +15,7 @@ Two modes:
 Files: ``tol-<tol>/`` or ``trained/`` + ``measured.json``, ``results.csv`` (one row per
 tolerance and model), ``nfe_vs_tol.png``, ``config.json``.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,22 @@ from pathlib import Path
 import numpy as np
 
 from .common import (
-    BASELINES, HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, combine_verdicts,
-    existing, image_comparison, load_config, nfe_verdict, train_comparison, write_json,
+    BASELINES,
+    HB_MODELS,
+    HELD,
+    MODEL_NAMES,
+    NOT_ASSESSED,
+    NOT_HELD,
+    PARTLY,
+    Assessment,
+    RunContext,
+    combine_verdicts,
+    existing,
+    image_comparison,
+    load_config,
+    nfe_verdict,
+    train_comparison,
+    write_json,
 )
 from .records import read_csv, write_csv
 
@@ -69,19 +84,26 @@ def _run_trained(ctx: RunContext, out: Path, dataset: str) -> None:
     iters, batch, n_batches = int(ctx["train_iters"]), int(ctx["batch_size"]), int(ctx.get("measure_batches", 2))
     spec = image_comparison(ctx, dataset, tol=float(ctx["train_tol"]), max_batches=iters, epochs=1)
     spec = replace(spec, val=None, metrics=())
-    xs, ys = zip(*(spec.train[i] for i in range(n_batches * batch)))
-    batches = [(torch.stack(xs[i:i + batch]), torch.as_tensor(ys[i:i + batch])) for i in range(0, len(xs), batch)]
+    xs, ys = zip(*(spec.train[i] for i in range(n_batches * batch)), strict=True)
+    batches = [(torch.stack(xs[i : i + batch]), torch.as_tensor(ys[i : i + batch])) for i in range(0, len(xs), batch)]
     rows: list[dict] = []
 
     def measure(name: str, model, run_dir: Path) -> None:
         for tol, fwd, bwd in measure_nfe(model, batches, [float(t) for t in ctx["tols"]]):
-            rows.append({"tol": tol, "model": name, "nfe_forward_mean": fwd, "nfe_backward_mean": bwd,
-                         "backward_per_forward": round(bwd / fwd, 3), "iterations": iters,
-                         "measured_batches": len(batches)})
+            rows.append(
+                {
+                    "tol": tol,
+                    "model": name,
+                    "nfe_forward_mean": fwd,
+                    "nfe_backward_mean": bwd,
+                    "backward_per_forward": round(bwd / fwd, 3),
+                    "iterations": iters,
+                    "measured_batches": len(batches),
+                }
+            )
         write_json(out / "measured.json", rows)
 
-    train_comparison(ctx, spec, out=out / "trained", after_model=measure,
-                     extra={"train_tol": float(ctx["train_tol"])})
+    train_comparison(ctx, spec, out=out / "trained", after_model=measure, extra={"train_tol": float(ctx["train_tol"])})
     write_csv(rows, out / "results.csv")
 
 
@@ -119,10 +141,18 @@ def _aggregate(run: Path, tols: list[float]) -> list[dict]:
             continue
         for r in read_csv(path):
             fwd, bwd = r.get("nfe_forward_mean"), r.get("nfe_backward_mean")
-            rows.append({"tol": tol, "model": r["model"], "nfe_forward_mean": fwd, "nfe_backward_mean": bwd,
-                         "backward_per_forward": round(bwd / fwd, 3) if fwd else None,
-                         "seconds_per_iter": r.get("seconds_per_iter"), "final_loss": r.get("final_loss"),
-                         "iterations": r.get("iterations")})
+            rows.append(
+                {
+                    "tol": tol,
+                    "model": r["model"],
+                    "nfe_forward_mean": fwd,
+                    "nfe_backward_mean": bwd,
+                    "backward_per_forward": round(bwd / fwd, 3) if fwd else None,
+                    "seconds_per_iter": r.get("seconds_per_iter"),
+                    "final_loss": r.get("final_loss"),
+                    "iterations": r.get("iterations"),
+                }
+            )
     return rows
 
 
@@ -142,7 +172,7 @@ def redraw(run_dir: str | Path) -> list[Path]:
         axes[0].plot(tols, fwd, marker="o", ls=linestyle(m), color=color, label=label)
         axes[1].plot(tols, bwd, marker="o", ls=linestyle(m), color=color, label=label)
         axes[2].plot(fwd, bwd, marker="o", ls=linestyle(m), color=color, label=label)
-    for ax, ylabel in zip(axes[:2], ("forward NFE per iteration", "backward NFE per iteration")):
+    for ax, ylabel in zip(axes[:2], ("forward NFE per iteration", "backward NFE per iteration"), strict=True):
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("tolerance (rtol = atol)")
@@ -171,42 +201,74 @@ def assess(run_dir: str | Path) -> Assessment:
         reasons.append(f"tol {tol:g}: NFE claim {v}")
         for k, x in rts.items():
             ratios[f"{k} @ tol {tol:g}"] = x
-    nfe_all = NOT_ASSESSED if not per_tol else (HELD if all(v == HELD for v in per_tol) else
-                                                NOT_HELD if all(v == NOT_HELD for v in per_tol) else PARTLY)
+    nfe_all = (
+        NOT_ASSESSED
+        if not per_tol
+        else (HELD if all(v == HELD for v in per_tol) else NOT_HELD if all(v == NOT_HELD for v in per_tol) else PARTLY)
+    )
     widening = NOT_ASSESSED
     if len(tols) >= 2:
         wins, checks = 0, 0
         for hb in HB_MODELS:
-            loose, tight = ratios.get(f"{MODEL_NAMES[hb]}/NODE forward NFE @ tol {tols[0]:g}"), \
-                ratios.get(f"{MODEL_NAMES[hb]}/NODE forward NFE @ tol {tols[-1]:g}")
+            loose, tight = (
+                ratios.get(f"{MODEL_NAMES[hb]}/NODE forward NFE @ tol {tols[0]:g}"),
+                ratios.get(f"{MODEL_NAMES[hb]}/NODE forward NFE @ tol {tols[-1]:g}"),
+            )
             if loose is None or tight is None:
                 continue
             checks += 1
             wins += tight < loose
-            reasons.append(f"{MODEL_NAMES[hb]}/NODE forward NFE {loose:.3g} at tol {tols[0]:g} -> {tight:.3g} at "
-                           f"tol {tols[-1]:g}: gap {'widens' if tight < loose else 'does not widen'}")
+            reasons.append(
+                f"{MODEL_NAMES[hb]}/NODE forward NFE {loose:.3g} at tol {tols[0]:g} -> {tight:.3g} at "
+                f"tol {tols[-1]:g}: gap {'widens' if tight < loose else 'does not widen'}"
+            )
         if checks:
             widening = HELD if wins == checks else NOT_HELD if wins == 0 else PARTLY
     proportion = NOT_ASSESSED
     if len(tols) >= 2:
         oks = []
         for hb in HB_MODELS:
-            vals = [r["backward_per_forward"] for r in rows
-                    if r["model"] == hb and isinstance(r["backward_per_forward"], (int, float))]
+            vals = [
+                r["backward_per_forward"]
+                for r in rows
+                if r["model"] == hb and isinstance(r["backward_per_forward"], (int, float))
+            ]
             if len(vals) >= 2:
                 cv = float(np.std(vals) / np.mean(vals))
                 oks.append(cv < PROPORTION_CV)
-                reasons.append(f"{MODEL_NAMES[hb]} backward/forward NFE across tolerances "
-                               f"{[round(v, 2) for v in vals]} "
-                               f"(CV {cv:.2f}, {'roughly proportional' if cv < PROPORTION_CV else 'not proportional'})")
+                reasons.append(
+                    f"{MODEL_NAMES[hb]} backward/forward NFE across tolerances "
+                    f"{[round(v, 2) for v in vals]} "
+                    f"(CV {cv:.2f}, {'roughly proportional' if cv < PROPORTION_CV else 'not proportional'})"
+                )
         if oks:
             proportion = HELD if all(oks) else NOT_HELD if not any(oks) else PARTLY
-    reasons.insert(0, f"fewer NFEs at every tolerance: {nfe_all}; gap widens: {widening}; "
-                      f"(G)HBNODE fwd/bwd in proportion: {proportion}")
-    columns = [("tol", "tol"), ("model", "model"), ("nfe_forward_mean", "mean fwd NFE"),
-               ("nfe_backward_mean", "mean bwd NFE"), ("backward_per_forward", "bwd/fwd"),
-               ("seconds_per_iter", "s/iter"), ("final_loss", "final loss")]
-    rows = sorted(rows, key=lambda r: (-r["tol"], list(BASELINES + HB_MODELS).index(r["model"])
-                                       if r["model"] in BASELINES + HB_MODELS else 9))
-    return Assessment(columns, rows, ratios=ratios, verdict=combine_verdicts(nfe_all, widening, proportion),
-                      reasons=reasons, figures=existing(run, ["nfe_vs_tol.png"]))
+    reasons.insert(
+        0,
+        f"fewer NFEs at every tolerance: {nfe_all}; gap widens: {widening}; "
+        f"(G)HBNODE fwd/bwd in proportion: {proportion}",
+    )
+    columns = [
+        ("tol", "tol"),
+        ("model", "model"),
+        ("nfe_forward_mean", "mean fwd NFE"),
+        ("nfe_backward_mean", "mean bwd NFE"),
+        ("backward_per_forward", "bwd/fwd"),
+        ("seconds_per_iter", "s/iter"),
+        ("final_loss", "final loss"),
+    ]
+    rows = sorted(
+        rows,
+        key=lambda r: (
+            -r["tol"],
+            list(BASELINES + HB_MODELS).index(r["model"]) if r["model"] in BASELINES + HB_MODELS else 9,
+        ),
+    )
+    return Assessment(
+        columns,
+        rows,
+        ratios=ratios,
+        verdict=combine_verdicts(nfe_all, widening, proportion),
+        reasons=reasons,
+        figures=existing(run, ["nfe_vs_tol.png"]),
+    )

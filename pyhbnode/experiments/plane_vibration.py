@@ -8,6 +8,7 @@ are saved next to the truth and drawn channel by channel ("learned curves vs tru
 Files: those of :func:`~pyhbnode.experiments.runner.run_comparison` plus ``curves.json`` and
 ``curves.png``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,14 @@ import torch
 from torch import nn
 
 from .common import (
-    Assessment, RunContext, existing, read_json, sequence_comparison, subset, train_comparison, training_assessment,
+    Assessment,
+    RunContext,
+    existing,
+    read_json,
+    sequence_comparison,
+    subset,
+    train_comparison,
+    training_assessment,
     write_json,
 )
 
@@ -58,8 +66,11 @@ def run(ctx: RunContext) -> None:
     if curves.exists():
         curves.unlink()
     windows = int(ctx.get("curve_windows", 3))
-    train_comparison(ctx, sequence_comparison(ctx, "plane_vibration", train, test),
-                     after_model=lambda name, model, out: save_curves(name, model, out, test, windows))
+    train_comparison(
+        ctx,
+        sequence_comparison(ctx, "plane_vibration", train, test),
+        after_model=lambda name, model, out: save_curves(name, model, out, test, windows),
+    )
     redraw(ctx.out)
 
 
@@ -69,8 +80,13 @@ def redraw(run_dir: str | Path) -> list[Path]:
     run = Path(run_dir)
     paths = redraw_training(run, title="plane vibration")
     if (run / "curves.json").exists():
-        paths.append(plot_learned_curves(read_json(run / "curves.json"), run / "curves.png",
-                                         title="plane vibration: one-step predictions on test windows"))
+        paths.append(
+            plot_learned_curves(
+                read_json(run / "curves.json"),
+                run / "curves.png",
+                title="plane vibration: one-step predictions on test windows",
+            )
+        )
     return paths
 
 
@@ -89,8 +105,14 @@ def plot_learned_curves(saved: dict, path: Path, *, title: str = "", channels=CH
             ax.plot(stamps[:, w], truth[:, w, c], color="k", lw=1.6, label="truth" if w == 0 else None)
             for m, pred in saved.get("models", {}).items():
                 label, color = MODEL_STYLE.get(m, (m, None))
-                ax.plot(stamps[:, w], np.asarray(pred)[:, w, c], color=color, lw=1.0, alpha=0.85,
-                        label=label if w == 0 else None)
+                ax.plot(
+                    stamps[:, w],
+                    np.asarray(pred)[:, w, c],
+                    color=color,
+                    lw=1.0,
+                    alpha=0.85,
+                    label=label if w == 0 else None,
+                )
         ax.set_ylabel(channels[c] if c < len(channels) else f"ch {c}", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].legend(frameon=False, fontsize=7, ncol=6)
@@ -101,8 +123,9 @@ def plot_learned_curves(saved: dict, path: Path, *, title: str = "", channels=CH
 
 
 def assess(run_dir: str | Path) -> Assessment:
-    a = training_assessment(run_dir, metric="final_val_loss", metric_label="test MSE", higher_is_better=False,
-                            rel_tol=MSE_SLACK)
+    a = training_assessment(
+        run_dir, metric="final_val_loss", metric_label="test MSE", higher_is_better=False, rel_tol=MSE_SLACK
+    )
     a.columns.insert(-1, ("final_train_loss", "train MSE"))
     a.figures += existing(run_dir, ["curves.png"])
     return a

@@ -1,9 +1,10 @@
 """Figures in the paper's layout, drawn from saved results so that ``pyhbnode plot`` can
 redraw any run without retraining."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import matplotlib
 
@@ -13,12 +14,29 @@ import numpy as np  # noqa: E402
 
 from ..zoo import NAMES, PAPER_MODELS  # noqa: E402
 
-__all__ = ["MODEL_STYLE", "linestyle", "save_figure", "smooth", "plot_curves", "plot_nfe", "plot_scatter_panels", "plot_trajectories"]
+__all__ = [
+    "MODEL_STYLE",
+    "linestyle",
+    "save_figure",
+    "smooth",
+    "plot_curves",
+    "plot_nfe",
+    "plot_scatter_panels",
+    "plot_trajectories",
+]
 
 # One colour per model across every figure, as in the paper (HB variants in warm colours); the
 # momentum family's three in colours none of the five uses.
-_COLOURS = {"node": "tab:blue", "anode": "tab:green", "sonode": "tab:purple", "hbnode": "tab:red",
-            "ghbnode": "tab:orange", "nesterovnode": "tab:brown", "gnesterovnode": "tab:pink", "adamnode": "tab:cyan"}
+_COLOURS = {
+    "node": "tab:blue",
+    "anode": "tab:green",
+    "sonode": "tab:purple",
+    "hbnode": "tab:red",
+    "ghbnode": "tab:orange",
+    "nesterovnode": "tab:brown",
+    "gnesterovnode": "tab:pink",
+    "adamnode": "tab:cyan",
+}
 MODEL_STYLE = {m: (NAMES[m], colour) for m, colour in _COLOURS.items()}
 
 
@@ -61,8 +79,14 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 def plot_curves(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path: Path, *, xlabel: str, ylabel: str, title: str = "", logy: bool = False,
-    window: int = 1, band: Mapping[str, Sequence[float]] | None = None,
+    path: Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logy: bool = False,
+    window: int = 1,
+    band: Mapping[str, Sequence[float]] | None = None,
 ) -> Path:
     """One line per model: ``series[model] = (x, y)``; ``band[model]`` an optional ± band."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -86,7 +110,11 @@ def plot_curves(
 
 def plot_nfe(
     series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
-    path: Path, *, xlabel: str = "iteration", title: str = "", window: int = 1,
+    path: Path,
+    *,
+    xlabel: str = "iteration",
+    title: str = "",
+    window: int = 1,
 ) -> Path:
     """Forward and backward NFE side by side: ``series[model] = (x, nfe_fwd, nfe_bwd)``."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharex=True)
@@ -94,7 +122,7 @@ def plot_nfe(
         name, color = _label(model)
         axes[0].plot(x, smooth(fwd, window), label=name, color=color, ls=linestyle(model), lw=1.6)
         axes[1].plot(x, smooth(bwd, window), label=name, color=color, ls=linestyle(model), lw=1.6)
-    for ax, what in zip(axes, ("forward NFE", "backward NFE")):
+    for ax, what in zip(axes, ("forward NFE", "backward NFE"), strict=True):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(_smoothed(what, window))
         ax.grid(alpha=0.3)
@@ -105,11 +133,14 @@ def plot_nfe(
 
 
 def plot_scatter_panels(
-    panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, *, title: str = "",
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    *,
+    title: str = "",
 ) -> Path:
     """One panel per model: points ``(N, 2)`` coloured by label ``(N,)`` (Fig. 5's layout)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.2), squeeze=False)
-    for ax, (model, (points, labels)) in zip(axes[0], panels.items()):
+    for ax, (model, (points, labels)) in zip(axes[0], panels.items(), strict=True):
         points, labels = np.asarray(points), np.asarray(labels).reshape(-1)
         inner = labels < 0
         ax.scatter(points[inner, 0], points[inner, 1], s=9, c="tab:blue", label="inner")
@@ -124,15 +155,20 @@ def plot_scatter_panels(
 
 
 def plot_trajectories(
-    panels: Iterable[tuple[str, Mapping[str, np.ndarray]]], path: Path,
-    *, contours: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None, title: str = "",
+    panels: Iterable[tuple[str, Mapping[str, np.ndarray]]],
+    path: Path,
+    *,
+    contours: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    title: str = "",
 ) -> Path:
     """2-D paths, one panel per entry: ``(panel title, {label: (N, 2) path})``; optional
     contour data ``(X, Y, Z)`` per panel (e.g. the objective of Fig. 2)."""
     panels = list(panels)
-    contours = list(contours) if contours is not None else [None] * len(panels)
+    per_panel: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = (
+        list(contours) if contours is not None else [None] * len(panels)
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    for ax, (name, paths), cont in zip(axes[0], panels, contours):
+    for ax, (name, paths), cont in zip(axes[0], panels, per_panel, strict=True):
         if cont is not None:
             X, Y, Z = cont
             ax.contour(X, Y, Z, levels=30, cmap="Greys", linewidths=0.6)

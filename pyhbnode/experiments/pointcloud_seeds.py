@@ -8,16 +8,27 @@ Files: ``seed-<k>/`` (each a complete point-cloud run: ``results.csv``, ``histor
 model: means and standard deviations over seeds), ``nfe_forward.png``, ``nfe_backward.png``,
 ``loss.png`` (mean ± std bands), ``config.json``.
 """
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import pointcloud
 from .common import (
-    HB_MODELS, HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, PARTLY, Assessment, RunContext, complete_row, existing,
+    HB_MODELS,
+    HELD,
+    MODEL_NAMES,
+    NOT_ASSESSED,
+    NOT_HELD,
+    PARTLY,
+    Assessment,
+    RunContext,
+    complete_row,
+    existing,
     training_assessment,
 )
 from .family import adam_loss, nesterov_separation
@@ -29,13 +40,22 @@ __all__ = ["ZERO_LOSS", "run", "redraw", "assess"]
 # A final training loss below this counts as "driven to zero" (MSE on ±1 labels).
 ZERO_LOSS = 1e-2
 
-_MEAN_KEYS = ("parameters", "iterations", "nfe_forward_mean", "nfe_backward_mean", "seconds_per_iter",
-              "seconds_per_epoch", "final_loss", "final_train_sign_accuracy")
+_MEAN_KEYS = (
+    "parameters",
+    "iterations",
+    "nfe_forward_mean",
+    "nfe_backward_mean",
+    "seconds_per_iter",
+    "seconds_per_epoch",
+    "final_loss",
+    "final_train_sign_accuracy",
+)
 
 
 def _seed_dirs(run: Path) -> list[Path]:
-    return sorted((p for p in run.glob("seed-*") if (p / "results.csv").exists()),
-                  key=lambda p: int(p.name.split("-")[1]))
+    return sorted(
+        (p for p in run.glob("seed-*") if (p / "results.csv").exists()), key=lambda p: int(p.name.split("-")[1])
+    )
 
 
 def _single(run: Path) -> bool:
@@ -46,8 +66,9 @@ def _single(run: Path) -> bool:
 def run(ctx: RunContext) -> None:
     started = time.time()
     out = ctx.out_dir()
-    settings = dict(iters=int(ctx["iters"]), tol=float(ctx["tol"]), solver=ctx.solver, progress=ctx.progress,
-                    preset=ctx.preset)
+    settings: dict[str, Any] = dict(
+        iters=int(ctx["iters"]), tol=float(ctx["tol"]), solver=ctx.solver, progress=ctx.progress, preset=ctx.preset
+    )
     if ctx["seeds"] is None:
         rows = pointcloud.run(list(ctx.models), out, seed=ctx.seed, extra_config=ctx.identity(), **settings)
         write_csv([_with_seed_counts(r) for r in rows], out / "results.csv")
@@ -78,8 +99,9 @@ def _aggregate(run: Path) -> list[dict]:
                 row[key] = round(float(np.mean(vals)), 5)
                 if key not in ("parameters", "iterations"):
                     row[key + "_std"] = round(float(np.std(vals)), 5)
-        row["seeds_zero_loss"] = sum(1 for r in rows if isinstance(r.get("final_loss"), (int, float))
-                                     and r["final_loss"] < ZERO_LOSS)
+        row["seeds_zero_loss"] = sum(
+            1 for r in rows if isinstance(r.get("final_loss"), (int, float)) and r["final_loss"] < ZERO_LOSS
+        )
         out.append(row)
     return out
 
@@ -98,9 +120,11 @@ def redraw(run_dir: str | Path) -> list[Path]:
     if not histories:  # the one-seed layout: its own figures are the run's
         return paths
     models = list(dict.fromkeys(line["model"] for lines in histories.values() for line in lines))
-    for key, name, label, logy in (("nfe_forward", "nfe_forward.png", "forward NFE per iteration", False),
-                                   ("nfe_backward", "nfe_backward.png", "backward NFE per iteration", False),
-                                   ("loss", "loss.png", "training loss", True)):
+    for key, name, label, logy in (
+        ("nfe_forward", "nfe_forward.png", "forward NFE per iteration", False),
+        ("nfe_backward", "nfe_backward.png", "backward NFE per iteration", False),
+        ("loss", "loss.png", "training loss", True),
+    ):
         series, band = {}, {}
         for m in models:
             curves = [[line[key] for line in lines if line["model"] == m] for lines in histories.values()]
@@ -114,9 +138,18 @@ def redraw(run_dir: str | Path) -> list[Path]:
         window = max(1, max((len(x) for x, _ in series.values()), default=1) // 30)
         # a ± std band is meaningless on a log axis (mean - std < 0): the loss shows the mean only
         what = "mean" if logy else "mean ± std"
-        paths.append(plot_curves(series, run / name, xlabel="iteration", ylabel=label, logy=logy,
-                                 band=None if logy else band, window=window,
-                                 title=f"point cloud: {what} over {len(histories)} seed(s)"))
+        paths.append(
+            plot_curves(
+                series,
+                run / name,
+                xlabel="iteration",
+                ylabel=label,
+                logy=logy,
+                band=None if logy else band,
+                window=window,
+                title=f"point cloud: {what} over {len(histories)} seed(s)",
+            )
+        )
     return paths
 
 
@@ -125,15 +158,19 @@ def _separation_check(rows: list[dict]) -> tuple[str, list[str]]:
     if "node" not in by or not any(m in by for m in HB_MODELS):
         return NOT_ASSESSED, ["the separation claim needs NODE and a (G)HBNODE"]
     node = by["node"]
-    reasons = [f"NODE reached loss < {ZERO_LOSS:g} on {node['seeds_zero_loss']} of {node['seeds']} seeds "
-               f"(final loss {node.get('final_loss')})"]
+    reasons = [
+        f"NODE reached loss < {ZERO_LOSS:g} on {node['seeds_zero_loss']} of {node['seeds']} seeds "
+        f"(final loss {node.get('final_loss')})"
+    ]
     hb_ok = []
     for m in HB_MODELS:
         if m in by:
             r = by[m]
             hb_ok.append(r["seeds_zero_loss"] == r["seeds"])
-            reasons.append(f"{MODEL_NAMES[m]} reached loss < {ZERO_LOSS:g} on {r['seeds_zero_loss']} of "
-                           f"{r['seeds']} seeds (final loss {r.get('final_loss')})")
+            reasons.append(
+                f"{MODEL_NAMES[m]} reached loss < {ZERO_LOSS:g} on {r['seeds_zero_loss']} of "
+                f"{r['seeds']} seeds (final loss {r.get('final_loss')})"
+            )
     node_fails = node["seeds_zero_loss"] == 0
     score = [node_fails] + hb_ok
     return (HELD if all(score) else NOT_HELD if not any(score) else PARTLY), reasons
@@ -141,12 +178,22 @@ def _separation_check(rows: list[dict]) -> tuple[str, list[str]]:
 
 def assess(run_dir: str | Path) -> Assessment:
     run = Path(run_dir)
-    a = training_assessment(run, metric="final_loss", metric_label="final training loss", higher_is_better=False,
-                            abs_tol=ZERO_LOSS, rel_tol=0.1, figures=("nfe_forward.png", "nfe_backward.png", "loss.png"),
-                            extra_checks=_separation_check)
+    a = training_assessment(
+        run,
+        metric="final_loss",
+        metric_label="final training loss",
+        higher_is_better=False,
+        abs_tol=ZERO_LOSS,
+        rel_tol=0.1,
+        figures=("nfe_forward.png", "nfe_backward.png", "loss.png"),
+        extra_checks=_separation_check,
+    )
     a.columns = [c for c in a.columns if c[0] != "seconds_per_epoch"] + [
-        ("seconds_per_iter", "s/iter"), ("final_train_sign_accuracy", "train accuracy"), ("seeds", "seeds"),
-        ("seeds_zero_loss", f"seeds loss<{ZERO_LOSS:g}")]
+        ("seconds_per_iter", "s/iter"),
+        ("final_train_sign_accuracy", "train accuracy"),
+        ("seeds", "seeds"),
+        ("seeds_zero_loss", f"seeds loss<{ZERO_LOSS:g}"),
+    ]
     a.claims = nesterov_separation(a.rows, ZERO_LOSS) + adam_loss(a.rows)
     if _single(run):
         a.figures = existing(run, ["nfe.png", "loss.png", "separation.png"])

@@ -1,11 +1,12 @@
 """Reading and writing run results: CSV tables, JSON-lines histories, run metadata."""
+
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from ..training.checkpoint import writable_dir  # re-exported: one check for every output folder
 from ..training.history import write_csv  # re-exported: one CSV writer for every table

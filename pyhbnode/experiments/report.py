@@ -8,14 +8,15 @@ scale, preset, seed, machine, threads, versions, wall time).  Where one experime
 scale under both zoo presets (``paper`` and ``authors``), a closing section sets the two side by
 side: the verdicts and each model's NFE and metric, flagging where they disagree.
 """
+
 from __future__ import annotations
 
 import html as _html
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .. import zoo
 from . import registry
@@ -51,8 +52,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
         if len(found) == before:
             empty.append(str(p))
     if empty:
-        raise ValueError(f"no reproduce runs found in {', '.join(empty)} (a run directory holds a config.json "
-                         "naming its experiment, here or up to two levels below); point report at run directories")
+        raise ValueError(
+            f"no reproduce runs found in {', '.join(empty)} (a run directory holds a config.json "
+            "naming its experiment, here or up to two levels below); point report at run directories"
+        )
     order = {n: i for i, n in enumerate(registry.names())}
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda d: (order.get(_name(d), 99), str(d)))
@@ -71,8 +74,12 @@ def assess_run(run_dir: str | Path) -> RunSection:
     return RunSection(run, exp, config, exp.assess(run))
 
 
-VERDICT_MARK = {"held": "✅ held", "partly held": "🟡 partly held", "not held": "❌ not held",
-                "not assessed": "— not assessed"}
+VERDICT_MARK = {
+    "held": "✅ held",
+    "partly held": "🟡 partly held",
+    "not held": "❌ not held",
+    "not assessed": "— not assessed",
+}
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -94,14 +101,20 @@ def _run_facts(cfg: dict) -> list[tuple[str, str]]:
     skipped = cfg.get("skipped_models") or {}
     facts = [("models skipped", "; ".join(f"{m}: {why}" for m, why in skipped.items()))] if skipped else []
     return facts + [
-        ("command", f"`{cfg.get('command', '')}`"), ("scale", str(cfg.get("scale", "-"))),
+        ("command", f"`{cfg.get('command', '')}`"),
+        ("scale", str(cfg.get("scale", "-"))),
         ("preset", preset_of(cfg)),
-        ("seed", str(cfg.get("seed", "-"))), ("backend", str(cfg.get("backend", "-"))),
-        ("device", str(cfg.get("device", "-"))), ("machine", str(cfg.get("machine", "-"))),
+        ("seed", str(cfg.get("seed", "-"))),
+        ("backend", str(cfg.get("backend", "-"))),
+        ("device", str(cfg.get("device", "-"))),
+        ("machine", str(cfg.get("machine", "-"))),
         ("torch threads", str(cfg.get("torch_threads", "-"))),
-        ("versions", f"pyhbnode {cfg.get('pyhbnode', '?')}, torch {cfg.get('torch', '?')}, "
-                     f"python {cfg.get('python', '?')}"),
-        ("wall time", _wall_time(cfg)), ("date", str(cfg.get("date", "-"))),
+        (
+            "versions",
+            f"pyhbnode {cfg.get('pyhbnode', '?')}, torch {cfg.get('torch', '?')}, python {cfg.get('python', '?')}",
+        ),
+        ("wall time", _wall_time(cfg)),
+        ("date", str(cfg.get("date", "-"))),
     ]
 
 
@@ -116,8 +129,13 @@ def _claims_md(a: Assessment) -> list[str]:
     """The momentum family's claims on this run: a table, then each verdict's reasons."""
     if not a.claims:
         return []
-    lines = ["", "**Momentum-family claims** (judged on this run's results):", "",
-             "| paper | claim | verdict |", "|---|---|---|"]
+    lines = [
+        "",
+        "**Momentum-family claims** (judged on this run's results):",
+        "",
+        "| paper | claim | verdict |",
+        "|---|---|---|",
+    ]
     lines += [f"| {c.paper} | {c.claim} | {VERDICT_MARK.get(c.verdict, c.verdict)} |" for c in a.claims]
     lines.append("")
     for c in a.claims:
@@ -129,32 +147,53 @@ def _claims_summary_md(sections: Sequence[RunSection]) -> list[str]:
     rows = [(s, c) for s in sections for c in s.assessment.claims]
     if not rows:
         return []
-    lines = ["", "Momentum-family claims over these runs:", "", "| experiment | paper | claim | verdict |",
-             "|---|---|---|---|"]
-    lines += [f"| [{_label(s)}](#{_anchor(s)}) | {c.paper} | {c.claim} | {VERDICT_MARK.get(c.verdict, c.verdict)} |"
-              for s, c in rows]
+    lines = [
+        "",
+        "Momentum-family claims over these runs:",
+        "",
+        "| experiment | paper | claim | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| [{_label(s)}](#{_anchor(s)}) | {c.paper} | {c.claim} | {VERDICT_MARK.get(c.verdict, c.verdict)} |"
+        for s, c in rows
+    ]
     return lines
 
 
 def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyhbnode: reproducing the paper") -> str:
     base = out.parent
-    lines = [f"# {title}", "",
-             "Each section is one `pyhbnode reproduce` run: the paper's claim, what we measured and whether the "
-             "claim held on this run. Verdicts on quick runs (subsampled data, a few iterations) say what the "
-             "pipeline measured at that scale, not what the full experiment would show.", "",
-             "| experiment | paper | scale | preset | wall time | verdict |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        "Each section is one `pyhbnode reproduce` run: the paper's claim, what we measured and whether the "
+        "claim held on this run. Verdicts on quick runs (subsampled data, a few iterations) say what the "
+        "pipeline measured at that scale, not what the full experiment would show.",
+        "",
+        "| experiment | paper | scale | preset | wall time | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in sections:
-        lines.append(f"| [{_label(s)}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
-                     f"{preset_of(s.config)} | "
-                     f"{_wall_time(s.config)} | "
-                     f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |")
+        lines.append(
+            f"| [{_label(s)}](#{_anchor(s)}) | {s.experiment.figure} | {s.config.get('scale', '-')} | "
+            f"{preset_of(s.config)} | "
+            f"{_wall_time(s.config)} | "
+            f"{VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict)} |"
+        )
     lines += _claims_summary_md(sections)
     for s in sections:
         e, a = s.experiment, s.assessment
         where = "" if s.run_dir.name == e.name else f", run `{s.run_dir.name}`"
-        lines += ["", f"## {e.figure}: {e.title} (`{e.name}`{where})", f'<a id="{_anchor(s)}"></a>', "",
-                  f"**Paper's claim.** {e.claim}", "",
-                  f"**Verdict: {VERDICT_MARK.get(a.verdict, a.verdict)}.**", ""]
+        lines += [
+            "",
+            f"## {e.figure}: {e.title} (`{e.name}`{where})",
+            f'<a id="{_anchor(s)}"></a>',
+            "",
+            f"**Paper's claim.** {e.claim}",
+            "",
+            f"**Verdict: {VERDICT_MARK.get(a.verdict, a.verdict)}.**",
+            "",
+        ]
         lines += [f"- {r}" for r in a.reasons]
         lines += _claims_md(a)
         if a.ratios:
@@ -173,8 +212,14 @@ def render_markdown(sections: Sequence[RunSection], out: Path, title: str = "pyh
 
 
 # Columns compared across presets, when a run's table has them.
-_COMPARED = (("nfe_forward_mean", "fwd NFE"), ("nfe_backward_mean", "bwd NFE"), ("final_val_accuracy", "test accuracy"),
-             ("final_val_loss", "test loss"), ("final_loss", "final loss"), ("seeds_zero_loss", "seeds separated"))
+_COMPARED = (
+    ("nfe_forward_mean", "fwd NFE"),
+    ("nfe_backward_mean", "bwd NFE"),
+    ("final_val_accuracy", "test accuracy"),
+    ("final_val_loss", "test loss"),
+    ("final_loss", "final loss"),
+    ("seeds_zero_loss", "seeds separated"),
+)
 
 
 def _row_label(row: dict) -> str:
@@ -198,7 +243,7 @@ def _borrowed_baselines(paper: RunSection, authors: RunSection) -> list[str]:
     have = {r.get("model") for r in authors.assessment.rows}
     rows = paper.assessment.rows
     models = [r.get("model") for r in rows]
-    missing = [m for m in models if m not in have]
+    missing = [m for m in models if m is not None and m not in have]
     if not missing or task is None or len(set(models)) != len(models):
         return []
     if not all(zoo.same_in_both_presets(task, m) for m in missing):
@@ -206,9 +251,14 @@ def _borrowed_baselines(paper: RunSection, authors: RunSection) -> list[str]:
     merged = list(authors.assessment.rows) + [r for r in rows if r.get("model") in missing]
     verdict, reasons, ratios = nfe_verdict(merged)
     names = ", ".join(MODEL_NAMES.get(m, m) for m in missing)
-    return [f"With the paper run's {names} (the same modules, seed and batches under both presets), the "
-            f"authors' NFE claim is {VERDICT_MARK.get(verdict, verdict)}: " + "; ".join(reasons)
-            + (" (" + "; ".join(f"{k} = {fmt(v, 3)}" for k, v in ratios.items()) + ")" if ratios else "") + ".", ""]
+    return [
+        f"With the paper run's {names} (the same modules, seed and batches under both presets), the "
+        f"authors' NFE claim is {VERDICT_MARK.get(verdict, verdict)}: "
+        + "; ".join(reasons)
+        + (" (" + "; ".join(f"{k} = {fmt(v, 3)}" for k, v in ratios.items()) + ")" if ratios else "")
+        + ".",
+        "",
+    ]
 
 
 def preset_comparison(sections: Sequence[RunSection]) -> list[str]:
@@ -220,20 +270,31 @@ def preset_comparison(sections: Sequence[RunSection]) -> list[str]:
     pairs = [(key, g["paper"], g["authors"]) for key, g in groups.items() if "paper" in g and "authors" in g]
     if not pairs:
         return []
-    lines = ["", "## Paper preset vs authors' preset", "",
-             "Runs of one experiment at one scale under both zoo presets (`paper`: Appendix E as written; "
-             "`authors`: the settings of the authors' code). A model's numbers are flagged **differ** when the "
-             "verdict differs or a number moves by more than 10%.", ""]
+    lines = [
+        "",
+        "## Paper preset vs authors' preset",
+        "",
+        "Runs of one experiment at one scale under both zoo presets (`paper`: Appendix E as written; "
+        "`authors`: the settings of the authors' code). A model's numbers are flagged **differ** when the "
+        "verdict differs or a number moves by more than 10%.",
+        "",
+    ]
     for (name, scale, _), paper, authors in pairs:
         flag = "same verdict" if paper.assessment.verdict == authors.assessment.verdict else "**verdicts differ**"
-        lines += [f"### {name} ({scale})", "",
-                  f"Verdict: paper preset {VERDICT_MARK.get(paper.assessment.verdict)}, authors' preset "
-                  f"{VERDICT_MARK.get(authors.assessment.verdict)} ({flag}).", ""]
+        lines += [
+            f"### {name} ({scale})",
+            "",
+            f"Verdict: paper preset {VERDICT_MARK.get(paper.assessment.verdict)}, authors' preset "
+            f"{VERDICT_MARK.get(authors.assessment.verdict)} ({flag}).",
+            "",
+        ]
         lines += _borrowed_baselines(paper, authors)
         by = {p: {_row_label(r): r for r in s.assessment.rows} for p, s in (("paper", paper), ("authors", authors))}
         keys = [(k, h) for k, h in _COMPARED if any(k in r for r in paper.assessment.rows)]
-        lines += ["| model | " + " | ".join(f"{h} (paper / authors)" for _, h in keys) + " | |",
-                  "|---|" + "---|" * (len(keys) + 1)]
+        lines += [
+            "| model | " + " | ".join(f"{h} (paper / authors)" for _, h in keys) + " | |",
+            "|---|" + "---|" * (len(keys) + 1),
+        ]
         for label in dict.fromkeys(list(by["paper"]) + list(by["authors"])):
             a, b = by["paper"].get(label, {}), by["authors"].get(label, {})
             cells, differ = [], False
@@ -260,33 +321,44 @@ def _anchor(s: RunSection) -> str:
 def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnode: reproducing the paper") -> str:
     esc = _html.escape
     base = out.parent
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}"
-             ".held{color:#070}.partly{color:#a60}.not{color:#a00}</style></head><body>",
-             f"<h1>{esc(title)}</h1>", "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>preset</th>"
-             "<th>wall time</th><th>verdict</th></tr>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}"
+        ".held{color:#070}.partly{color:#a60}.not{color:#a00}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<table><tr><th>experiment</th><th>paper</th><th>scale</th><th>preset</th>"
+        "<th>wall time</th><th>verdict</th></tr>",
+    ]
     for s in sections:
-        parts.append(f"<tr><td><a href='#{_anchor(s)}'>{esc(_label(s))}</a></td>"
-                     f"<td>{esc(s.experiment.figure)}</td>"
-                     f"<td>{esc(str(s.config.get('scale', '-')))}</td><td>{esc(preset_of(s.config))}</td>"
-                     f"<td>{_wall_time(s.config)}</td>"
-                     f"<td>{esc(VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict))}</td></tr>")
+        parts.append(
+            f"<tr><td><a href='#{_anchor(s)}'>{esc(_label(s))}</a></td>"
+            f"<td>{esc(s.experiment.figure)}</td>"
+            f"<td>{esc(str(s.config.get('scale', '-')))}</td><td>{esc(preset_of(s.config))}</td>"
+            f"<td>{_wall_time(s.config)}</td>"
+            f"<td>{esc(VERDICT_MARK.get(s.assessment.verdict, s.assessment.verdict))}</td></tr>"
+        )
     parts.append("</table>")
     for s in sections:
         e, a = s.experiment, s.assessment
-        parts += [f"<h2 id='{_anchor(s)}'>{esc(e.figure)}: {esc(e.title)} (<code>{esc(e.name)}</code>)</h2>",
-                  f"<p><b>Paper's claim.</b> {esc(e.claim)}</p>",
-                  f"<p><b>Verdict: {esc(VERDICT_MARK.get(a.verdict, a.verdict))}.</b></p><ul>"]
+        parts += [
+            f"<h2 id='{_anchor(s)}'>{esc(e.figure)}: {esc(e.title)} (<code>{esc(e.name)}</code>)</h2>",
+            f"<p><b>Paper's claim.</b> {esc(e.claim)}</p>",
+            f"<p><b>Verdict: {esc(VERDICT_MARK.get(a.verdict, a.verdict))}.</b></p><ul>",
+        ]
         parts += [f"<li>{esc(r)}</li>" for r in a.reasons]
         parts.append("</ul>")
         if a.claims:
-            parts.append("<p><b>Momentum-family claims</b> (judged on this run's results):</p>"
-                         "<table><tr><th>paper</th><th>claim</th><th>verdict</th><th>reasons</th></tr>")
-            parts += [f"<tr><td>{esc(c.paper)}</td><td>{esc(c.claim)}</td>"
-                      f"<td>{esc(VERDICT_MARK.get(c.verdict, c.verdict))}</td><td>{esc('; '.join(c.reasons))}</td></tr>"
-                      for c in a.claims]
+            parts.append(
+                "<p><b>Momentum-family claims</b> (judged on this run's results):</p>"
+                "<table><tr><th>paper</th><th>claim</th><th>verdict</th><th>reasons</th></tr>"
+            )
+            parts += [
+                f"<tr><td>{esc(c.paper)}</td><td>{esc(c.claim)}</td>"
+                f"<td>{esc(VERDICT_MARK.get(c.verdict, c.verdict))}</td><td>{esc('; '.join(c.reasons))}</td></tr>"
+                for c in a.claims
+            ]
             parts.append("</table>")
         if a.ratios:
             ratios = "; ".join(f"{esc(k)} = {esc(fmt(v, 3))}" for k, v in a.ratios.items())
@@ -303,8 +375,13 @@ def render_html(sections: Sequence[RunSection], out: Path, title: str = "pyhbnod
     return "\n".join(parts)
 
 
-def build_report(paths: Iterable[str | Path], out: str | Path = "report.md", *, html: bool = False,
-                 title: str = "pyhbnode: reproducing the paper") -> list[Path]:
+def build_report(
+    paths: Iterable[str | Path],
+    out: str | Path = "report.md",
+    *,
+    html: bool = False,
+    title: str = "pyhbnode: reproducing the paper",
+) -> list[Path]:
     """Write the report for the runs found under ``paths``; returns the files written."""
     runs = find_runs(paths)
     out = Path(out)

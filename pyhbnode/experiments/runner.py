@@ -1,23 +1,25 @@
 """One runner for every training comparison: build each model from the zoo, train it with
 ``fit``, and write ``results.csv``, ``history.jsonl``, ``config.json`` and the NFE/loss
 figures.  Task specifics (data, loss, settings) arrive as a :class:`Comparison` value."""
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import zoo
-from ..solving import SolverOptions
 from ..layers import solver_layers
+from ..solving import SolverOptions
 from ..training.metadata import with_wall_time
 from .plots import plot_curves, plot_nfe
-from .records import read_jsonl, run_metadata, write_csv, write_jsonl, writable_dir
+from .records import read_jsonl, run_metadata, writable_dir, write_csv, write_jsonl
 
 __all__ = ["Comparison", "run_comparison", "redraw_training"]
 
@@ -87,8 +89,8 @@ def run_comparison(
     results rows.
     """
     from ..solving import SolverError
-    from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
     from ..solving.backends.native.compiled import compile_times
+    from ..training import TrainingDiverged, fit  # training is a floor above the zoo; import on use
 
     unknown = [m for m in models if m not in zoo.MODELS]
     if unknown:
@@ -100,22 +102,35 @@ def run_comparison(
     compiling: dict[str, dict] = {}  # per model: fit's compile decision and the compile time it cost
     for name in models:
         torch.manual_seed(seed)
-        model = zoo.build(spec.task, name, preset=spec.preset, field_kwargs=spec.field_kwargs.get(name),
-                          **spec.build_kwargs, **solver)
+        model = zoo.build(
+            spec.task, name, preset=spec.preset, field_kwargs=spec.field_kwargs.get(name), **spec.build_kwargs, **solver
+        )
         n_compiled = len(compile_times())
         try:
             history = fit(
-                model, spec.train, val_data=spec.val, loss=spec.loss, metrics=tuple(spec.metrics),
-                epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed,
-                checkpoint_dir=out / "checkpoints" / name, resume=resume, progress=progress,
-                max_batches=spec.max_batches, **spec.fit_kwargs,
+                model,
+                spec.train,
+                val_data=spec.val,
+                loss=spec.loss,
+                metrics=tuple(spec.metrics),
+                epochs=spec.epochs,
+                lr=spec.lr,
+                batch_size=spec.batch_size,
+                seed=seed,
+                checkpoint_dir=out / "checkpoints" / name,
+                resume=resume,
+                progress=progress,
+                max_batches=spec.max_batches,
+                **spec.fit_kwargs,
             )
         except (TrainingDiverged, SolverError) as err:
             # One model blowing up (SONODE on Walker2D, say) is a result, not the end of the run.
             rows.append({"model": name, "parameters": count_parameters(model), "status": f"failed: {err}"})
             continue
-        compiling[name] = {"compile": sorted({str(layer.options.compile) for layer in solver_layers(model)}),
-                           "compile_seconds": round(sum(t for _, _, t in compile_times()[n_compiled:]), 2)}
+        compiling[name] = {
+            "compile": sorted({str(layer.options.compile) for layer in solver_layers(model)}),
+            "compile_seconds": round(sum(t for _, _, t in compile_times()[n_compiled:]), 2),
+        }
         batches, epochs = history.batch_records(), history.epoch_records()
         rows.append({"model": name, "parameters": count_parameters(model), "status": "ok", **history.summary()})
         batch_lines += [{"model": name, "iteration": i, **b} for i, b in enumerate(batches)]
@@ -125,12 +140,16 @@ def run_comparison(
     write_csv(rows, out / "results.csv")
     write_jsonl(batch_lines, out / "history.jsonl")
     write_jsonl(epoch_lines, out / "epochs.jsonl")
-    config = run_metadata(settings=spec.settings(), models=list(models), seed=seed,
-                          backend=SolverOptions.from_kwargs(zoo.task_spec(spec.task).solver, **solver).backend,
-                          device=str(spec.fit_kwargs.get("device", "cpu")),
-                          solver_options={k: str(v) for k, v in solver.items()},
-                          compiled=compiling,
-                          **(extra_config or {}))
+    config = run_metadata(
+        settings=spec.settings(),
+        models=list(models),
+        seed=seed,
+        backend=SolverOptions.from_kwargs(zoo.task_spec(spec.task).solver, **solver).backend,
+        device=str(spec.fit_kwargs.get("device", "cpu")),
+        solver_options={k: str(v) for k, v in solver.items()},
+        compiled=compiling,
+        **(extra_config or {}),
+    )
     config = with_wall_time(config, out / "config.json", time.time() - started)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     redraw_training(out)
@@ -148,18 +167,38 @@ def redraw_training(run_dir: str | Path, title: str | None = None) -> list[Path]
     by_model = {m: [line for line in lines if line["model"] == m] for m in models}
     window = max(1, max((len(v) for v in by_model.values()), default=1) // 30)
     paths = [
-        plot_nfe({m: ([r["iteration"] for r in v], [r["nfe_forward"] for r in v], [r["nfe_backward"] for r in v])
-                  for m, v in by_model.items()}, run / "nfe.png", title=title or "", window=window),
-        plot_curves({m: ([r["iteration"] for r in v], [r["loss"] for r in v]) for m, v in by_model.items()},
-                    run / "loss.png", xlabel="iteration", ylabel="training loss", title=title or "",
-                    logy=True, window=window),
+        plot_nfe(
+            {
+                m: ([r["iteration"] for r in v], [r["nfe_forward"] for r in v], [r["nfe_backward"] for r in v])
+                for m, v in by_model.items()
+            },
+            run / "nfe.png",
+            title=title or "",
+            window=window,
+        ),
+        plot_curves(
+            {m: ([r["iteration"] for r in v], [r["loss"] for r in v]) for m, v in by_model.items()},
+            run / "loss.png",
+            xlabel="iteration",
+            ylabel="training loss",
+            title=title or "",
+            logy=True,
+            window=window,
+        ),
     ]
     epochs_file = run / "epochs.jsonl"
     if epochs_file.exists():
         epochs = read_jsonl(epochs_file)
-        keys = sorted({k for e in epochs for k in e if k.startswith(("val_", "test_")) and isinstance(e[k], (int, float))})
+        keys = sorted(
+            {k for e in epochs for k in e if k.startswith(("val_", "test_")) and isinstance(e[k], (int, float))}
+        )
         for key in keys[:1]:
-            series = {m: ([e["epoch"] for e in epochs if e["model"] == m and key in e],
-                          [e[key] for e in epochs if e["model"] == m and key in e]) for m in models}
+            series = {
+                m: (
+                    [e["epoch"] for e in epochs if e["model"] == m and key in e],
+                    [e[key] for e in epochs if e["model"] == m and key in e],
+                )
+                for m in models
+            }
             paths.append(plot_curves(series, run / "metrics.png", xlabel="epoch", ylabel=key, title=title or ""))
     return paths

@@ -13,6 +13,7 @@ starts its solve at t = 1; ``h`` is the read-out ``k(t)·a``), AdamNODE with its
 Files: ``norms.json`` (per model: ‖h(t)‖ and the whole state's norm per seed, NFE, status),
 ``results.csv`` (one row per model), ``growth.png``.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,16 @@ import torch
 from .. import zoo
 from ..solving import SolverError, record
 from .common import (
-    HELD, MODEL_NAMES, NOT_ASSESSED, NOT_HELD, Assessment, RunContext, existing, fmt, read_json, write_json,
+    HELD,
+    MODEL_NAMES,
+    NOT_ASSESSED,
+    NOT_HELD,
+    Assessment,
+    RunContext,
+    existing,
+    fmt,
+    read_json,
+    write_json,
 )
 from .family import gnesterov_bounded
 from .records import read_csv, write_csv
@@ -57,10 +67,11 @@ def run(ctx: RunContext) -> None:
     ts = torch.from_numpy(series.t[:stamps])
     saved = {"t": series.t[:stamps].tolist(), "v2": series.v2[:stamps].tolist(), "models": {}}
     for name in ctx.models:
-        rec = {"h_norm": [], "state_norm": [], "nfe": [], "status": []}
+        rec: dict[str, list] = {"h_norm": [], "state_norm": [], "nfe": [], "status": []}
         for s in range(seeds):
             torch.manual_seed(ctx.seed * 1000 + s)
             model = zoo.build("silverbox", name, **ctx.solver_keywords(tol=ctx["tol"], max_steps=20_000))
+            assert isinstance(model, zoo.DrivenModel)  # every silverbox model of the zoo
             with record() as solves:
                 try:
                     h, state = trajectory_norms(model, v1, v2_0, ts)
@@ -90,14 +101,21 @@ def _rows(saved: dict) -> list[dict]:
         peak = np.nanmax(h, axis=1) if h.size else np.array([])
         failed = int(np.sum([s != "ok" for s in rec["status"]]))
         unbounded = int(np.sum(~(peak <= bound))) if peak.size else 0  # NaN (failed) counts as unbounded
-        rows.append({
-            "model": name, "seeds": len(rec["status"]), "stamps": h.shape[1] if h.ndim == 2 else 0,
-            "mean_final_norm": _g(np.nanmean(final)), "median_final_norm": _g(np.nanmedian(final)),
-            "max_norm": _g(np.nanmax(peak)) if np.isfinite(peak).any() else None,
-            "log10_mean_final_norm": _g(math.log10(mean_final)) if mean_final > 0 else None,
-            "seeds_unbounded": unbounded, "seeds_failed": failed, "bound": _g(bound),
-            "mean_nfe": _g(float(np.mean(rec["nfe"]))),
-        })
+        rows.append(
+            {
+                "model": name,
+                "seeds": len(rec["status"]),
+                "stamps": h.shape[1] if h.ndim == 2 else 0,
+                "mean_final_norm": _g(np.nanmean(final)),
+                "median_final_norm": _g(np.nanmedian(final)),
+                "max_norm": _g(np.nanmax(peak)) if np.isfinite(peak).any() else None,
+                "log10_mean_final_norm": _g(math.log10(mean_final)) if mean_final > 0 else None,
+                "seeds_unbounded": unbounded,
+                "seeds_failed": failed,
+                "bound": _g(bound),
+                "mean_nfe": _g(float(np.mean(rec["nfe"]))),
+            }
+        )
     return rows
 
 
@@ -122,8 +140,9 @@ def redraw(run_dir: str | Path) -> list[Path]:
         ax.plot(t, mean, color=color, ls=linestyle(name), lw=1.8, label=f"{label} (mean of {len(h)})")
         ax.fill_between(t, lo, hi, color=color, alpha=0.15, lw=0)
     ax.plot(t, np.abs(saved["v2"]), color="k", lw=1.4, label="exact |V2(t)|")
-    ax.axhline(BOUND_FACTOR * np.max(np.abs(saved["v2"])), color="k", ls=":", lw=1,
-               label=f"{BOUND_FACTOR:g} × max |V2|")
+    ax.axhline(
+        BOUND_FACTOR * np.max(np.abs(saved["v2"])), color="k", ls=":", lw=1, label=f"{BOUND_FACTOR:g} × max |V2|"
+    )
     ax.set_yscale("log")
     ax.set_xlabel("t (samples)")
     ax.set_ylabel("‖h(t)‖")
@@ -140,24 +159,53 @@ def assess(run_dir: str | Path) -> Assessment:
     run = Path(run_dir)
     rows = read_csv(run / "results.csv")
     by = {r["model"]: r for r in rows}
-    columns = [("model", "model"), ("seeds", "seeds"), ("mean_nfe", "mean NFE"), ("mean_final_norm", "mean ‖h(T)‖"),
-               ("median_final_norm", "median ‖h(T)‖"), ("max_norm", "max ‖h(t)‖"),
-               ("seeds_unbounded", "seeds unbounded"),
-               ("seeds_failed", "solver failures")]
+    columns = [
+        ("model", "model"),
+        ("seeds", "seeds"),
+        ("mean_nfe", "mean NFE"),
+        ("mean_final_norm", "mean ‖h(T)‖"),
+        ("median_final_norm", "median ‖h(T)‖"),
+        ("max_norm", "max ‖h(t)‖"),
+        ("seeds_unbounded", "seeds unbounded"),
+        ("seeds_failed", "solver failures"),
+    ]
     claims = gnesterov_bounded(rows, BOUND_FACTOR)
     if "ghbnode" not in by:
-        return Assessment(columns, rows, verdict=NOT_ASSESSED, reasons=["GHBNODE was not run"],
-                          figures=existing(run, ["growth.png"]), claims=claims)
+        return Assessment(
+            columns,
+            rows,
+            verdict=NOT_ASSESSED,
+            reasons=["GHBNODE was not run"],
+            figures=existing(run, ["growth.png"]),
+            claims=claims,
+        )
     g = by["ghbnode"]
     bounded = g["seeds_unbounded"] == 0
-    reasons = [f"GHBNODE: {g['seeds_unbounded']} of {g['seeds']} seeds exceed {g['bound']:.3g} "
-               f"(= {BOUND_FACTOR:g} × max |V2|); max ‖h(t)‖ {fmt(g['max_norm'])}"]
+    reasons = [
+        f"GHBNODE: {g['seeds_unbounded']} of {g['seeds']} seeds exceed {g['bound']:.3g} "
+        f"(= {BOUND_FACTOR:g} × max |V2|); max ‖h(t)‖ {fmt(g['max_norm'])}"
+    ]
     for name, r in by.items():
         if name != "ghbnode":
-            reasons.append(f"{MODEL_NAMES.get(name, name)}: {r['seeds_unbounded']} of {r['seeds']} seeds unbounded, "
-                           f"mean ‖h(T)‖ {fmt(r['mean_final_norm'])}")
-    ratios = {f"{MODEL_NAMES.get(n, n)}/GHBNODE mean ‖h(T)‖": (round(r["mean_final_norm"] / g["mean_final_norm"], 3)
-              if isinstance(r["mean_final_norm"], (int, float)) and g["mean_final_norm"] else None)
-              for n, r in by.items() if n != "ghbnode"}
-    return Assessment(columns, rows, ratios=ratios, verdict=HELD if bounded else NOT_HELD, reasons=reasons,
-                      figures=existing(run, ["growth.png"]), claims=claims)
+            reasons.append(
+                f"{MODEL_NAMES.get(name, name)}: {r['seeds_unbounded']} of {r['seeds']} seeds unbounded, "
+                f"mean ‖h(T)‖ {fmt(r['mean_final_norm'])}"
+            )
+    ratios = {
+        f"{MODEL_NAMES.get(n, n)}/GHBNODE mean ‖h(T)‖": (
+            round(r["mean_final_norm"] / g["mean_final_norm"], 3)
+            if isinstance(r["mean_final_norm"], (int, float)) and g["mean_final_norm"]
+            else None
+        )
+        for n, r in by.items()
+        if n != "ghbnode"
+    }
+    return Assessment(
+        columns,
+        rows,
+        ratios=ratios,
+        verdict=HELD if bounded else NOT_HELD,
+        reasons=reasons,
+        figures=existing(run, ["growth.png"]),
+        claims=claims,
+    )

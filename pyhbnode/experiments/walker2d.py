@@ -4,6 +4,7 @@ predicting the input shifted by one step; NFE and train/test MSE per epoch.
 
 Files: those of :func:`~pyhbnode.experiments.runner.run_comparison`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,14 @@ import numpy as np
 
 from .. import zoo
 from .common import (
-    HELD, NOT_ASSESSED, NOT_HELD, Assessment, RunContext, sequence_comparison, subset, train_comparison,
+    HELD,
+    NOT_ASSESSED,
+    NOT_HELD,
+    Assessment,
+    RunContext,
+    sequence_comparison,
+    subset,
+    train_comparison,
     training_assessment,
 )
 from .family import nesterov_mse
@@ -70,12 +78,19 @@ def sonode_blowup(run_dir: str | Path, rows: list[dict]) -> tuple[str, list[str]
     blew = loss_ratio >= BLOWUP_FACTOR or nfe_ratio >= BLOWUP_FACTOR or not np.isfinite(s["loss"])
     return (HELD if blew else NOT_HELD), [
         f"SONODE at initialisation: first-iteration loss {s['loss']:.4g} ({loss_ratio:.2f}× the others' median), "
-        f"forward NFE {s['nfe_forward']} ({nfe_ratio:.2f}×): {'blows up' if blew else 'no blow-up'}"]
+        f"forward NFE {s['nfe_forward']} ({nfe_ratio:.2f}×): {'blows up' if blew else 'no blow-up'}"
+    ]
 
 
 def assess(run_dir: str | Path) -> Assessment:
-    a = training_assessment(run_dir, metric="final_val_loss", metric_label="test MSE", higher_is_better=False,
-                            rel_tol=MSE_SLACK, extra_checks=lambda rows: sonode_blowup(run_dir, rows))
+    a = training_assessment(
+        run_dir,
+        metric="final_val_loss",
+        metric_label="test MSE",
+        higher_is_better=False,
+        rel_tol=MSE_SLACK,
+        extra_checks=lambda rows: sonode_blowup(run_dir, rows),
+    )
     a.columns.insert(-1, ("final_train_loss", "train MSE"))
     a.claims = nesterov_mse(a.rows, rel_tol=MSE_SLACK)
     return a

@@ -3,8 +3,8 @@
 Both are non-negative scalars, either fixed or learnable through an unconstrained
 parameter (spec §1): γ = ε·sigmoid(ω) with ω initialised at -3, ξ = softplus(χ).
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -23,9 +23,12 @@ class Damping(nn.Module):
         eps: the scale ε of the learnable form.
     """
 
+    fixed: torch.Tensor  # the buffer of a fixed value
+
     def __init__(self, gamma: float | None = None, *, omega: float = -3.0, eps: float = 1.0) -> None:
         super().__init__()
         self.eps = float(eps)
+        self.omega: nn.Parameter | None
         if gamma is None:
             self.omega = nn.Parameter(torch.tensor(float(omega)))
         else:
@@ -55,8 +58,11 @@ class Restoring(nn.Module):
         chi: initial χ of the learnable form (0 gives ξ = ln 2, the Silverbox setting).
     """
 
+    fixed: torch.Tensor  # the buffer of a fixed value
+
     def __init__(self, xi: float | None = None, *, chi: float = 0.0) -> None:
         super().__init__()
+        self.chi: nn.Parameter | None
         if xi is None:
             self.chi = nn.Parameter(torch.tensor(float(chi)))
         else:

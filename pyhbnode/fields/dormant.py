@@ -4,9 +4,10 @@ The authors' code registers parameters its forward never uses (a frozen correcti
 γ), and the paper's parameter counts include them.  :class:`Dormant` holds such scalars so a
 model can carry them for fidelity; training leaves them out of the optimiser, of DDP's
 gradient reduction, and of the keys an older checkpoint must have."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ class Dormant(nn.ParameterDict):
 
 def dormant_names(model: nn.Module) -> set[str]:
     """The fully qualified names of the parameters inside ``model``'s :class:`Dormant` modules."""
-    return {f"{prefix}.{name}" if prefix else name
-            for prefix, module in model.named_modules() if isinstance(module, Dormant)
-            for name, _ in module.named_parameters(recurse=False)}
+    return {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, module in model.named_modules()
+        if isinstance(module, Dormant)
+        for name, _ in module.named_parameters(recurse=False)
+    }

@@ -15,6 +15,7 @@ are the same family under ``m -> -m``.
 (SONODE: ``(batch, 2*C, ...) -> (batch, C, ...)``, the two halves concatenated along the
 channel dimension).  A :class:`~pyhbnode.fields.nets.TimeModule` ``f`` also receives ``t``.
 """
+
 from __future__ import annotations
 
 import abc
@@ -143,7 +144,5 @@ class HBNODE(GHBNODE):
     GHBNODE with ``ξ = 0`` and ``σ = identity``.  State ``(batch, 2, *features)``.
     """
 
-    def __init__(
-        self, f: nn.Module, *, gamma: float | None = None, omega: float = -3.0, eps: float = 1.0
-    ) -> None:
+    def __init__(self, f: nn.Module, *, gamma: float | None = None, omega: float = -3.0, eps: float = 1.0) -> None:
         super().__init__(f, gamma=gamma, omega=omega, eps=eps, xi=0.0, sigma="identity")

@@ -28,7 +28,10 @@ AdamNODE (Cho et al., arXiv 2207.06066; official ``base.py`` ``AdamNODEs``)
     official code stores ``-m`` (``dh/dt = σ_h(-m)/…``, ``dm/dt = β₁(-f - m) + ξ₁ h``), the
     same family under ``m -> -m`` (for an odd ``σ_h``).  ``v`` is not flipped.
 """
+
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -97,7 +100,7 @@ class GNesterovNODE(VectorField):
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         a, b = y[:, 0], y[:, 1]
-        r = t ** 1.5 * torch.exp(-t / 2)  # 1/k(t)
+        r = t**1.5 * torch.exp(-t / 2)  # 1/k(t)
         m = (1.5 * t.sqrt() * torch.exp(-t / 2) - 0.5 * r) * a + r * b
         force = self.sign * self.sigma_f(call_net(self.f, t, a))
         db = self.sigma_dm(self.sigma_m(force - m) - self.restoring() * a)
@@ -112,7 +115,7 @@ class GNesterovNODE(VectorField):
         The layers apply it to every output time but the initial one."""
         shape = (-1,) + (1,) * (ys.dim() - 2)  # broadcast over batch and features
         t = ts.to(ys.dtype).reshape(shape)
-        k = self.sigma_k(t ** -1.5 * torch.exp(t / 2))
+        k = self.sigma_k(t**-1.5 * torch.exp(t / 2))
         a, b = ys[:, :, 0], ys[:, :, 1]
         h = self.sigma_out(k * a)
         dh = self.sigma_out(k * (b - (1.5 * t.sqrt() * torch.exp(-t / 2) - 0.5 / k) * h))
@@ -128,7 +131,7 @@ class NesterovNODE(GNesterovNODE):
         super().__init__(f, sign=sign, xi=xi)
 
 
-_SECOND_MOMENT = {"softplus": F.softplus, "sigmoid": torch.sigmoid}
+_SECOND_MOMENT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"softplus": F.softplus, "sigmoid": torch.sigmoid}
 
 
 class AdamNODE(VectorField):
@@ -184,7 +187,7 @@ class AdamNODE(VectorField):
         force = call_net(self.f, t, h)
         dh = self.sigma_h(m) / (_SECOND_MOMENT[self.second_moment](v).sqrt() + self.eps)
         dm = self.beta1() * (force - m) - self.restoring1() * h
-        dv = self.beta2() * (force ** 2 - v) + self.restoring2() * h
+        dv = self.beta2() * (force**2 - v) + self.restoring2() * h
         return torch.stack([dh, dm, dv], dim=1)
 
 
@@ -215,4 +218,3 @@ class MomentInitialState(nn.Module):
                 f"(3*width - C)/2 = {(3 * self.width - x.shape[1]) / 2:g} channels"
             )
         return torch.cat([x, g, g * g], dim=1).unflatten(1, (3, self.width))
-

@@ -4,9 +4,10 @@ A network is either time-independent (called as ``f(h)``) or a :class:`TimeModul
 (called as ``f(t, h)``).  ``TPad`` is the paper's "tpad": it appends a constant channel
 equal to ``t`` so that a convolution can see the time (spec §1, Appendix E).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

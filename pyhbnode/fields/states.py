@@ -5,6 +5,7 @@ along dim 1 to the state's channel count, either with zeros (NODE/ANODE, or a se
 model without an initial-velocity network) or with the output of an "initial velocity"
 network, and a second-order state is then viewed as ``(batch, 2, width, *rest)``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Layers — the ODE block and the ODE-RNN hybrid."""
+
 from .odeblock import ODEBlock
 from .odernn import ODERNN, ElapsedTime
 from .solver_layers import set_solver_options, solver_layers

@@ -1,17 +1,17 @@
 """``ODEBlock``: a continuous-depth layer (the ResNet-style use of a neural ODE)."""
+
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
 
-from typing import Any
-
+from ..checks import check_callable, check_real, describe
 from ..solving import Solution, SolverOptions, odeint
 from ..solving.options import solver_argument
 from ..solving.validation import reraise_field_failure
-from ..checks import check_callable, check_real, describe
 
 __all__ = ["ODEBlock"]
 
@@ -35,8 +35,13 @@ class ODEBlock(nn.Module):
     """
 
     def __init__(
-        self, field: nn.Module, t0: float = 0.0, t1: float = 1.0, *,
-        solver: SolverOptions | None = None, **solver_options: Any,
+        self,
+        field: nn.Module,
+        t0: float = 0.0,
+        t1: float = 1.0,
+        *,
+        solver: SolverOptions | None = None,
+        **solver_options: Any,
     ) -> None:
         super().__init__()
         check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")
@@ -71,7 +76,10 @@ class ODEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         o = self.options
-        return f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, adjoint={o.adjoint.spec()}"
+        return (
+            f"t=[{self.t0:g}, {self.t1:g}], backend={o.backend}, rtol={o.rtol:g}, atol={o.atol:g}, "
+            f"adjoint={o.as_dict()['adjoint']}"
+        )
 
 
 def check_start(field: nn.Module, t0: float, name: str) -> None:

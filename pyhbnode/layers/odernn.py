@@ -1,14 +1,15 @@
 """The ODE-RNN hybrid (spec §3): ODE-RNN, ANODE-RNN, SONODE-RNN, HBNODE-RNN, GHBNODE-RNN."""
+
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..fields import hidden
-from typing import Any
-
 from ..checks import check_bool, check_callable, check_int, check_real, describe
 from ..contracts import Arg, InputSpec
+from ..fields import hidden
 from ..solving import SolverOptions, odeint
 from ..solving.options import solver_argument
 from ..solving.validation import reraise_field_failure
@@ -74,8 +75,16 @@ class ODERNN(nn.Module):
     """
 
     def __init__(
-        self, field: nn.Module, cell: nn.Module, readout: nn.Module, width: int, *,
-        cell_first: bool = False, t0: float = 0.0, solver: SolverOptions | None = None, **solver_options: Any,
+        self,
+        field: nn.Module,
+        cell: nn.Module,
+        readout: nn.Module,
+        width: int,
+        *,
+        cell_first: bool = False,
+        t0: float = 0.0,
+        solver: SolverOptions | None = None,
+        **solver_options: Any,
     ) -> None:
         super().__init__()
         check_callable("field", field, what="a vector field (an nn.Module with forward(t, y))")
@@ -96,11 +105,14 @@ class ODERNN(nn.Module):
         self.states: list[torch.Tensor] = []
         state = ("B", width) if self.order == 1 else ("B", self.order, width)
         # x's feature count is the cell's business (any module): the cell names a misfit.
-        self.input_spec = InputSpec("ODERNN", (
-            Arg("x", ("T", "B", None), ("time", "batch", "features")),
-            Arg("dt", ("T", "B"), ("time", "batch"), alternatives=(("T",),), nonnegative=True),
-            Arg("y0", state, ("batch", *(("parts",) if self.order > 1 else ()), "width"), optional=True),
-        ))
+        self.input_spec = InputSpec(
+            "ODERNN",
+            (
+                Arg("x", ("T", "B", None), ("time", "batch", "features")),
+                Arg("dt", ("T", "B"), ("time", "batch"), alternatives=(("T",),), nonnegative=True),
+                Arg("y0", state, ("batch", *(("parts",) if self.order > 1 else ()), "width"), optional=True),
+            ),
+        )
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.width) if self.order == 1 else (batch, self.order, self.width)
@@ -118,9 +130,7 @@ class ODERNN(nn.Module):
         readout = getattr(self.field, "readout", None)
         return sol.y_final if readout is None else readout(s[1:], sol.y_final[None])[0]
 
-    def forward(
-        self, x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor | None = None) -> torch.Tensor:
         self.input_spec.check(self, x, dt, y0)
         steps, batch = x.shape[:2]
         if dt.dim() == 1:
@@ -154,8 +164,9 @@ class ODERNN(nn.Module):
             ) from err
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else describe(out)
-            raise ValueError(f"the ODERNN cell returned {got}; it must return the updated state {expected} "
-                             "(batch, d*n)")
+            raise ValueError(
+                f"the ODERNN cell returned {got}; it must return the updated state {expected} (batch, d*n)"
+            )
         return out.view_as(y)
 
     def _readout(self, y: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Find the solving layers inside any model, to change their options."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -18,7 +20,9 @@ def solver_layers(model: nn.Module) -> list[ODEBlock | ODERNN]:
 
 
 def set_solver_options(
-    model: nn.Module, solver: SolverOptions | Mapping[str, Any] | None = None, **changes: Any,
+    model: nn.Module,
+    solver: SolverOptions | Mapping[str, Any] | None = None,
+    **changes: Any,
 ) -> list[SolverOptions]:
     """Change the solver options of every solving layer in ``model``.
 
@@ -30,8 +34,9 @@ def set_solver_options(
     base = solver if isinstance(solver, SolverOptions) else None
     if solver is not None and base is None:
         if not isinstance(solver, Mapping):
-            raise TypeError(f"solver must be a SolverOptions, a mapping of solver options or None, "
-                            f"got {type(solver).__name__}")
+            raise TypeError(
+                f"solver must be a SolverOptions, a mapping of solver options or None, got {type(solver).__name__}"
+            )
         changes = {**solver, **changes}
     SolverOptions.from_kwargs(base, **changes)  # refuse bad options even for a model without layers
     layers = solver_layers(model)

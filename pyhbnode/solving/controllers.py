@@ -18,14 +18,22 @@ the paper states one tolerance per task.  The method owns its tableau and error 
 (:mod:`pyhbnode.solving.backends.native.tableau`); the controller picks which estimator it
 is tuned for (``embedded``).
 """
+
 from __future__ import annotations
 
 import abc
 import copy
 import math
 
-__all__ = ["Controller", "IController", "PIController", "HairerController", "FixedStep", "CONTROLLERS",
-           "parse_controller"]
+__all__ = [
+    "Controller",
+    "IController",
+    "PIController",
+    "HairerController",
+    "FixedStep",
+    "CONTROLLERS",
+    "parse_controller",
+]
 
 _EMBEDDED = ("shampine", "dp")
 
@@ -58,14 +66,15 @@ class Controller(abc.ABC):
     landing = 0.01
     order = 5
 
-    def start(self, order: int) -> "Controller":
+    def start(self, order: int) -> Controller:
         """A fresh copy for one solve with a method whose error exponent is ``1/order``."""
         c = copy.copy(self)
         c.order = order
         c.reset()
         return c
 
-    def reset(self) -> None:
+    # a hook with a default, not abstract: IController and FixedStep keep no history
+    def reset(self) -> None:  # noqa: B027
         """Forget the history."""
 
     def _set_factors(self, safety: float, ifactor: float, dfactor: float, embedded: str) -> None:
@@ -103,8 +112,9 @@ class IController(Controller):
 
     name = "i"
 
-    def __init__(self, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2,
-                 embedded: str = "shampine") -> None:
+    def __init__(
+        self, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2, embedded: str = "shampine"
+    ) -> None:
         self._set_factors(safety, ifactor, dfactor, embedded)
 
     def next_step(self, h: float, r: float, accepted: bool) -> float:
@@ -131,8 +141,7 @@ class HairerController(Controller):
     embedded = "dp"
     landing = 0.0
 
-    def __init__(self, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2,
-                 embedded: str = "dp") -> None:
+    def __init__(self, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2, embedded: str = "dp") -> None:
         self._set_factors(safety, ifactor, dfactor, embedded)
         self.reset()
 
@@ -165,8 +174,14 @@ class PIController(Controller):
 
     name = "pi"
 
-    def __init__(self, beta: float = 0.04, safety: float = 0.9, ifactor: float = 10.0, dfactor: float = 0.2,
-                 embedded: str = "shampine") -> None:
+    def __init__(
+        self,
+        beta: float = 0.04,
+        safety: float = 0.9,
+        ifactor: float = 10.0,
+        dfactor: float = 0.2,
+        embedded: str = "shampine",
+    ) -> None:
         self.beta = _check_factor("beta", beta, -1e-12, 0.2)
         self._set_factors(safety, ifactor, dfactor, embedded)
         self.reset()
@@ -180,7 +195,7 @@ class PIController(Controller):
             self._rejected = True
             return h * self.dfactor
         alpha = 1.0 / self.order - 0.75 * self.beta
-        factor = self.ifactor if r == 0.0 else self.safety * r ** (-alpha) * self._r_prev ** self.beta
+        factor = self.ifactor if r == 0.0 else self.safety * r ** (-alpha) * self._r_prev**self.beta
         if accepted:
             self._r_prev = max(r, 1e-4)
             high = 1.0 if self._rejected else self.ifactor
@@ -199,6 +214,7 @@ class FixedStep(Controller):
 
     name = "fixed"
     adaptive = False
+    initial: float
 
     def __init__(self, h: float) -> None:
         if isinstance(h, bool) or not isinstance(h, (int, float)) or not (0 < h < math.inf):
@@ -228,5 +244,6 @@ def parse_controller(value) -> Controller | None:
         if key in CONTROLLERS:
             return CONTROLLERS[key]()
         raise ValueError(f"unknown controller {value!r}; choose one of {sorted(CONTROLLERS)} or a Controller instance")
-    raise TypeError(f"controller must be a Controller, one of {sorted(CONTROLLERS)} or None, "
-                    f"got {type(value).__name__}")
+    raise TypeError(
+        f"controller must be a Controller, one of {sorted(CONTROLLERS)} or None, got {type(value).__name__}"
+    )

@@ -3,13 +3,18 @@
 Every solver failure is a :class:`SolverError` that says what happened, where (time
 reached, step size, NFE so far, forward or backward pass) and what to try.
 """
+
 from __future__ import annotations
 
 from .solution import Status
 
 __all__ = [
-    "SolverError", "MaxStepsExceeded", "StepSizeUnderflow", "NonFiniteState",
-    "SolverFailure", "AdjointFailure",
+    "SolverError",
+    "MaxStepsExceeded",
+    "StepSizeUnderflow",
+    "NonFiniteState",
+    "SolverFailure",
+    "AdjointFailure",
 ]
 
 
@@ -41,10 +46,7 @@ class SolverError(RuntimeError):
         where = f"t = {t:.6g}" if t is not None else "unknown time"
         if dt is not None:
             where += f", dt = {dt:.3g}"
-        msg = (
-            f"{what} in the {phase} solve at {where} "
-            f"(NFE so far: forward {nfe_forward}, backward {nfe_backward})."
-        )
+        msg = f"{what} in the {phase} solve at {where} (NFE so far: forward {nfe_forward}, backward {nfe_backward})."
         if self.advice:
             msg += " " + self.advice
         super().__init__(msg)

@@ -9,9 +9,10 @@ autograd function for the duration of the solve, so its backward sees exactly th
 gradients — once per backward pass, whatever the number of steps — and raises
 :class:`~pyhbnode.solving.errors.NonFiniteState` (phase ``"backward"``) naming the input.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,13 +40,20 @@ class _CheckGradients(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads: torch.Tensor):
-        bad = [name for name, g in zip(ctx.names, grads) if g is not None and not bool(torch.isfinite(g).all())]
+        bad = [
+            name
+            for name, g in zip(ctx.names, grads, strict=True)
+            if g is not None and not bool(torch.isfinite(g).all())
+        ]
         if bad:
             stats: SolverStats = ctx.stats
             raise NonFiniteState(
                 f"non-finite gradient with respect to {', '.join(bad)} (adjoint='direct'): the vector-Jacobian "
                 "product of the field is NaN/Inf (is the field differentiable there? e.g. sqrt(|y|) at y = 0)",
-                phase="backward", t=ctx.t0, nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward,
+                phase="backward",
+                t=ctx.t0,
+                nfe_forward=stats.nfe_forward,
+                nfe_backward=stats.nfe_backward,
             )
         return (None, None, None, *grads)
 
@@ -61,7 +69,9 @@ class _Solve(nn.Module):
         return self.solve(self.field, y0, t)
 
 
-def guarded_solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, stats: SolverStats, solve: Solve) -> torch.Tensor:
+def guarded_solve(
+    field: nn.Module, y0: torch.Tensor, t: torch.Tensor, stats: SolverStats, solve: Solve
+) -> torch.Tensor:
     """``solve(field, y0, t)`` with the gradients of ``y0``, ``t`` and ``field``'s trainable
     parameters checked for finiteness in backward (see the module docstring)."""
     params = dict(field.named_parameters()) if isinstance(field, nn.Module) else {}
@@ -70,7 +80,9 @@ def guarded_solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, stats: So
     inputs = {name: x for name, x in inputs.items() if x.requires_grad}
     if not inputs or not torch.is_grad_enabled():
         return solve(field, y0, t)
-    guarded = dict(zip(inputs, _CheckGradients.apply(tuple(inputs), stats, float(t[0].detach()), *inputs.values())))
+    guarded = dict(
+        zip(inputs, _CheckGradients.apply(tuple(inputs), stats, float(t[0].detach()), *inputs.values()), strict=True)
+    )
     y0, t = guarded.pop("y0", y0), guarded.pop("t", t)
     if not params:
         return solve(field, y0, t)

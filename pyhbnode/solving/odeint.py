@@ -1,12 +1,14 @@
 """``odeint``: the one solve path of the package."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .adjoints import Direct
+from .adjoints import Adjoint, Direct
 from .backends import get_backend
 from .finite_gradients import guarded_solve
 from .options import SolverOptions, solver_argument
@@ -52,13 +54,16 @@ def odeint(
     """
     opts = solver_argument(solver, options, where="odeint")
     t = check_problem(field, y0, t)
-    solver = get_backend(opts.backend, adjoint=opts.adjoint)
-    solver.check_options(opts)
+    assert isinstance(
+        opts.adjoint, Adjoint
+    )  # parsed by SolverOptions; the field's type is what the constructor accepts
+    backend = get_backend(opts.backend, adjoint=opts.adjoint)
+    backend.check_options(opts)
     stats = SolverStats()
     register(stats)
     if isinstance(opts.adjoint, Direct):
         # autograd runs Direct's backward pass, not the backend: check its gradients here
-        ys = guarded_solve(field, y0, t, stats, lambda f, y, s: solver.solve(f, y, s, opts, stats))
+        ys = guarded_solve(field, y0, t, stats, lambda f, y, s: backend.solve(f, y, s, opts, stats))
     else:
-        ys = solver.solve(field, y0, t, opts, stats)
+        ys = backend.solve(field, y0, t, opts, stats)
     return Solution(ts=t, ys=ys, stats=stats)

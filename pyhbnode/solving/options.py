@@ -7,19 +7,29 @@ flags — takes a :class:`SolverOptions` (``solver=``) or keywords that are its 
 :func:`dataclasses.fields`; each field's ``metadata`` carries its help text and the parser
 that reads it from a string (a flag or a ``--set`` value).  Values are checked once, here.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .adjoints import Adjoint, parse_adjoint
 from .backends.registry import canonical_backend
 from .controllers import Controller, parse_controller
 
-__all__ = ["SolverOptions", "DEFAULT_BACKEND", "MIN_RTOL", "TOL", "option_fields", "option_names", "parse_option",
-           "solver_argument"]
+__all__ = [
+    "SolverOptions",
+    "DEFAULT_BACKEND",
+    "MIN_RTOL",
+    "TOL",
+    "option_fields",
+    "option_names",
+    "parse_option",
+    "solver_argument",
+]
 
 DEFAULT_BACKEND = "native"
 # The smallest rtol accepted (scipy's floor, 100 float64 eps): below it the error ratio
@@ -122,21 +132,25 @@ class SolverOptions:
             ``None`` is a deprecated synonym of ``"auto"``.
     """
 
-    backend: str = _option(DEFAULT_BACKEND, "solver backend: native (alias torch), torchdiffeq, julia, auto",
-                           _parse_name)
+    backend: str = _option(
+        DEFAULT_BACKEND, "solver backend: native (alias torch), torchdiffeq, julia, auto", _parse_name
+    )
     method: str = _option("dopri5", "integration method (dopri5)", _parse_name)
     rtol: float = _option(1e-7, "relative tolerance of the adaptive steps", _parse_float)
     atol: float = _option(1e-9, "absolute tolerance of the adaptive steps", _parse_float)
     adjoint: Adjoint | str | None = _option(
-        None, "gradient mode: checkpointed (default), checkpointed:N, backsolve, interpolating, direct",
-        _parse_name)
+        None, "gradient mode: checkpointed (default), checkpointed:N, backsolve, interpolating, direct", _parse_name
+    )
     seminorm: bool | None = _option(
-        None, "seminorm in the backward step control: true, false or none (the backend's default)", _parse_flag)
+        None, "seminorm in the backward step control: true, false or none (the backend's default)", _parse_flag
+    )
     max_steps: int = _option(10_000, "most step attempts one solve may take", _parse_int)
     controller: Controller | str | None = _option(
-        None, "step-size controller (native backend): i, pi, hairer, fixed or none", _parse_name)
+        None, "step-size controller (native backend): i, pi, hairer, fixed or none", _parse_name
+    )
     compile: bool | str = _option(
-        "auto", "compiled steps (native backend): true, false or auto (decided up front)", _parse_compile)
+        "auto", "compiled steps (native backend): true, false or auto (decided up front)", _parse_compile
+    )
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
@@ -145,8 +159,10 @@ class SolverOptions:
                 raise ValueError(f"{name} must be a finite positive number, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.rtol < MIN_RTOL:
-            raise ValueError(f"rtol must be >= {MIN_RTOL:.3g} (100 float64 eps; below that the error "
-                             f"estimate is rounding noise), got {self.rtol!r}")
+            raise ValueError(
+                f"rtol must be >= {MIN_RTOL:.3g} (100 float64 eps; below that the error "
+                f"estimate is rounding noise), got {self.rtol!r}"
+            )
         if isinstance(self.max_steps, bool) or not (isinstance(self.max_steps, int) and self.max_steps >= 1):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         if not isinstance(self.method, str):
@@ -154,8 +170,9 @@ class SolverOptions:
         if self.seminorm is not None and not isinstance(self.seminorm, bool):
             raise TypeError(f"seminorm must be True, False or None, got {self.seminorm!r}")
         if self.compile is None:
-            warnings.warn("compile=None is deprecated; use compile='auto' (the default)", DeprecationWarning,
-                          stacklevel=3)
+            warnings.warn(
+                "compile=None is deprecated; use compile='auto' (the default)", DeprecationWarning, stacklevel=3
+            )
             object.__setattr__(self, "compile", "auto")
         if not (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile == "auto")):
             raise TypeError(f"compile must be True, False or 'auto', got {self.compile!r}")
@@ -164,15 +181,18 @@ class SolverOptions:
         object.__setattr__(self, "controller", parse_controller(self.controller))
 
     @classmethod
-    def from_kwargs(cls, base: "SolverOptions | None" = None, **kwargs: Any) -> "SolverOptions":
+    def from_kwargs(cls, base: SolverOptions | None = None, **kwargs: Any) -> SolverOptions:
         """``base`` (default ``SolverOptions()``) with the options in ``kwargs`` replaced.
 
         Keys are the field names and ``tol`` (rtol = atol = tol unless they are given); a
         ``None`` value leaves that option as it is; an unknown key is a ``TypeError`` that
         lists the valid ones."""
         if base is not None and not isinstance(base, SolverOptions):
-            hint = (f"; pass SolverOptions(**{base!r}) or the values as keywords"
-                    if isinstance(base, Mapping) else "; pass solver settings as keywords instead, e.g. rtol=1e-3")
+            hint = (
+                f"; pass SolverOptions(**{base!r}) or the values as keywords"
+                if isinstance(base, Mapping)
+                else "; pass solver settings as keywords instead, e.g. rtol=1e-3"
+            )
             raise TypeError(f"solver must be a SolverOptions or None, got {type(base).__name__}{hint}")
         names = option_names()
         unknown = sorted(set(kwargs) - set(names))
@@ -187,7 +207,7 @@ class SolverOptions:
         return replace(base or cls(), **kwargs)
 
     @classmethod
-    def from_strings(cls, values: Mapping[str, Any], base: "SolverOptions | None" = None) -> "SolverOptions":
+    def from_strings(cls, values: Mapping[str, Any], base: SolverOptions | None = None) -> SolverOptions:
         """Like :meth:`from_kwargs`, each value first read by its field's parser (so ``"1e-5"``,
         ``"true"`` and ``"none"`` work as they do on the command line); a value that does not
         parse is a ``ValueError`` naming the option."""
@@ -203,6 +223,9 @@ class SolverOptions:
         """Plain values (JSON-ready): the adjoint as its alias (``"checkpointed:8"``), the
         controller as its repr or ``None``."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        assert isinstance(
+            self.adjoint, Adjoint
+        )  # parsed by __post_init__; the field's type is what the constructor accepts
         d["adjoint"] = self.adjoint.spec()
         d["controller"] = None if self.controller is None else repr(self.controller)
         return d
@@ -229,8 +252,9 @@ def parse_option(name: str, value: Any) -> Any:
     raise TypeError(f"unknown solver option {name!r}; valid: {list(option_names())}")
 
 
-def solver_argument(solver: "SolverOptions | None", keywords: dict[str, Any], *, where: str,
-                    default: "SolverOptions | None" = None) -> SolverOptions:
+def solver_argument(
+    solver: SolverOptions | None, keywords: dict[str, Any], *, where: str, default: SolverOptions | None = None
+) -> SolverOptions:
     """The options an entry point was given: ``solver`` (or ``default``) with ``keywords``
     (option names) on top, checked once.  ``options=``, the name before ``solver=``, is
     still read for one release, with a ``DeprecationWarning``."""

@@ -12,11 +12,12 @@ fills in during ``loss.backward()`` is counted as soon as backward has run::
 
 The recorders are per thread and per ``contextvars`` context.
 """
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+from collections.abc import Iterator
 
 from .solution import SolverStats
 

@@ -1,10 +1,11 @@
 """The result of a solve: trajectory plus statistics."""
+
 from __future__ import annotations
 
 import enum
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Iterable
 
 import torch
 
@@ -56,7 +57,7 @@ class SolverStats:
     status: Status = Status.PENDING
 
     @classmethod
-    def combine(cls, parts: Iterable["SolverStats"]) -> "SolverStats":
+    def combine(cls, parts: Iterable[SolverStats]) -> SolverStats:
         """Sum of several solves' statistics (e.g. the per-interval solves of an ODE-RNN).
 
         Counters that any part leaves unknown (``None``) are unknown in the sum."""
@@ -110,6 +111,7 @@ class Solution:
     @property
     def y1(self) -> torch.Tensor:
         """Deprecated name of :attr:`y_final` (it is not ``y(1)``)."""
-        warnings.warn("Solution.y1 is deprecated; use Solution.y_final (the state at ts[-1])",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "Solution.y1 is deprecated; use Solution.y_final (the state at ts[-1])", DeprecationWarning, stacklevel=2
+        )
         return self.ys[-1]

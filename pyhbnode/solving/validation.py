@@ -9,9 +9,11 @@ check themselves, :class:`~pyhbnode.solving.SolverOptions`):
   :func:`explain_field_failure` / :func:`reraise_field_failure` when a later evaluation made
   the stepper fail — called only on the failure path, so the hot path pays nothing).
 """
+
 from __future__ import annotations
 
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -19,7 +21,11 @@ from torch import nn
 from ..checks import describe
 
 __all__ = [
-    "check_problem", "check_field_output", "field_output_error", "explain_field_failure", "reraise_field_failure",
+    "check_problem",
+    "check_field_output",
+    "field_output_error",
+    "explain_field_failure",
+    "reraise_field_failure",
 ]
 
 
@@ -41,9 +47,7 @@ def _field_name(field: Any) -> str:
     return type(field).__name__ if isinstance(field, nn.Module) else getattr(field, "__name__", type(field).__name__)
 
 
-def check_problem(
-    field: nn.Module, y0: torch.Tensor, t: torch.Tensor | Sequence[float]
-) -> torch.Tensor:
+def check_problem(field: nn.Module, y0: torch.Tensor, t: torch.Tensor | Sequence[float]) -> torch.Tensor:
     """Validate ``field``, ``y0`` and ``t``; return ``t`` as a tensor on ``y0``'s device.
 
     Raises ``TypeError``/``ValueError`` naming the argument.  A second-order field (``order ==
@@ -82,8 +86,10 @@ def check_problem(
     if not bool(torch.isfinite(t).all()):
         raise ValueError("t contains NaN or Inf; the output times must be finite")
     if not (bool((t[1:] > t[:-1]).all()) or bool((t[1:] < t[:-1]).all())):
-        raise ValueError(f"t must be strictly increasing or strictly decreasing, got "
-                         f"{t.tolist()[:8]}{'...' if t.numel() > 8 else ''}")
+        raise ValueError(
+            f"t must be strictly increasing or strictly decreasing, got "
+            f"{t.tolist()[:8]}{'...' if t.numel() > 8 else ''}"
+        )
 
     if isinstance(field, nn.Module):
         for name, p in field.named_parameters():
@@ -112,8 +118,9 @@ def _where(t: Any) -> str:
         return ""
 
 
-def field_output_error(dy: Any, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                       at: str = "") -> Exception | None:
+def field_output_error(
+    dy: Any, shape: torch.Size, dtype: torch.dtype, device: torch.device, at: str = ""
+) -> Exception | None:
     """The error for a field output that cannot be ``dy/dt`` of a state of this shape, dtype
     and device (``None`` if it can).  The one check every backend's field wrapper uses; ``at``
     says where (e.g. ``" at t = 0.5"``), placed after what the field returned."""
@@ -121,16 +128,22 @@ def field_output_error(dy: Any, shape: torch.Size, dtype: torch.dtype, device: t
     if not isinstance(dy, torch.Tensor):
         return TypeError(f"the vector field returned {describe(dy)}{at}; forward(t, y) must return dy/dt, {expected}")
     if dy.shape != shape:
-        return ValueError(f"the vector field returned shape {tuple(dy.shape)}{at} for a state of shape "
-                          f"{tuple(shape)}; forward(t, y) must return dy/dt with the shape of y")
+        return ValueError(
+            f"the vector field returned shape {tuple(dy.shape)}{at} for a state of shape "
+            f"{tuple(shape)}; forward(t, y) must return dy/dt with the shape of y"
+        )
     if dy.dtype != dtype:
-        kind = ("a complex" if dy.is_complex() else "an integer" if not dy.is_floating_point() else "another")
-        return TypeError(f"the vector field returned {kind} dtype {dy.dtype}{at} for a state of dtype {dtype}; "
-                         f"forward(t, y) must return dy/dt in the state's dtype (cast inside the field, or "
-                         f"convert the model with .to({dtype}))")
+        kind = "a complex" if dy.is_complex() else "an integer" if not dy.is_floating_point() else "another"
+        return TypeError(
+            f"the vector field returned {kind} dtype {dy.dtype}{at} for a state of dtype {dtype}; "
+            f"forward(t, y) must return dy/dt in the state's dtype (cast inside the field, or "
+            f"convert the model with .to({dtype}))"
+        )
     if dy.device != device:
-        return ValueError(f"the vector field returned a tensor on {dy.device}{at} for a state on {device}; "
-                          "keep the field and the state on one device")
+        return ValueError(
+            f"the vector field returned a tensor on {dy.device}{at} for a state on {device}; "
+            "keep the field and the state on one device"
+        )
     return None
 
 
@@ -146,8 +159,10 @@ def check_field_output(dy: Any, y: torch.Tensor, t: Any = None) -> None:
     if not bool(torch.isfinite(dy).all()):
         from .errors import NonFiniteState
 
-        raise NonFiniteState("non-finite values (NaN/Inf) in the vector field's output",
-                             t=float(t) if isinstance(t, (int, float, torch.Tensor)) else None)
+        raise NonFiniteState(
+            "non-finite values (NaN/Inf) in the vector field's output",
+            t=float(t) if isinstance(t, (int, float, torch.Tensor)) else None,
+        )
 
 
 # Exceptions a stepper raises when the field's output is malformed (a wrong shape in a ``cat``,
@@ -193,7 +208,8 @@ def explain_field_failure(field: Any, t: Any, y: torch.Tensor, error: BaseExcept
             return ValueError(
                 f"the vector field {_field_name(field)} cannot be evaluated on a state of shape {tuple(y.shape)} "
                 f"(dtype {y.dtype}){_where(t)}: {type(err).__name__}: {' '.join(str(err).split())}. Check that "
-                "y0's shape matches the field (its feature width; (batch, 2, *features) for second-order fields)")
+                "y0's shape matches the field (its feature width; (batch, 2, *features) for second-order fields)"
+            )
         return None
     except Exception:  # the user's own exception: theirs to see, unchanged
         return None

@@ -1,7 +1,9 @@
 """Hooks into ``fit``'s loop."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 

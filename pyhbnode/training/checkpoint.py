@@ -20,6 +20,7 @@ Reading verifies the record before unpickling anything:
   ``__reduce__`` payload) -> :class:`UnsafeCheckpoint`, refused outright: pyhbnode never
   writes such a file, so somebody rewrote the archive and its record together.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,15 +38,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..fields import dormant_names
 from ..checks import regular_file
+from ..fields import dormant_names
 from .errors import CheckpointCorrupt, CheckpointError, UnsafeCheckpoint
 from .history import History
 from .run_lock import process_alive
 
 __all__ = [
-    "FORMAT", "Position", "writable_dir", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-    "list_checkpoints", "latest_checkpoint", "remove_checkpoints", "training_state", "restore_training_state",
+    "FORMAT",
+    "Position",
+    "writable_dir",
+    "checkpoint_path",
+    "save_checkpoint",
+    "load_checkpoint",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "remove_checkpoints",
+    "training_state",
+    "restore_training_state",
 ]
 
 FORMAT = "pyhbnode-checkpoint/1"
@@ -83,8 +93,7 @@ def writable_dir(directory: str | os.PathLike, what: str = "directory") -> Path:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"{what} {str(path)!r} is not writable ({err.strerror or err}); "
-                         "choose another one") from None
+        raise ValueError(f"{what} {str(path)!r} is not writable ({err.strerror or err}); choose another one") from None
     return path
 
 
@@ -160,12 +169,13 @@ def _check_storable(obj: Any, where: str) -> None:
         for i, v in enumerate(obj):
             _check_storable(v, f"{where}[{i}]")
         return
-    raise ValueError(f"cannot store {where} in a checkpoint: it is a {type(obj).__name__}; checkpoints "
-                     "hold tensors and plain values only (a custom scheduler's state_dict must too)")
+    raise ValueError(
+        f"cannot store {where} in a checkpoint: it is a {type(obj).__name__}; checkpoints "
+        "hold tensors and plain values only (a custom scheduler's state_dict must too)"
+    )
 
 
-def save_checkpoint(directory: str | os.PathLike, iteration: int, state: dict[str, Any], *,
-                    keep: int = 2) -> Path:
+def save_checkpoint(directory: str | os.PathLike, iteration: int, state: dict[str, Any], *, keep: int = 2) -> Path:
     """Write ``state`` as the checkpoint of ``iteration`` and delete all but the ``keep`` newest.
 
     ``state`` may hold tensors and plain values only (``ValueError`` otherwise)."""
@@ -175,8 +185,13 @@ def save_checkpoint(directory: str | os.PathLike, iteration: int, state: dict[st
     data = buffer.getvalue()
     directory = Path(directory)
     path = checkpoint_path(directory, iteration)
-    record = {"format": FORMAT, "file": path.name, "bytes": len(data),
-              "sha256": hashlib.sha256(data).hexdigest(), "iteration": iteration}
+    record = {
+        "format": FORMAT,
+        "file": path.name,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "iteration": iteration,
+    }
     replaced = _verified_digest(path)
     if replaced is not None:  # the old archive stays valid until the new one is renamed over it
         record["replaces"] = replaced
@@ -225,8 +240,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         record = json.loads(regular_file(_record_path(path), "checksum record").read_text())
         expected_bytes, expected_sha = int(record["bytes"]), str(record["sha256"])
     except FileNotFoundError:
-        raise CheckpointCorrupt(f"{path} has no checksum record {_record_path(path).name} "
-                                "(the run was probably killed while writing it)") from None
+        raise CheckpointCorrupt(
+            f"{path} has no checksum record {_record_path(path).name} (the run was probably killed while writing it)"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointCorrupt(f"the checksum record of {path} is unreadable ({err})") from None
     try:
@@ -240,8 +256,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if len(data) < expected_bytes:
         raise CheckpointCorrupt(f"{path} is truncated: {len(data)} of {expected_bytes} bytes")
     if digest != expected_sha:
-        raise CheckpointCorrupt(f"{path} differs from its recorded SHA-256 (modified or damaged after it "
-                                "was written); it was not loaded")
+        raise CheckpointCorrupt(
+            f"{path} differs from its recorded SHA-256 (modified or damaged after it was written); it was not loaded"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are noise here
@@ -254,8 +271,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "or move it away to resume from an older checkpoint."
         ) from None
     except Exception as err:  # torch raises RuntimeError/EOFError/... for damaged archives
-        raise CheckpointCorrupt(f"{path} cannot be read as a checkpoint ({type(err).__name__}: "
-                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise CheckpointCorrupt(
+            f"{path} cannot be read as a checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyhbnode checkpoint (format {FORMAT!r} expected)")
     return state
@@ -266,8 +285,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if _NAME.match(p.name)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)), reverse=True)
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, key=lambda found: found[0], reverse=True)]
 
 
 def latest_checkpoint(directory: str | os.PathLike, *, quarantine: bool = False) -> tuple[Path, dict] | None:
@@ -305,8 +324,15 @@ def remove_checkpoints(directory: str | os.PathLike) -> int:
 
 
 def training_state(
-    *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, position: Position,
-    history: History, rng: dict[str, Any], rng_epoch_start: dict[str, Any], signature: dict[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    position: Position,
+    history: History,
+    rng: dict[str, Any],
+    rng_epoch_start: dict[str, Any],
+    signature: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything a run needs to continue exactly, as plain data.
 
@@ -327,7 +353,11 @@ def training_state(
 
 
 def restore_training_state(
-    state: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+    state: dict[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
 ) -> tuple[Position, History]:
     """Load model, optimiser and scheduler from ``state`` (from :func:`training_state`);
     returns the position and history.  The RNG states are left to the caller, who restores
@@ -337,9 +367,14 @@ def restore_training_state(
     dormant = dormant_names(model)
     missing = [k for k in missing if k not in dormant]
     if missing or unexpected:
-        raise ValueError("its model weights are not this model's: "
-                         + "; ".join(f"{what} {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                                     for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
+        raise ValueError(
+            "its model weights are not this model's: "
+            + "; ".join(
+                f"{what} {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", unexpected))
+                if keys
+            )
+        )
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])

@@ -6,6 +6,7 @@ evenly across ranks; gradients are averaged by DistributedDataParallel, so with 
 batches a step equals one single-process step on the whole global batch.  Logged losses and
 metrics are sample-weighted means over all ranks, NFE the mean over ranks of each rank's solves.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,11 @@ import pickle
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -24,8 +26,15 @@ from torch import nn
 
 from ..fields import dormant_names
 
-__all__ = ["DistContext", "setup_distributed", "teardown_distributed", "wrap_model", "launch_ddp",
-           "is_main_process", "STRATEGIES"]
+__all__ = [
+    "DistContext",
+    "setup_distributed",
+    "teardown_distributed",
+    "wrap_model",
+    "launch_ddp",
+    "is_main_process",
+    "STRATEGIES",
+]
 
 STRATEGIES = (None, "ddp")
 
@@ -89,8 +98,10 @@ def setup_distributed(strategy: str | None, device: torch.device) -> DistContext
     if all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
         return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, owns_group=True, enabled=True)
-    raise ValueError("strategy='ddp' needs a process group: run under torchrun (it sets RANK, WORLD_SIZE, "
-                     "MASTER_ADDR and MASTER_PORT) or start the workers with pyhbnode.training.launch_ddp")
+    raise ValueError(
+        "strategy='ddp' needs a process group: run under torchrun (it sets RANK, WORLD_SIZE, "
+        "MASTER_ADDR and MASTER_PORT) or start the workers with pyhbnode.training.launch_ddp"
+    )
 
 
 def teardown_distributed(ctx: DistContext) -> None:
@@ -131,11 +142,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, fn: Callable[..., Any], args: tuple, nprocs: int, port: int, backend: str,
-            timeout_s: float | None, result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(nprocs), LOCAL_RANK=str(rank))
-    kwargs = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
+def _worker(
+    rank: int,
+    fn: Callable[..., Any],
+    args: tuple,
+    nprocs: int,
+    port: int,
+    backend: str,
+    timeout_s: float | None,
+    result_dir: str,
+) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nprocs), LOCAL_RANK=str(rank)
+    )
+    kwargs: dict[str, Any] = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
     dist.init_process_group(backend, rank=rank, world_size=nprocs, **kwargs)
     try:
         result = fn(*args)
@@ -148,8 +168,9 @@ def _worker(rank: int, fn: Callable[..., Any], args: tuple, nprocs: int, port: i
         dist.destroy_process_group()
 
 
-def launch_ddp(fn: Callable[..., Any], nprocs: int = 2, args: tuple = (), *, backend: str = "gloo",
-               timeout_s: float | None = None) -> Any:
+def launch_ddp(
+    fn: Callable[..., Any], nprocs: int = 2, args: tuple = (), *, backend: str = "gloo", timeout_s: float | None = None
+) -> Any:
     """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a process group on this machine,
     and return rank 0's return value.
 
@@ -163,8 +184,11 @@ def launch_ddp(fn: Callable[..., Any], nprocs: int = 2, args: tuple = (), *, bac
     result_dir = tempfile.mkdtemp(prefix="pyhbnode-ddp-")
     try:
         torch.multiprocessing.start_processes(
-            _worker, args=(fn, args, nprocs, _free_port(), backend, timeout_s, result_dir),
-            nprocs=nprocs, join=True, start_method="spawn",
+            _worker,
+            args=(fn, args, nprocs, _free_port(), backend, timeout_s, result_dir),
+            nprocs=nprocs,
+            join=True,
+            start_method="spawn",
         )
         path = Path(result_dir) / "result.pkl"
         if not path.exists():

@@ -1,4 +1,5 @@
 """Error types of the training floor."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,12 +18,14 @@ class TrainingDiverged(RuntimeError):
         checkpoint: the last good checkpoint kept on disk, or ``None`` if none was written.
     """
 
-    def __init__(self, cause: str, *, epoch: int, batch: int, iteration: int,
-                 checkpoint: Path | None = None) -> None:
+    def __init__(self, cause: str, *, epoch: int, batch: int, iteration: int, checkpoint: Path | None = None) -> None:
         self.cause, self.epoch, self.batch, self.iteration = cause, epoch, batch, iteration
         self.checkpoint = checkpoint
-        kept = (f"the last good checkpoint is kept at {checkpoint}" if checkpoint is not None
-                else "no checkpoint was written before it")
+        kept = (
+            f"the last good checkpoint is kept at {checkpoint}"
+            if checkpoint is not None
+            else "no checkpoint was written before it"
+        )
         super().__init__(
             f"training diverged at epoch {epoch}, batch {batch} (iteration {iteration}): {cause}; {kept}. "
             "Try a lower learning rate, grad_clip, a looser or tighter solver tolerance, or a bounded "
@@ -60,8 +63,11 @@ class WriteFailed(OSError):
 
     def __init__(self, path: Path, err: OSError, *, checkpoint: Path | None = None) -> None:
         self.path, self.checkpoint = Path(path), checkpoint
-        kept = (f"the last good checkpoint {checkpoint} is kept; rerun the same command to resume from it"
-                if checkpoint is not None else "no checkpoint had been written yet")
+        kept = (
+            f"the last good checkpoint {checkpoint} is kept; rerun the same command to resume from it"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
         reason = err.strerror or str(err)
         super().__init__(err.errno, f"cannot write {self.path}: {reason}; {kept}")
 

@@ -1,5 +1,6 @@
 """``fit``: train any ``nn.Module`` (the zoo's ODE models included) with NFE logging,
 checkpoints that survive a crash, and optional data-parallel training."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,16 +18,23 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..fields import dormant_names
 from ..checks import check_bool, check_choice, check_device, check_int, check_real, describe
+from ..fields import dormant_names
 from ..layers import set_solver_options, solver_layers
 from ..solving import SolverError, SolverOptions
 from ..solving import record as record_solves
 from ..solving.backends.native import decide_compile
 from .callbacks import Callback, as_callbacks
 from .checkpoint import (
-    Position, latest_checkpoint, load_checkpoint, checkpoint_path, remove_checkpoints, restore_training_state,
-    save_checkpoint, training_state, writable_dir,
+    Position,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_checkpoints,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+    writable_dir,
 )
 from .distributed import DistContext, setup_distributed, teardown_distributed, wrap_model
 from .errors import CheckpointError, TrainingDiverged, WriteFailed
@@ -111,7 +120,8 @@ def fit(
             may grow to train further.  ``resume=False`` deletes the directory's checkpoints.
         callbacks: :class:`~pyhbnode.training.Callback` objects, or functions called with each
             epoch record; returning ``True`` stops training.
-        progress: a tqdm bar with the loss and forward/backward NFE, on rank 0 only.
+        progress: a tqdm bar with the loss and forward/backward NFE, and one per validation pass
+            (labelled ``validation``), on rank 0 only.
         strategy: ``None`` (one process) or ``"ddp"``: DistributedDataParallel in a process group
             started by ``torchrun`` or :func:`~pyhbnode.training.launch_ddp`; rank 0 alone writes
             checkpoints.  With equal per-rank batches a DDP step equals a single-process step on
@@ -134,10 +144,23 @@ def fit(
         UnsafeCheckpoint: a checkpoint holds objects other than plain data (never loaded).
     """
     lr, grad_clip, weight_decay = _check_settings(
-        epochs=epochs, lr=lr, batch_size=batch_size, grad_clip=grad_clip, weight_decay=weight_decay,
-        checkpoint_every=checkpoint_every, max_batches=max_batches, seed=seed)
-    _check_arguments(model=model, callbacks=callbacks, progress=progress, resume=resume,
-                     checkpoint_dir=checkpoint_dir, strategy=strategy)
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        grad_clip=grad_clip,
+        weight_decay=weight_decay,
+        checkpoint_every=checkpoint_every,
+        max_batches=max_batches,
+        seed=seed,
+    )
+    _check_arguments(
+        model=model,
+        callbacks=callbacks,
+        progress=progress,
+        resume=resume,
+        checkpoint_dir=checkpoint_dir,
+        strategy=strategy,
+    )
     solver = _solver_changes(solver)
     loss_name, loss_fn = resolve_loss(loss)
     metric_fns = resolve_metrics(metrics)
@@ -157,12 +180,14 @@ def fit(
             dev = torch.device("cuda", ctx.local_rank)
         seed_everything(seed)
         loader_args = dict(seed=seed, num_replicas=ctx.world_size, rank=ctx.rank)
-        train_loader, n_train = make_loader(train_data, batch_size=batch_size, shuffle=True, where="training",
-                                            **loader_args)
+        train_loader, n_train = make_loader(
+            train_data, batch_size=batch_size, shuffle=True, where="training", **loader_args
+        )
         val_loader = None
         if val_data is not None:
-            val_loader, _ = make_loader(val_data, batch_size=batch_size, shuffle=False, where="validation",
-                                        **loader_args)
+            val_loader, _ = make_loader(
+                val_data, batch_size=batch_size, shuffle=False, where="validation", **loader_args
+            )
         if solver is not None:
             set_solver_options(model, solver=solver)
         model.to(dev)
@@ -177,23 +202,54 @@ def fit(
 
         train_model = wrap_model(model, ctx, dev)
         dormant = dormant_names(model)
-        opt = make_optimizer(optimizer, [p for name, p in model.named_parameters() if name not in dormant],
-                             lr=lr, weight_decay=weight_decay)
+        opt = make_optimizer(
+            optimizer,
+            [p for name, p in model.named_parameters() if name not in dormant],
+            lr=lr,
+            weight_decay=weight_decay,
+        )
         scheduler = make_scheduler(lr_schedule, opt, epochs)
-        signature = _signature(lr=lr, batch_size=getattr(train_data, "batch_size", None) or batch_size,
-                               optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, epochs=epochs,
-                               grad_clip=grad_clip, seed=seed, loss=loss_name, n_train=n_train)
+        signature = _signature(
+            lr=lr,
+            batch_size=getattr(train_data, "batch_size", None) or batch_size,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            epochs=epochs,
+            grad_clip=grad_clip,
+            seed=seed,
+            loss=loss_name,
+            n_train=n_train,
+        )
 
-        run = _Run(model=model, train_model=train_model, opt=opt, scheduler=scheduler, ctx=ctx, device=dev,
-                   loss_fn=loss_fn, metric_fns=metric_fns, grad_clip=grad_clip, generators=generators,
-                   ckpt_dir=ckpt_dir, signature=signature)
+        run = _Run(
+            model=model,
+            train_model=train_model,
+            opt=opt,
+            scheduler=scheduler,
+            ctx=ctx,
+            device=dev,
+            loss_fn=loss_fn,
+            metric_fns=metric_fns,
+            grad_clip=grad_clip,
+            generators=generators,
+            ckpt_dir=ckpt_dir,
+            signature=signature,
+        )
         if ckpt_dir is not None:
             if resume:
                 run.resume()
             elif ctx.is_main and (n := remove_checkpoints(ckpt_dir)):
                 warnings.warn(f"resume=False: deleted {n} old checkpoint(s) in {ckpt_dir}", stacklevel=2)
-        return run.train(train_loader, val_loader, epochs=epochs, max_batches=max_batches,
-                         checkpoint_every=checkpoint_every, callbacks=hooks, progress=progress)
+        return run.train(
+            train_loader,
+            val_loader,
+            epochs=epochs,
+            max_batches=max_batches,
+            checkpoint_every=checkpoint_every,
+            callbacks=hooks,
+            progress=progress,
+        )
     finally:
         if lock is not None:
             lock.release()
@@ -206,15 +262,18 @@ def _solver_changes(solver: Any) -> SolverOptions | dict[str, Any] | None:
     if solver is None or isinstance(solver, SolverOptions):
         return solver
     if not isinstance(solver, Mapping):
-        raise TypeError(f"solver must be a SolverOptions, a mapping of solver options (e.g. {{'tol': 1e-5}}) "
-                        f"or None, got {describe(solver)}")
+        raise TypeError(
+            f"solver must be a SolverOptions, a mapping of solver options (e.g. {{'tol': 1e-5}}) "
+            f"or None, got {describe(solver)}"
+        )
     changes = dict(solver)
     SolverOptions.from_kwargs(**changes)
     return changes
 
 
-def _check_arguments(*, model: Any, callbacks: Any, progress: Any, resume: Any,
-                     checkpoint_dir: Any, strategy: Any) -> None:
+def _check_arguments(
+    *, model: Any, callbacks: Any, progress: Any, resume: Any, checkpoint_dir: Any, strategy: Any
+) -> None:
     """The arguments ``_check_settings`` does not cover: types of the objects ``fit`` is handed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module (e.g. from pyhbnode.zoo.build), got {describe(model)}")
@@ -227,27 +286,50 @@ def _check_arguments(*, model: Any, callbacks: Any, progress: Any, resume: Any,
     check_choice("strategy", strategy, ["ddp"], allow_none=True)
 
 
-def _check_settings(*, epochs: int, lr: float, batch_size: int, grad_clip: float | None, weight_decay: float,
-                    checkpoint_every: int | None, max_batches: int | None, seed: int,
-                    ) -> tuple[float, float | None, float]:
+def _check_settings(
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    grad_clip: float | None,
+    weight_decay: float,
+    checkpoint_every: int | None,
+    max_batches: int | None,
+    seed: int,
+) -> tuple[float, float | None, float]:
     """Refuse a bad setting by name; returns ``(lr, grad_clip, weight_decay)`` as plain floats
     (a one-element tensor is accepted and read out, so nothing downstream holds a tensor)."""
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
-                        ("max_batches", max_batches)):
+    for name, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("checkpoint_every", checkpoint_every),
+        ("max_batches", max_batches),
+    ):
         check_int(name, value, minimum=1, allow_none=name in ("checkpoint_every", "max_batches"))
     check_int("seed", seed, minimum=0)
-    return (check_real("lr", lr, low=0.0, open_low=True),
-            check_real("grad_clip", grad_clip, low=0.0, open_low=True, allow_none=True),
-            check_real("weight_decay", weight_decay, low=0.0))
+    return (
+        check_real("lr", lr, low=0.0, open_low=True),
+        check_real("grad_clip", grad_clip, low=0.0, open_low=True, allow_none=True),
+        check_real("weight_decay", weight_decay, low=0.0),
+    )
 
 
 def _describe(values: Sequence[Any]) -> str:
-    return ", ".join(f"{tuple(v.shape)} {str(v.dtype).replace('torch.', '')}" if isinstance(v, torch.Tensor)
-                     else type(v).__name__ for v in values)
+    return ", ".join(
+        f"{tuple(v.shape)} {str(v.dtype).replace('torch.', '')}" if isinstance(v, torch.Tensor) else type(v).__name__
+        for v in values
+    )
 
 
-def _check_first_batch(model: nn.Module, loader: DataLoader, device: torch.device, loss_name: str,
-                       loss_fn: LossFn, metric_fns: Mapping[str, LossFn], where: str) -> None:
+def _check_first_batch(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    loss_name: str,
+    loss_fn: LossFn,
+    metric_fns: Mapping[str, LossFn],
+    where: str,
+) -> None:
     """One forward pass on the first batch (eval mode, no gradient) to catch data that does not
     fit the model or the loss before any training starts."""
     try:
@@ -263,15 +345,18 @@ def _check_first_batch(model: nn.Module, loader: DataLoader, device: torch.devic
     except SolverError:
         raise
     except Exception as err:
-        raise ValueError(f"the model cannot run on the first {where} batch (inputs: {_describe(inputs)}): "
-                         f"{type(err).__name__}: {err}") from None
+        raise ValueError(
+            f"the model cannot run on the first {where} batch (inputs: {_describe(inputs)}): "
+            f"{type(err).__name__}: {err}"
+        ) from None
     finally:
         model.train(was_training)
     check_output(out, target, loss_name, loss_fn, metric_fns, where)
 
 
-def _resolve_compile(model: nn.Module, loader: DataLoader, device: torch.device, epochs: int,
-                     max_batches: int | None) -> None:
+def _resolve_compile(
+    model: nn.Module, loader: DataLoader, device: torch.device, epochs: int, max_batches: int | None
+) -> None:
     """``compile="auto"`` decided once for the whole run (never in its middle), from the
     iterations it will make and the state size of its first batch, and set on the layers."""
     if not any(layer.options.compile == "auto" for layer in solver_layers(model)):
@@ -285,17 +370,37 @@ def _resolve_compile(model: nn.Module, loader: DataLoader, device: torch.device,
     set_solver_options(model, compile=decide_compile(model, inputs, device, max(1, iterations)))
 
 
-def _signature(*, lr: float, batch_size: int, optimizer: OptimizerSpec, weight_decay: float,
-               lr_schedule: ScheduleSpec, epochs: int, grad_clip: float | None, seed: int, loss: str,
-               n_train: int) -> dict[str, Any]:
+def _signature(
+    *,
+    lr: float,
+    batch_size: int,
+    optimizer: OptimizerSpec,
+    weight_decay: float,
+    lr_schedule: ScheduleSpec,
+    epochs: int,
+    grad_clip: float | None,
+    seed: int,
+    loss: str,
+    n_train: int,
+) -> dict[str, Any]:
     """The settings a resumed run must share with the checkpoint's run.  ``epochs`` counts only
     where the schedule depends on it; the number of ranks may change (same global batches)."""
+
     def name(x: Any) -> Any:
         return x if x is None or isinstance(x, str) else getattr(x, "__qualname__", type(x).__name__)
 
-    return {"lr": lr, "batch_size": batch_size, "optimizer": name(optimizer), "weight_decay": weight_decay,
-            "lr_schedule": name(lr_schedule), "schedule_epochs": epochs if lr_schedule == "cosine" else None,
-            "grad_clip": grad_clip, "seed": seed, "loss": loss, "n_train": n_train}
+    return {
+        "lr": lr,
+        "batch_size": batch_size,
+        "optimizer": name(optimizer),
+        "weight_decay": weight_decay,
+        "lr_schedule": name(lr_schedule),
+        "schedule_epochs": epochs if lr_schedule == "cosine" else None,
+        "grad_clip": grad_clip,
+        "seed": seed,
+        "loss": loss,
+        "n_train": n_train,
+    }
 
 
 def _batch_sizes(loader: DataLoader) -> Iterator[int | None]:
@@ -314,10 +419,22 @@ def _batch_sizes(loader: DataLoader) -> Iterator[int | None]:
 class _Run:
     """The state of one ``fit`` call while it trains (kept off ``fit`` to keep each step small)."""
 
-    def __init__(self, *, model: nn.Module, train_model: nn.Module, opt: torch.optim.Optimizer, scheduler: Any,
-                 ctx: DistContext, device: torch.device, loss_fn: LossFn, metric_fns: Mapping[str, LossFn],
-                 grad_clip: float | None, generators: list[torch.Generator], ckpt_dir: Path | None,
-                 signature: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        train_model: nn.Module,
+        opt: torch.optim.Optimizer,
+        scheduler: Any,
+        ctx: DistContext,
+        device: torch.device,
+        loss_fn: LossFn,
+        metric_fns: Mapping[str, LossFn],
+        grad_clip: float | None,
+        generators: list[torch.Generator],
+        ckpt_dir: Path | None,
+        signature: dict[str, Any],
+    ) -> None:
         self.model, self.train_model, self.opt, self.scheduler = model, train_model, opt, scheduler
         self.ctx, self.device, self.loss_fn, self.metric_fns = ctx, device, loss_fn, metric_fns
         self.grad_clip, self.generators, self.ckpt_dir, self.signature = grad_clip, generators, ckpt_dir, signature
@@ -340,24 +457,32 @@ class _Run:
                 chosen, error = -2, err
         chosen = self.ctx.broadcast(chosen)
         if chosen == -2:
-            raise error if error is not None else CheckpointError(
-                f"rank 0 could not read the checkpoints in {self.ckpt_dir}")
+            raise (
+                error
+                if error is not None
+                else CheckpointError(f"rank 0 could not read the checkpoints in {self.ckpt_dir}")
+            )
         if chosen < 0:
             return
         path = checkpoint_path(self.ckpt_dir, chosen)
         state = found[1] if found is not None else load_checkpoint(path)
         saved = json.loads(state["signature"])
-        diffs = [f"{k} {saved.get(k)!r} (checkpoint) vs {v!r} (now)" for k, v in self.signature.items()
-                 if saved.get(k) != v]
+        diffs = [
+            f"{k} {saved.get(k)!r} (checkpoint) vs {v!r} (now)" for k, v in self.signature.items() if saved.get(k) != v
+        ]
         if diffs:
-            raise ValueError(f"the checkpoint {path} comes from a run with other settings: {'; '.join(diffs)}. "
-                             "Pass resume=False to start over, or use another checkpoint_dir")
+            raise ValueError(
+                f"the checkpoint {path} comes from a run with other settings: {'; '.join(diffs)}. "
+                "Pass resume=False to start over, or use another checkpoint_dir"
+            )
         try:
-            self.position, self.history = restore_training_state(state, model=self.model, optimizer=self.opt,
-                                                                 scheduler=self.scheduler)
+            self.position, self.history = restore_training_state(
+                state, model=self.model, optimizer=self.opt, scheduler=self.scheduler
+            )
         except (RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(f"the checkpoint {path} does not fit this model/optimizer: "
-                             f"{str(err).splitlines()[0]}") from None
+            raise ValueError(
+                f"the checkpoint {path} does not fit this model/optimizer: {str(err).splitlines()[0]}"
+            ) from None
         self.rng_now, self.rng_epoch_start = state["rng"], state["rng_epoch_start"]
         self.last_checkpoint = path
 
@@ -366,13 +491,25 @@ class _Run:
         if self.ckpt_dir is None:
             return
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise TrainingDiverged("the weights became NaN/Inf", epoch=position.epoch + 1, batch=position.batch,
-                                   iteration=position.iteration, checkpoint=self.last_checkpoint)
+            raise TrainingDiverged(
+                "the weights became NaN/Inf",
+                epoch=position.epoch + 1,
+                batch=position.batch,
+                iteration=position.iteration,
+                checkpoint=self.last_checkpoint,
+            )
         path = checkpoint_path(self.ckpt_dir, position.iteration)
         if self.ctx.is_main:
-            state = training_state(model=self.model, optimizer=self.opt, scheduler=self.scheduler, position=position,
-                                   history=self.history, rng=capture_rng(self.generators),
-                                   rng_epoch_start=self.rng_epoch_start or {}, signature=self.signature)
+            state = training_state(
+                model=self.model,
+                optimizer=self.opt,
+                scheduler=self.scheduler,
+                position=position,
+                history=self.history,
+                rng=capture_rng(self.generators),
+                rng_epoch_start=self.rng_epoch_start or {},
+                signature=self.signature,
+            )
             try:
                 save_checkpoint(self.ckpt_dir, position.iteration, state)
             except OSError as err:  # disk full, read-only file system ...: nothing half-written is left
@@ -380,20 +517,37 @@ class _Run:
         self.last_checkpoint = path
 
     # --- the loop ---------------------------------------------------------------------------
-    def train(self, train_loader: DataLoader, val_loader: DataLoader | None, *, epochs: int,
-              max_batches: int | None, checkpoint_every: int | None, callbacks: list[Callback],
-              progress: bool) -> History:
+    def train(
+        self,
+        train_loader: DataLoader,
+        val_loader: DataLoader | None,
+        *,
+        epochs: int,
+        max_batches: int | None,
+        checkpoint_every: int | None,
+        callbacks: list[Callback],
+        progress: bool,
+    ) -> History:
         def capped(iteration: int) -> bool:
             return max_batches is not None and iteration >= max_batches
 
         pos = self.position
+        per_epoch: int | None
+        total: int | None
         try:
             per_epoch = len(train_loader)
             total = epochs * per_epoch if max_batches is None else min(epochs * per_epoch, max_batches)
         except TypeError:
             per_epoch, total = None, max_batches
-        bar = tqdm(total=total, initial=min(pos.iteration, total or pos.iteration), unit="batch", dynamic_ncols=True,
-                   disable=not (progress and self.ctx.is_main), leave=True, desc="fit")
+        bar = tqdm(
+            total=total,
+            initial=min(pos.iteration, total or pos.iteration),
+            unit="batch",
+            dynamic_ncols=True,
+            disable=not (progress and self.ctx.is_main),
+            leave=True,
+            desc="fit",
+        )
         stop = any([cb.on_train_begin(self.model, self.history) is True for cb in callbacks])
         epoch, done_in_epoch, iteration = pos.epoch, pos.batch, pos.iteration
         if self.rng_now is not None and done_in_epoch == 0:
@@ -404,23 +558,29 @@ class _Run:
                 if isinstance(train_loader.sampler, DistributedSampler):
                     train_loader.sampler.set_epoch(epoch)
                 if done_in_epoch:  # resuming inside an epoch: rebuild its order, skip what was trained
+                    # the checkpoint that left the run inside an epoch holds both states
+                    assert self.rng_epoch_start is not None and self.rng_now is not None
                     restore_rng(self.rng_epoch_start, self.generators)
                 else:
                     self.rng_epoch_start = capture_rng(self.generators)
                 batches, sizes = iter(train_loader), _batch_sizes(train_loader)
-                for _ in zip(range(done_in_epoch), batches, sizes):
+                for _ in zip(range(done_in_epoch), batches, sizes, strict=False):
                     pass
-                if done_in_epoch:
+                if done_in_epoch and self.rng_now is not None:
                     restore_rng(self.rng_now, self.generators)
                 self.train_model.train()
-                for batch, size in zip(batches, sizes):
+                for batch, size in zip(batches, sizes, strict=False):
                     done_in_epoch += 1
                     iteration += 1
                     record = self._step(batch, size, epoch + 1, done_in_epoch, iteration)
                     self.history.add_batch(record)
                     bar.update(1)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{record['loss']:.4g}",
-                                    nfe=f"{record['nfe_forward']:g}/{record['nfe_backward']:g}", refresh=False)
+                    bar.set_postfix(
+                        epoch=f"{epoch + 1}/{epochs}",
+                        loss=f"{record['loss']:.4g}",
+                        nfe=f"{record['nfe_forward']:g}/{record['nfe_backward']:g}",
+                        refresh=False,
+                    )
                     stop = any([cb.on_batch_end(record) is True for cb in callbacks])
                     if checkpoint_every is not None and iteration % checkpoint_every == 0:
                         self.save(Position(epoch, done_in_epoch, iteration))
@@ -428,9 +588,8 @@ class _Run:
                         break
                 # An epoch is finished when all its batches ran; a loader without a length
                 # only tells by running dry, i.e. by the loop ending without a break.
-                finished = (done_in_epoch == per_epoch if per_epoch is not None
-                            else not (stop or capped(iteration)))
-                record = self._epoch_record(epoch + 1, iteration, val_loader, time.perf_counter() - started)
+                finished = done_in_epoch == per_epoch if per_epoch is not None else not (stop or capped(iteration))
+                record = self._epoch_record(epoch + 1, iteration, val_loader, time.perf_counter() - started, progress)
                 self.history.add_epoch(record)
                 stop = any([cb.on_epoch_end(record) is True for cb in callbacks]) or stop
                 if not finished:
@@ -491,15 +650,24 @@ class _Run:
             values = [float(fn(out.detach(), target)) * n for fn in self.metric_fns.values()]
         nfe_f, nfe_b, *metric_sums = self.ctx.sum([stats.nfe_forward, stats.nfe_backward, *values])
         world = self.ctx.world_size
-        record = {**where, "size": int(count), "loss": mean_loss, "nfe_forward": nfe_f / world,
-                  "nfe_backward": nfe_b / world, "grad_norm": grad_norm,
-                  "seconds": time.perf_counter() - started, "lr": self.opt.param_groups[0]["lr"]}
+        record = {
+            **where,
+            "size": int(count),
+            "loss": mean_loss,
+            "nfe_forward": nfe_f / world,
+            "nfe_backward": nfe_b / world,
+            "grad_norm": grad_norm,
+            "seconds": time.perf_counter() - started,
+            "lr": self.opt.param_groups[0]["lr"],
+        }
         if world == 1:  # integers stay integers in one process
             record["nfe_forward"], record["nfe_backward"] = int(nfe_f), int(nfe_b)
-        record.update({name: s / count for name, s in zip(self.metric_fns, metric_sums)})
+        record.update({name: s / count for name, s in zip(self.metric_fns, metric_sums, strict=True)})
         return record
 
-    def _epoch_record(self, epoch: int, iteration: int, val_loader: DataLoader | None, seconds: float) -> dict[str, Any]:
+    def _epoch_record(
+        self, epoch: int, iteration: int, val_loader: DataLoader | None, seconds: float, progress: bool
+    ) -> dict[str, Any]:
         batches = self.history.epoch_batches(epoch)
         count = sum(b["size"] for b in batches) or 1
 
@@ -509,17 +677,22 @@ class _Run:
         def mean(key: str) -> float:
             return sum(b[key] for b in batches) / max(1, len(batches))
 
-        record: dict[str, Any] = {"epoch": epoch, "batches": len(batches), "iteration": iteration,
-                                  "train_loss": weighted("loss")}
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "batches": len(batches),
+            "iteration": iteration,
+            "train_loss": weighted("loss"),
+        }
         record.update({f"train_{name}": weighted(name) for name in self.metric_fns})
         record.update({"nfe_forward": mean("nfe_forward"), "nfe_backward": mean("nfe_backward")})
         if val_loader is not None:
-            record.update(self._evaluate(val_loader))
+            record.update(self._evaluate(val_loader, progress))
         record.update({"seconds": seconds, "lr": self.opt.param_groups[0]["lr"]})
         return record
 
-    def _evaluate(self, loader: DataLoader) -> dict[str, float]:
+    def _evaluate(self, loader: DataLoader, progress: bool) -> dict[str, float]:
         """Loss, metrics and mean forward NFE on ``loader`` (this rank's share), reduced over ranks.
+        With ``progress``, a bar of its own: a full test set takes minutes after a short training.
 
         The generators are put back afterwards (creating a DataLoader iterator draws a seed), so
         training draws the same numbers with or without validation, and a checkpoint written
@@ -530,8 +703,16 @@ class _Run:
         sums = [0.0] * (3 + len(self.metric_fns))  # loss, samples, nfe, metrics...
         batches = 0
         try:
-            with torch.no_grad():
-                for batch, size in zip(loader, _batch_sizes(loader)):
+            bar = tqdm(
+                loader,
+                unit="batch",
+                dynamic_ncols=True,
+                disable=not (progress and self.ctx.is_main),
+                leave=False,
+                desc="validation",
+            )
+            with torch.no_grad(), bar:
+                for batch, size in zip(bar, _batch_sizes(loader), strict=False):
                     inputs, target = to_device(split_batch(batch, "validation"), self.device)
                     n = size if size else (len(target) if target.dim() else 1)
                     with record_solves() as solves:
@@ -548,6 +729,6 @@ class _Run:
         loss_sum, count, nfe, *metric_sums, batches_all = self.ctx.sum([*sums, batches])
         count = count or 1
         result = {"val_loss": loss_sum / count}
-        result.update({f"val_{name}": s / count for name, s in zip(self.metric_fns, metric_sums)})
+        result.update({f"val_{name}": s / count for name, s in zip(self.metric_fns, metric_sums, strict=True)})
         result["val_nfe_forward"] = nfe / max(1, batches_all)
         return result

@@ -1,17 +1,29 @@
 """``History``: what a training run measured, per batch and per epoch."""
+
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = ["History", "BATCH_KEYS", "EPOCH_KEYS"]
 
 # Keys every batch record carries; training metrics add one key per metric name.
-BATCH_KEYS = ("epoch", "batch", "iteration", "size", "loss", "nfe_forward", "nfe_backward",
-              "grad_norm", "seconds", "lr")
+BATCH_KEYS = (
+    "epoch",
+    "batch",
+    "iteration",
+    "size",
+    "loss",
+    "nfe_forward",
+    "nfe_backward",
+    "grad_norm",
+    "seconds",
+    "lr",
+)
 # Keys every epoch record carries; metrics add ``train_<name>``, validation ``val_loss``,
 # ``val_<name>`` and ``val_nfe_forward``.
 EPOCH_KEYS = ("epoch", "batches", "iteration", "train_loss", "nfe_forward", "nfe_backward", "seconds", "lr")
@@ -82,7 +94,7 @@ class History:
         iteration, the mean loss over the last tenth of the iterations (``final_loss``) and
         every ``train_``/``val_`` value of the last epoch as ``final_<key>``."""
         b = self.batches
-        tail = b[-max(1, len(b) // 10):] if b else []
+        tail = b[-max(1, len(b) // 10) :] if b else []
 
         def mean(values: list[float]) -> float | None:
             return float(sum(values) / len(values)) if values else None
@@ -96,7 +108,7 @@ class History:
             "seconds_total": float(sum(e["seconds"] for e in self.epochs)),
             "final_loss": mean([r["loss"] for r in tail]),
         }
-        for key, value in (self.epochs[-1].items() if self.epochs else ()):
+        for key, value in self.epochs[-1].items() if self.epochs else ():
             if key.startswith(("train_", "val_")) and isinstance(value, (int, float)):
                 row["final_" + key] = value
         return row
@@ -106,7 +118,7 @@ class History:
         return {"batches": self.batch_records(), "epochs": self.epoch_records()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "History":
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
         return cls(data.get("batches", ()), data.get("epochs", ()))
 
     def to_json(self) -> str:
@@ -114,11 +126,12 @@ class History:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "History":
+    def from_json(cls, text: str) -> History:
         return cls.from_dict(json.loads(text))
 
-    def to_jsonl(self, path: str | os.PathLike, *, kind: str | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Path:
+    def to_jsonl(
+        self, path: str | os.PathLike, *, kind: str | None = None, extra: Mapping[str, Any] | None = None
+    ) -> Path:
         """Write one JSON line per record, each with ``"kind": "batch"`` or ``"epoch"``.
 
         Args:
@@ -136,7 +149,7 @@ class History:
         return path
 
     @classmethod
-    def from_jsonl(cls, *paths: str | os.PathLike) -> "History":
+    def from_jsonl(cls, *paths: str | os.PathLike) -> History:
         """Read records written by :meth:`to_jsonl` (one or several files); lines without a
         ``kind`` are taken as batch records.  Fields given as ``extra`` stay in the records."""
         history = cls()

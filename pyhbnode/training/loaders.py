@@ -10,9 +10,11 @@ permutation depends only on ``(seed, epoch)``; a single process is the case
 batches is the ``k``-th contiguous chunk of ``batch_size`` indices, the single process's
 ``k``-th batch.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,27 +51,35 @@ def _as_dataset(data: Any, where: str) -> Dataset:
         arg = _ARGUMENT.get(where, where)
         lengths = {len(t) if t.dim() else -1 for t in tensors}
         if len(lengths) != 1 or -1 in lengths:
-            raise ValueError(f"the {where} tensors ({arg}) must share their first (batch) dimension, got shapes "
-                             f"{[tuple(t.shape) for t in tensors]}; time-first (T, B, ...) data goes in a Dataset "
-                             "of batch-first items with a collate method (see fit's docstring)")
+            raise ValueError(
+                f"the {where} tensors ({arg}) must share their first (batch) dimension, got shapes "
+                f"{[tuple(t.shape) for t in tensors]}; time-first (T, B, ...) data goes in a Dataset "
+                "of batch-first items with a collate method (see fit's docstring)"
+            )
         if len(tensors) < 2:
             raise ValueError(f"the {where} data ({arg}) needs inputs and a target: a tuple (x, ..., y) of tensors")
         for i, t in enumerate(tensors):
             if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
-                raise ValueError(f"{arg}[{i}] (shape {tuple(t.shape)}) contains NaN or Inf in {bad} entries; "
-                                 "clean or mask the data before training")
+                raise ValueError(
+                    f"{arg}[{i}] (shape {tuple(t.shape)}) contains NaN or Inf in {bad} entries; "
+                    "clean or mask the data before training"
+                )
         return TensorDataset(*tensors)
-    raise ValueError(f"the {where} data ({_ARGUMENT.get(where, where)}) must be a torch Dataset, a DataLoader or "
-                     f"a tuple of tensors (inputs..., target), got {type(data).__name__}")
+    raise ValueError(
+        f"the {where} data ({_ARGUMENT.get(where, where)}) must be a torch Dataset, a DataLoader or "
+        f"a tuple of tensors (inputs..., target), got {type(data).__name__}"
+    )
 
 
 def _length(dataset: Dataset, where: str) -> int:
     try:
         n = len(dataset)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"the {where} dataset has no length; pass a map-style Dataset (or a DataLoader "
-                         "over an iterable one, without strategy='ddp')") from None
+        raise ValueError(
+            f"the {where} dataset has no length; pass a map-style Dataset (or a DataLoader "
+            "over an iterable one, without strategy='ddp')"
+        ) from None
     if n == 0:
         raise ValueError(f"the {where} data is empty")
     return n
@@ -83,7 +93,14 @@ def _collate_of(dataset: Dataset) -> Callable | None:
 
 
 def make_loader(
-    data: TrainData, *, batch_size: int, shuffle: bool, seed: int, num_replicas: int, rank: int, where: str,
+    data: TrainData,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_replicas: int,
+    rank: int,
+    where: str,
 ) -> tuple[DataLoader, int]:
     """A DataLoader over this rank's share of ``data`` and its number of samples over all ranks.
 
@@ -109,10 +126,13 @@ def make_loader(
         if n == 0:
             raise ValueError(f"the {where} data is empty")
         return given, n
+    collate_fn: Callable[..., Any] | None
     if given is not None:
         if given.batch_size is None:
-            raise ValueError(f"the {where} DataLoader uses a custom batch_sampler, which strategy='ddp' "
-                             "cannot split across ranks; pass its Dataset instead")
+            raise ValueError(
+                f"the {where} DataLoader uses a custom batch_sampler, which strategy='ddp' "
+                "cannot split across ranks; pass its Dataset instead"
+            )
         batch_size, collate_fn = given.batch_size, given.collate_fn
         num_workers, dataset = given.num_workers, given.dataset
     else:
@@ -124,11 +144,12 @@ def make_loader(
     per_rank = batch_size // num_replicas
     sampler: Sampler[int]
     if shuffle:
-        sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-                                     drop_last=False)
+        sampler = DistributedSampler(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False
+        )
     else:
         sampler = _RankSlice(n, rank, num_replicas)
-    kwargs = {"collate_fn": collate_fn} if collate_fn is not None else {}
+    kwargs: dict[str, Any] = {"collate_fn": collate_fn} if collate_fn is not None else {}
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers, **kwargs), n
 
 

@@ -1,7 +1,9 @@
 """Losses and metrics by name, and the up-front check that a model's output fits its target."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,8 +76,9 @@ def resolve_metrics(metrics: Sequence[str | LossFn]) -> dict[str, LossFn]:
             raise ValueError(f"unknown metric {m!r}; choose from {sorted(METRICS)} or pass a callable(out, target)")
     taken = sorted(set(resolved) & set(BATCH_KEYS))
     if taken:
-        raise ValueError(f"metric name(s) {taken} clash with the batch record's own keys {list(BATCH_KEYS)}; "
-                         "rename the function")
+        raise ValueError(
+            f"metric name(s) {taken} clash with the batch record's own keys {list(BATCH_KEYS)}; rename the function"
+        )
     return resolved
 
 
@@ -83,44 +86,63 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
-def check_output(out: Any, target: Any, loss_name: str, loss_fn: LossFn,
-                 metrics: Mapping[str, LossFn], where: str) -> None:
+def check_output(
+    out: Any, target: Any, loss_name: str, loss_fn: LossFn, metrics: Mapping[str, LossFn], where: str
+) -> None:
     """Raise ``ValueError`` if ``out`` (the model's output on the first batch of ``where``)
     cannot be scored against ``target`` with the loss and metrics."""
     if not isinstance(out, torch.Tensor):
-        raise ValueError(f"the model returned a {type(out).__name__} on the first {where} batch; fit needs a "
-                         "tensor (wrap the model to return the prediction)")
+        raise ValueError(
+            f"the model returned a {type(out).__name__} on the first {where} batch; fit needs a "
+            "tensor (wrap the model to return the prediction)"
+        )
     if not isinstance(target, torch.Tensor):
-        raise ValueError(f"the target (the last element of each {where} batch) is a {type(target).__name__}, "
-                         "not a tensor")
+        raise ValueError(
+            f"the target (the last element of each {where} batch) is a {type(target).__name__}, not a tensor"
+        )
     if loss_name in ("mse", "bce"):
         if not target.is_floating_point():
-            raise ValueError(f"loss {loss_name!r} needs float targets, but the {where} targets are {target.dtype}"
-                             + ("; for class labels use loss='cross_entropy'" if loss_name == "mse" else ""))
+            raise ValueError(
+                f"loss {loss_name!r} needs float targets, but the {where} targets are {target.dtype}"
+                + ("; for class labels use loss='cross_entropy'" if loss_name == "mse" else "")
+            )
         if _shape(out) != _shape(target):
-            raise ValueError(f"the model's output has shape {_shape(out)} but the {where} target has shape "
-                             f"{_shape(target)}; loss {loss_name!r} needs equal shapes")
+            raise ValueError(
+                f"the model's output has shape {_shape(out)} but the {where} target has shape "
+                f"{_shape(target)}; loss {loss_name!r} needs equal shapes"
+            )
         if loss_name == "bce" and (target.min() < 0 or target.max() > 1):
-            raise ValueError(f"loss 'bce' needs targets in [0, 1]; the first {where} batch has values in "
-                             f"[{target.min().item():g}, {target.max().item():g}]")
+            raise ValueError(
+                f"loss 'bce' needs targets in [0, 1]; the first {where} batch has values in "
+                f"[{target.min().item():g}, {target.max().item():g}]"
+            )
     elif loss_name == "cross_entropy":
         if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-            raise ValueError(f"loss 'cross_entropy' needs integer class labels (torch.long), but the {where} "
-                             f"labels are {target.dtype}; convert them with .long()")
+            raise ValueError(
+                f"loss 'cross_entropy' needs integer class labels (torch.long), but the {where} "
+                f"labels are {target.dtype}; convert them with .long()"
+            )
         if out.dim() < 2 or _shape(target) != _shape(out)[:1] + _shape(out)[2:]:
-            raise ValueError(f"the model's output has shape {_shape(out)} and the {where} labels {_shape(target)}; "
-                             "loss 'cross_entropy' needs logits (B, C, ...) and labels (B, ...)")
+            raise ValueError(
+                f"the model's output has shape {_shape(out)} and the {where} labels {_shape(target)}; "
+                "loss 'cross_entropy' needs logits (B, C, ...) and labels (B, ...)"
+            )
         if target.numel() and (target.min() < 0 or target.max() >= out.shape[1]):
-            raise ValueError(f"class labels must lie in [0, {out.shape[1] - 1}] for {out.shape[1]} logits; the "
-                             f"first {where} batch has labels in [{target.min().item()}, {target.max().item()}]")
+            raise ValueError(
+                f"class labels must lie in [0, {out.shape[1] - 1}] for {out.shape[1]} logits; the "
+                f"first {where} batch has labels in [{target.min().item()}, {target.max().item()}]"
+            )
     for name, fn in [("loss", loss_fn), *metrics.items()]:
         try:
             value = fn(out, target)
         except Exception as err:
             what = "the loss" if name == "loss" else f"metric {name!r}"
-            raise ValueError(f"{what} failed on the first {where} batch (output {_shape(out)}, target "
-                             f"{_shape(target)}): {type(err).__name__}: {err}") from None
+            raise ValueError(
+                f"{what} failed on the first {where} batch (output {_shape(out)}, target "
+                f"{_shape(target)}): {type(err).__name__}: {err}"
+            ) from None
         if isinstance(value, torch.Tensor) and value.numel() != 1:
             what = "the loss" if name == "loss" else f"metric {name!r}"
-            raise ValueError(f"{what} must return a scalar, but returned shape {_shape(value)} on the first "
-                             f"{where} batch")
+            raise ValueError(
+                f"{what} must return a scalar, but returned shape {_shape(value)} on the first {where} batch"
+            )

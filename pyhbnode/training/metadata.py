@@ -1,11 +1,12 @@
 """What ran a result: recorded next to every training run and experiment."""
+
 from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 import platform
 import time
+from importlib import metadata
 from pathlib import Path
 
 import torch

@@ -1,9 +1,10 @@
 """Optimisers and learning-rate schedules by name."""
+
 from __future__ import annotations
 
 import math
-
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -20,8 +21,9 @@ OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
 ScheduleSpec = str | Callable[[torch.optim.Optimizer], Any] | None
 
 
-def make_optimizer(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], *, lr: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """``"adam"``, ``"adamw"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``; or a callable
     ``(params, lr=, weight_decay=) -> Optimizer`` such as ``torch.optim.NAdam``."""
     if callable(spec):
@@ -38,8 +40,9 @@ def _parse_step(spec: str) -> tuple[int, float]:
         if len(parts) != 3 or every < 1 or not 0 < gamma < math.inf:  # NaN fails this too
             raise ValueError
     except (ValueError, IndexError):
-        raise ValueError(f"lr_schedule {spec!r} should read 'step:<every epochs, int >= 1>:<finite gamma > 0>', "
-                         "e.g. 'step:10:0.5'") from None
+        raise ValueError(
+            f"lr_schedule {spec!r} should read 'step:<every epochs, int >= 1>:<finite gamma > 0>', e.g. 'step:10:0.5'"
+        ) from None
     return every, gamma
 
 
@@ -50,8 +53,10 @@ def check_schedule(spec: ScheduleSpec) -> None:
     if isinstance(spec, str) and spec.startswith("step:"):
         _parse_step(spec)
         return
-    raise ValueError(f"unknown lr_schedule {spec!r}; use None, 'cosine', 'step:<every>:<gamma>' or a "
-                     "callable(optimizer) -> scheduler")
+    raise ValueError(
+        f"unknown lr_schedule {spec!r}; use None, 'cosine', 'step:<every>:<gamma>' or a "
+        "callable(optimizer) -> scheduler"
+    )
 
 
 def make_scheduler(spec: ScheduleSpec, optimizer: torch.optim.Optimizer, epochs: int) -> Any:

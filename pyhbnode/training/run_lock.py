@@ -6,6 +6,7 @@ no process with that pid (or one started at another time, i.e. the pid was reuse
 and taken over; any other lock raises :class:`~pyhbnode.training.errors.RunLocked` at once,
 naming the owner.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,7 @@ class RunLock:
         pid = owner.get("pid")
         return not (isinstance(pid, int) and process_alive(pid, owner.get("start")))
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         data = json.dumps(self._record()).encode()
         for _ in range(20):
             try:
@@ -92,10 +93,16 @@ class RunLock:
                     continue  # released meanwhile: try again
                 if not self._stale(owner):
                     since = owner.get("since")
-                    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(
-                        since, (int, float)) else ""
-                    who = (f"process {owner.get('pid')} on host {owner.get('host')}{when}" if owner
-                           else "another process (its lock file is still being written)")
+                    when = (
+                        time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since))
+                        if isinstance(since, (int, float))
+                        else ""
+                    )
+                    who = (
+                        f"process {owner.get('pid')} on host {owner.get('host')}{when}"
+                        if owner
+                        else "another process (its lock file is still being written)"
+                    )
                     raise RunLocked(
                         f"{self.directory} is in use: {who} is training into it (lock file {self.path}). Wait for "
                         "it to finish or choose another directory; if no such process runs, delete the lock file."
@@ -134,7 +141,7 @@ class RunLock:
         if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,4 +1,5 @@
 """The papers' architectures.  ``build(task, model, preset="paper", **solver_options)``."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,20 +12,52 @@ from ..solving import SolverOptions
 from ..solving.options import solver_argument
 from . import tasks
 from ._validate import check_build_args
-from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
 from .fields import MODELS, NAMES, PAPER_MODELS, RUNS_ON, check_task, make_field, models_for, order_of, runs_on
 from .models import ContinuousModel, DrivenLinear, DrivenModel, SequenceModel
+from .presets import AUTHORS, Variant, family_kwargs, same_in_both_presets, variant
 from .specs import DEFAULT_PRESET, TASK_SPECS, TaskSpec, task_spec
 
-__all__ = ["build", "TASKS", "TASK_SPECS", "TaskSpec", "task_spec", "PRESETS", "DEFAULT_PRESET", "PAPER_MODELS", "AUTHORS", "Variant", "variant", "same_in_both_presets", "MODELS", "NAMES", "RUNS_ON", "runs_on", "models_for", "check_task", "make_field", "order_of",
-           "ContinuousModel", "SequenceModel", "DrivenModel", "DrivenLinear"]
+__all__ = [
+    "build",
+    "TASKS",
+    "TASK_SPECS",
+    "TaskSpec",
+    "task_spec",
+    "PRESETS",
+    "DEFAULT_PRESET",
+    "PAPER_MODELS",
+    "AUTHORS",
+    "Variant",
+    "variant",
+    "same_in_both_presets",
+    "MODELS",
+    "NAMES",
+    "RUNS_ON",
+    "runs_on",
+    "models_for",
+    "check_task",
+    "make_field",
+    "order_of",
+    "ContinuousModel",
+    "SequenceModel",
+    "DrivenModel",
+    "DrivenLinear",
+]
 
 TASKS = tuple(TASK_SPECS)
 PRESETS = (DEFAULT_PRESET, "authors")
 
 
-def build(task: str, model: str, *, preset: str = DEFAULT_PRESET, field_kwargs: dict | None = None,
-          window: int = 64, solver: SolverOptions | None = None, **solver_options: Any) -> nn.Module:
+def build(
+    task: str,
+    model: str,
+    *,
+    preset: str = DEFAULT_PRESET,
+    field_kwargs: dict | None = None,
+    window: int = 64,
+    solver: SolverOptions | None = None,
+    **solver_options: Any,
+) -> nn.Module:
     """The paper's architecture for ``task`` and ``model``.
 
     Args:
@@ -45,9 +78,9 @@ def build(task: str, model: str, *, preset: str = DEFAULT_PRESET, field_kwargs: 
             ``adjoint``, ``compile``, ...) override them.
 
     Returns:
-        An ``nn.Module`` (measure its solves with ``pyhbnode.record()``).  Inputs: pointcloud ``(B, 2)``; mnist ``(B, 1, 28, 28)``;
-        cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))`` (plane
-        vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
+        An ``nn.Module`` (measure its solves with ``pyhbnode.record()``).  Inputs: pointcloud ``(B, 2)``;
+        mnist ``(B, 1, 28, 28)``; cifar10 ``(B, 3, 32, 32)``; plane_vibration/walker2d ``(x (T, B, k), dt (T, B))``
+        (plane vibration: ``T >= window``); silverbox ``(v1 (B, S), v2_0 (B, 1), ts (S,))``.
     """
     check_build_args(task, model, field_kwargs, TASKS, MODELS)
     check_task(task, model)
@@ -55,8 +88,9 @@ def build(task: str, model: str, *, preset: str = DEFAULT_PRESET, field_kwargs: 
         raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int (input stamps), got {window!r}")
-    options = solver_argument(solver, solver_options, where=f"zoo.build({task!r}, {model!r})",
-                              default=TASK_SPECS[task].solver)
+    options = solver_argument(
+        solver, solver_options, where=f"zoo.build({task!r}, {model!r})", default=TASK_SPECS[task].solver
+    )
     kwargs = dict(field_kwargs or {})
     if model not in ("hbnode", "ghbnode") and kwargs:
         raise ValueError(f"field_kwargs {sorted(kwargs)} apply only to hbnode/ghbnode, not {model!r}")

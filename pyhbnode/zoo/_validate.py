@@ -1,12 +1,14 @@
 """The arguments of :func:`pyhbnode.zoo.build`, checked before anything is built."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
-from ..fields.nets import _ACTIVATIONS
 from ..checks import check_choice, check_real, describe
+from ..fields.nets import _ACTIVATIONS
 
 __all__ = ["check_build_args", "FIELD_KWARGS"]
 
@@ -27,19 +29,21 @@ def _check_coefficient(name: str, value: Any) -> None:
         check_real(where, value, low=0.0, open_low=True)
     elif name == "sigma" and not isinstance(value, nn.Module):
         if not isinstance(value, str) or value.lower() not in _ACTIVATIONS:
-            raise ValueError(f"{where} must be an activation name {sorted(_ACTIVATIONS)} or an nn.Module, "
-                             f"got {describe(value)}")
+            raise ValueError(
+                f"{where} must be an activation name {sorted(_ACTIVATIONS)} or an nn.Module, got {describe(value)}"
+            )
 
 
-def check_build_args(task: Any, model: Any, field_kwargs: Any, tasks: tuple[str, ...],
-                     models: tuple[str, ...]) -> None:
+def check_build_args(task: Any, model: Any, field_kwargs: Any, tasks: tuple[str, ...], models: tuple[str, ...]) -> None:
     """Refuse an unknown task/model and field coefficients the model does not take or of the
     wrong type/range — each named, with what is allowed."""
     check_choice("task", task, tasks)
     check_choice("model", model, models)
     if field_kwargs is not None:
         if not isinstance(field_kwargs, Mapping):
-            raise TypeError(f"field_kwargs must be a dict of heavy-ball coefficients or None, got {describe(field_kwargs)}")
+            raise TypeError(
+                f"field_kwargs must be a dict of heavy-ball coefficients or None, got {describe(field_kwargs)}"
+            )
         allowed = FIELD_KWARGS.get(model, ())
         if field_kwargs and not allowed:
             raise ValueError(f"field_kwargs {sorted(field_kwargs)} apply only to hbnode/ghbnode, not {model!r}")

@@ -6,6 +6,7 @@ Both act on the flattened layout :class:`~pyhbnode.layers.ODERNN` uses: a state 
 parts (``h``, and ``m`` or ``v`` for a second-order model) of width ``n`` each, and ``k``
 input features per stamp.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,8 +41,10 @@ class WindowInitial(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[0] < self.stamps or x.shape[2] != self.k:
-            raise ValueError(f"the initial state reads the first {self.stamps} stamps of x (time, batch, {self.k}); "
-                             f"got x of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"the initial state reads the first {self.stamps} stamps of x (time, batch, {self.k}); "
+                f"got x of shape {tuple(x.shape)}"
+            )
         window = x[: self.stamps].transpose(0, 1).reshape(x.shape[1], -1)  # (batch, stamps*k), time-major
         y = self.dense(window)
         missing = self.d * self.n - y.shape[1]
@@ -66,8 +69,8 @@ class PartwiseLinear(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         parts = z[:, : self.d * self.n].split(self.n, dim=1)
-        out = self.input(z[:, self.d * self.n:])
-        for layer, part in zip(self.parts, parts):
+        out = self.input(z[:, self.d * self.n :])
+        for layer, part in zip(self.parts, parts, strict=True):
             out = out + layer(part)
         return out
 

@@ -1,22 +1,52 @@
 """One factory from a model name to its vector field, shared by every task."""
+
 from __future__ import annotations
 
 from torch import nn
 
 from ..fields import (
-    ANODE, GHBNODE, HBNODE, NODE, SONODE, AdamNODE, GNesterovNODE, InitialState, MomentInitialState, NesterovNODE,
+    ANODE,
+    GHBNODE,
+    HBNODE,
+    NODE,
+    SONODE,
+    AdamNODE,
+    GNesterovNODE,
+    InitialState,
+    MomentInitialState,
+    NesterovNODE,
     VectorField,
 )
 
-__all__ = ["MODELS", "PAPER_MODELS", "NAMES", "RUNS_ON", "runs_on", "models_for", "make_field", "order_of", "start_time", "extra_channels", "initial_state",
-           "check_task"]
+__all__ = [
+    "MODELS",
+    "PAPER_MODELS",
+    "NAMES",
+    "RUNS_ON",
+    "runs_on",
+    "models_for",
+    "make_field",
+    "order_of",
+    "start_time",
+    "extra_channels",
+    "initial_state",
+    "check_task",
+]
 
 # The heavy-ball paper's five: what ``compare`` and ``reproduce`` run unless told otherwise.
 PAPER_MODELS = ("node", "anode", "sonode", "hbnode", "ghbnode")
 MODELS = (*PAPER_MODELS, "nesterovnode", "gnesterovnode", "adamnode")
 # How tables, figures and messages write each model: its papers' spelling.
-NAMES = {"node": "NODE", "anode": "ANODE", "sonode": "SONODE", "hbnode": "HBNODE", "ghbnode": "GHBNODE",
-         "nesterovnode": "NesterovNODE", "gnesterovnode": "GNesterovNODE", "adamnode": "AdamNODE"}
+NAMES = {
+    "node": "NODE",
+    "anode": "ANODE",
+    "sonode": "SONODE",
+    "hbnode": "HBNODE",
+    "ghbnode": "GHBNODE",
+    "nesterovnode": "NesterovNODE",
+    "gnesterovnode": "GNesterovNODE",
+    "adamnode": "AdamNODE",
+}
 
 # The tasks each later model's authors ran it on (their repositories' scripts); the heavy-ball
 # five run on every task.
@@ -41,8 +71,10 @@ def check_task(task: str, model: str) -> None:
     """Refuse a task ``model``'s authors did not run: the zoo has no architecture for it."""
     if not runs_on(task, model):
         tasks = RUNS_ON[model]
-        raise ValueError(f"the zoo has no {task!r} architecture for model {model!r}: its authors ran it on "
-                         f"{list(tasks)} only; choose one of those tasks or another model")
+        raise ValueError(
+            f"the zoo has no {task!r} architecture for model {model!r}: its authors ran it on "
+            f"{list(tasks)} only; choose one of those tasks or another model"
+        )
 
 
 def order_of(model: str) -> int:
@@ -67,6 +99,7 @@ def extra_channels(model: str, n: int, c: int) -> int:
 def initial_state(model: str, n: int, net: nn.Module | None) -> nn.Module:
     """The initial-state builder of ``model`` for width ``n`` around the network ``net``."""
     if order_of(model) == 3:
+        assert net is not None  # the tasks build a net for every model of order >= 2
         return MomentInitialState(n, net)
     return InitialState(order_of(model), n, net)
 

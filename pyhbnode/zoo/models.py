@@ -1,12 +1,13 @@
 """The end-to-end models the zoo assembles: a continuous classifier, a sequence model and
 the Silverbox driven oscillator."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from ..contracts import Arg, InputSpec
-from ..fields import InitialState, TimeModule, hidden
+from ..fields import TimeModule, hidden
 from ..layers import ODERNN, ODEBlock
 
 __all__ = ["ContinuousModel", "SequenceModel", "DrivenLinear", "DrivenModel"]
@@ -20,8 +21,16 @@ class ContinuousModel(nn.Module):
     :attr:`input_spec` refuses anything else before a layer runs.  Returns the head's output
     ``(batch, out)``.  ``name`` is how errors name the model."""
 
-    def __init__(self, initial: InitialState, block: ODEBlock, head: nn.Module, *, sample: tuple[int, ...],
-                 labels: tuple[str, ...], name: str) -> None:
+    def __init__(
+        self,
+        initial: nn.Module,
+        block: ODEBlock,
+        head: nn.Module,
+        *,
+        sample: tuple[int, ...],
+        labels: tuple[str, ...],
+        name: str,
+    ) -> None:
         super().__init__()
         self.initial, self.block, self.head = initial, block, head
         self.input_spec = InputSpec(name, (Arg("x", ("B", *sample), ("batch", *labels)),))
@@ -45,17 +54,27 @@ class SequenceModel(nn.Module):
     also be ``(T,)`` (shared by the batch); :attr:`input_spec` refuses other shapes, another
     dtype or device, negative or non-finite ``dt`` before a layer runs."""
 
-    def __init__(self, rnn: ODERNN, initial: nn.Module | None = None, time_scale: float = 1.0, *,
-                 features: int, name: str) -> None:
+    def __init__(
+        self, rnn: ODERNN, initial: nn.Module | None = None, time_scale: float = 1.0, *, features: int, name: str
+    ) -> None:
         super().__init__()
         self.rnn, self.initial, self.time_scale = rnn, initial, float(time_scale)
         stamps = getattr(initial, "stamps", 1)
         self.input_spec = InputSpec(
             name,
-            (Arg("x", ("T", "B", features), ("time", "batch", "features")),
-             Arg("dt", ("T", "B"), ("time", "batch"), alternatives=(("T",),), nonnegative=True)),
-            at_least={"T": (stamps, f"the initial state reads the first {stamps} stamps (the window); pass a "
-                                    f"longer sequence, or build the model with window=<T>")} if stamps > 1 else {},
+            (
+                Arg("x", ("T", "B", features), ("time", "batch", "features")),
+                Arg("dt", ("T", "B"), ("time", "batch"), alternatives=(("T",),), nonnegative=True),
+            ),
+            at_least={
+                "T": (
+                    stamps,
+                    f"the initial state reads the first {stamps} stamps (the window); pass a "
+                    f"longer sequence, or build the model with window=<T>",
+                )
+            }
+            if stamps > 1
+            else {},
         )
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
@@ -106,16 +125,28 @@ class DrivenModel(nn.Module):
     refuses that, ``v1`` with another number of samples than ``ts``, and ``v2_0`` of another
     width than ``observed``, before a layer runs."""
 
-    def __init__(self, initial: nn.Module, block: ODEBlock, drive: DrivenLinear, time_offset: float = 0.0, *,
-                 observed: int, name: str) -> None:
+    def __init__(
+        self,
+        initial: nn.Module,
+        block: ODEBlock,
+        drive: DrivenLinear,
+        time_offset: float = 0.0,
+        *,
+        observed: int,
+        name: str,
+    ) -> None:
         super().__init__()
         self.initial, self.block, self.drive = initial, block, drive
         self.time_offset = float(time_offset)
-        self.input_spec = InputSpec(name, (
-            Arg("v1", ("B", "S"), ("batch", "samples")),
-            Arg("v2_0", ("B", observed), ("batch", "observed")),
-            Arg("ts", ("S",), ("samples",), increasing=True),
-        ), at_least={"S": (2, "a trajectory needs at least two times")})
+        self.input_spec = InputSpec(
+            name,
+            (
+                Arg("v1", ("B", "S"), ("batch", "samples")),
+                Arg("v2_0", ("B", observed), ("batch", "observed")),
+                Arg("ts", ("S",), ("samples",), increasing=True),
+            ),
+            at_least={"S": (2, "a trajectory needs at least two times")},
+        )
 
     def forward(self, v1: torch.Tensor, v2_0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         return self.hidden(self.trajectory(v1, v2_0, ts))

@@ -27,11 +27,13 @@ as ``model.dormant``, a :class:`~pyhbnode.fields.Dormant`: the model computes ex
 computes without them, and training leaves them out of the optimiser, of DDP's reduction and
 of the keys a checkpoint must hold.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -82,31 +84,56 @@ _FROZEN_CORR = (("corr", -100.0),)
 AUTHORS: dict[tuple[str, str], Variant] = {
     ("pointcloud", "node"): Variant(head="hardtanh", source="point_cloud/nested_n_spheres_(a)node.ipynb"),
     ("pointcloud", "anode"): Variant(head="hardtanh", source="point_cloud/nested_n_spheres_(a)node.ipynb"),
-    ("pointcloud", "sonode"): Variant(head="hardtanh", dormant=(("gamma", -3.0),),
-                                      source="point_cloud/nested_n_spheres_sonode.ipynb (ODEfunc.gamma, unused)"),
+    ("pointcloud", "sonode"): Variant(
+        head="hardtanh",
+        dormant=(("gamma", -3.0),),
+        source="point_cloud/nested_n_spheres_sonode.ipynb (ODEfunc.gamma, unused)",
+    ),
     ("pointcloud", "hbnode"): Variant(head="hardtanh", source="point_cloud/nested_n_spheres_hbnode.ipynb"),
-    ("pointcloud", "ghbnode"): Variant(field_kwargs={"xi": 2.0, "sigma": "identity"}, head="hardtanh",
-                                       source="point_cloud/nested_n_spheres_ghbnode.ipynb (res = 2, tanhc = identity)"),
-    ("mnist", "ghbnode"): Variant(field_kwargs={"xi": None, "chi": 2.0},
-                                  source="mnist/mnist_full_run.py (corr=2.0, corrf=False, actv_h=Tanh)"),
+    ("pointcloud", "ghbnode"): Variant(
+        field_kwargs={"xi": 2.0, "sigma": "identity"},
+        head="hardtanh",
+        source="point_cloud/nested_n_spheres_ghbnode.ipynb (res = 2, tanhc = identity)",
+    ),
+    ("mnist", "ghbnode"): Variant(
+        field_kwargs={"xi": None, "chi": 2.0}, source="mnist/mnist_full_run.py (corr=2.0, corrf=False, actv_h=Tanh)"
+    ),
     ("mnist", "hbnode"): Variant(dormant=_FROZEN_CORR, source="mnist/mnist_full_run.py (HeavyBallNODE(DF(dim, nhid)))"),
-    ("cifar10", "hbnode"): Variant(dormant=_FROZEN_CORR, source="base.py HeavyBallNODE (frozen corr; the CIFAR script is not public)"),
-    ("cifar10", "ghbnode"): Variant(field_kwargs={"xi": 1.5}, dormant=_FROZEN_CORR,
-                                    source="spec §5 (1.5·h inside the CIFAR field); base.py HeavyBallNODE (frozen corr)"),
-    ("plane_vibration", "hbnode"): Variant(field_model="ghbnode", field_kwargs={"xi": None, "chi": 0.0, "sigma": "identity"},
-                                           source=_PV.format("hbnode") + " (corr=0, corrf=False)"),
-    ("plane_vibration", "ghbnode"): Variant(field_kwargs={"xi": None, "chi": 0.0},
-                                            source=_PV.format("ghbnode") + " (corr=0, corrf=False, actv_h=Tanh)"),
+    ("cifar10", "hbnode"): Variant(
+        dormant=_FROZEN_CORR, source="base.py HeavyBallNODE (frozen corr; the CIFAR script is not public)"
+    ),
+    ("cifar10", "ghbnode"): Variant(
+        field_kwargs={"xi": 1.5},
+        dormant=_FROZEN_CORR,
+        source="spec §5 (1.5·h inside the CIFAR field); base.py HeavyBallNODE (frozen corr)",
+    ),
+    ("plane_vibration", "hbnode"): Variant(
+        field_model="ghbnode",
+        field_kwargs={"xi": None, "chi": 0.0, "sigma": "identity"},
+        source=_PV.format("hbnode") + " (corr=0, corrf=False)",
+    ),
+    ("plane_vibration", "ghbnode"): Variant(
+        field_kwargs={"xi": None, "chi": 0.0}, source=_PV.format("ghbnode") + " (corr=0, corrf=False, actv_h=Tanh)"
+    ),
     ("walker2d", "node"): Variant(time_scale=1 / 64, source=_WALKER.format("node") + " (train_times / 64.0)"),
     ("walker2d", "anode"): Variant(time_scale=1 / 64, source=_WALKER.format("anode") + " (train_times / 64.0)"),
-    ("walker2d", "sonode"): Variant(residual_cell=True, time_scale=1 / 64,
-                                    source=_WALKER.format("sonode") + " (out + h, train_times / 64.0)"),
-    ("walker2d", "hbnode"): Variant(field_model="ghbnode", field_kwargs={"xi": math.log(2.0), "sigma": "identity"},
-                                    residual_cell=True, time_scale=1 / 64, dormant=(("corr", 0.0),),
-                                    source=_WALKER.format("hbnode") + " (corr=0, corrf=True, out + h, times / 64)"),
-    ("walker2d", "ghbnode"): Variant(field_kwargs={"xi": None, "chi": 1.0}, residual_cell=True, time_scale=1 / 64,
-                                     source=_WALKER.format("ghbnode") + " (corr=1, corrf=False, actv_h=Tanh, "
-                                                                        "out + h, times / 64)"),
+    ("walker2d", "sonode"): Variant(
+        residual_cell=True, time_scale=1 / 64, source=_WALKER.format("sonode") + " (out + h, train_times / 64.0)"
+    ),
+    ("walker2d", "hbnode"): Variant(
+        field_model="ghbnode",
+        field_kwargs={"xi": math.log(2.0), "sigma": "identity"},
+        residual_cell=True,
+        time_scale=1 / 64,
+        dormant=(("corr", 0.0),),
+        source=_WALKER.format("hbnode") + " (corr=0, corrf=True, out + h, times / 64)",
+    ),
+    ("walker2d", "ghbnode"): Variant(
+        field_kwargs={"xi": None, "chi": 1.0},
+        residual_cell=True,
+        time_scale=1 / 64,
+        source=_WALKER.format("ghbnode") + " (corr=1, corrf=False, actv_h=Tanh, out + h, times / 64)",
+    ),
 }
 
 
@@ -117,24 +144,41 @@ _NAG = "minhtannguyen/NesterovNODE "
 _ADAM = "Seunghyeon-Cho/AdamNODE "
 # AdamNODEs registers γ (trainable, never read) and two frozen corrections.
 _ADAM_DORMANT = (("gamma", -3.0), ("corr", -100.0), ("corr2", -100.0))
-AUTHORS.update({
-    ("pointcloud", "nesterovnode"): Variant(head="hardtanh", time_input=True, source=_NAG + "nested_n_spheres.py"),
-    ("pointcloud", "gnesterovnode"): Variant(head="hardtanh", time_input=True, source=_NAG + "nested_n_spheres.py"),
-    ("pointcloud", "adamnode"): Variant(head="hardtanh", time_input=True, dormant=_ADAM_DORMANT,
-                                        source=_NAG + "nested_n_spheres.py layers (AdamNODE's authors ran no "
-                                               "point cloud script); " + _ADAM + "base.py AdamNODEs"),
-    ("mnist", "nesterovnode"): Variant(dormant=_FROZEN_CORR, source=_NAG + "mnist/mnist_full_run.py (corr frozen)"),
-    ("mnist", "adamnode"): Variant(dormant=_ADAM_DORMANT, source=_ADAM + "mnist/mnist_full_run.py, base.py AdamNODEs"),
-    ("cifar10", "adamnode"): Variant(dormant=(("gamma", -3.0),), source=_ADAM + "cifar10/models.py AdamNODE (gamma unused)"),
-    ("walker2d", "nesterovnode"): Variant(residual_cell=True, time_scale=1 / 64, field_hidden=(24, 24),
-                                          dormant=_FROZEN_CORR,
-                                          source=_NAG + "walker2d/nesterovnode_rnn_walker.py (tempf, out + h, times / 64)"),
-    ("walker2d", "gnesterovnode"): Variant(residual_cell=True, time_scale=1 / 64, field_hidden=(24, 24),
-                                           source=_NAG + "walker2d/gnesterovnode_rnn_walker.py (tempf, out + h, "
-                                                         "times / 64)"),
-    ("silverbox", "nesterovnode"): Variant(dormant=_FROZEN_CORR, source=_NAG + "silverbox_init.py"),
-    ("silverbox", "adamnode"): Variant(dormant=_ADAM_DORMANT, source=_ADAM + "silverbox_init.py"),
-})
+AUTHORS.update(
+    {
+        ("pointcloud", "nesterovnode"): Variant(head="hardtanh", time_input=True, source=_NAG + "nested_n_spheres.py"),
+        ("pointcloud", "gnesterovnode"): Variant(head="hardtanh", time_input=True, source=_NAG + "nested_n_spheres.py"),
+        ("pointcloud", "adamnode"): Variant(
+            head="hardtanh",
+            time_input=True,
+            dormant=_ADAM_DORMANT,
+            source=_NAG + "nested_n_spheres.py layers (AdamNODE's authors ran no "
+            "point cloud script); " + _ADAM + "base.py AdamNODEs",
+        ),
+        ("mnist", "nesterovnode"): Variant(dormant=_FROZEN_CORR, source=_NAG + "mnist/mnist_full_run.py (corr frozen)"),
+        ("mnist", "adamnode"): Variant(
+            dormant=_ADAM_DORMANT, source=_ADAM + "mnist/mnist_full_run.py, base.py AdamNODEs"
+        ),
+        ("cifar10", "adamnode"): Variant(
+            dormant=(("gamma", -3.0),), source=_ADAM + "cifar10/models.py AdamNODE (gamma unused)"
+        ),
+        ("walker2d", "nesterovnode"): Variant(
+            residual_cell=True,
+            time_scale=1 / 64,
+            field_hidden=(24, 24),
+            dormant=_FROZEN_CORR,
+            source=_NAG + "walker2d/nesterovnode_rnn_walker.py (tempf, out + h, times / 64)",
+        ),
+        ("walker2d", "gnesterovnode"): Variant(
+            residual_cell=True,
+            time_scale=1 / 64,
+            field_hidden=(24, 24),
+            source=_NAG + "walker2d/gnesterovnode_rnn_walker.py (tempf, out + h, times / 64)",
+        ),
+        ("silverbox", "nesterovnode"): Variant(dormant=_FROZEN_CORR, source=_NAG + "silverbox_init.py"),
+        ("silverbox", "adamnode"): Variant(dormant=_ADAM_DORMANT, source=_ADAM + "silverbox_init.py"),
+    }
+)
 
 
 def _htanh(bound: float) -> Callable[[], nn.Module]:
@@ -147,23 +191,40 @@ def _htanh(bound: float) -> Callable[[], nn.Module]:
 # one a learnable ξ from χ = c; their point-cloud and CIFAR ``xi`` enters as ξ itself.
 FAMILY: dict[tuple[str, str], dict[str, Any]] = {
     ("pointcloud", "nesterovnode"): {"sign": -1},
-    ("pointcloud", "gnesterovnode"): {"sign": -1, "xi": 0.5, "sigma_h": _htanh(5.0), "sigma_f": _htanh(5.0),
-                                      "sigma_k": _htanh(5.0)},
+    ("pointcloud", "gnesterovnode"): {
+        "sign": -1,
+        "xi": 0.5,
+        "sigma_h": _htanh(5.0),
+        "sigma_f": _htanh(5.0),
+        "sigma_k": _htanh(5.0),
+    },
     ("mnist", "nesterovnode"): {"sign": -1},
-    ("mnist", "gnesterovnode"): {"sign": -1, "xi": None, "chi": 2.0, "sigma_h": _htanh(0.5), "sigma_f": _htanh(0.5),
-                                 "sigma_k": _htanh(0.5)},
+    ("mnist", "gnesterovnode"): {
+        "sign": -1,
+        "xi": None,
+        "chi": 2.0,
+        "sigma_h": _htanh(0.5),
+        "sigma_f": _htanh(0.5),
+        "sigma_k": _htanh(0.5),
+    },
     ("cifar10", "gnesterovnode"): {"xi": 1.5, "sigma_h": "tanh", "sigma_f": "tanh", "sigma_k": "tanh"},
     ("cifar10", "adamnode"): {"second_moment": "sigmoid", "alpha1": 3.0, "alpha2": 3.0},
     ("walker2d", "gnesterovnode"): {"xi": None, "chi": 0.0, "sigma_out": "tanh"},
-    ("silverbox", "gnesterovnode"): {"xi": None, "chi": 0.0, "sigma_h": _htanh(0.25), "sigma_f": _htanh(0.25),
-                                     "sigma_k": _htanh(0.25)},
+    ("silverbox", "gnesterovnode"): {
+        "xi": None,
+        "chi": 0.0,
+        "sigma_h": _htanh(0.25),
+        "sigma_f": _htanh(0.25),
+        "sigma_k": _htanh(0.25),
+    },
 }
 
 
 def family_kwargs(task: str, model: str) -> dict[str, Any]:
     """The field coefficients of :data:`FAMILY` for ``(task, model)``, modules built fresh."""
-    return {k: v() if callable(v) and not isinstance(v, nn.Module) else v
-            for k, v in FAMILY.get((task, model), {}).items()}
+    return {
+        k: v() if callable(v) and not isinstance(v, nn.Module) else v for k, v in FAMILY.get((task, model), {}).items()
+    }
 
 
 # Every parameter is multiplied by this after initialisation, in both presets (plane_vibration/

@@ -2,6 +2,7 @@
 
 The zoo builds with ``spec.solver``; ``pyhbnode train``, ``compare`` and ``reproduce`` read
 the training settings from here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,16 +52,27 @@ def _tol(tol: float) -> SolverOptions:
     return SolverOptions(rtol=tol, atol=tol)
 
 
-TASK_SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    # labels ±1 under a tanh readout: "accuracy" counts the points on the right side of 0
-    TaskSpec("pointcloud", _tol(1e-7), lr=0.01, batch_size=50, epochs=20, loss="mse", metrics=("accuracy",),
-             iterations=300),
-    TaskSpec("mnist", _tol(1e-5), lr=1e-3, batch_size=64, epochs=1, loss="cross_entropy", metrics=("accuracy",)),
-    TaskSpec("cifar10", _tol(1e-5), lr=1e-3, batch_size=64, epochs=1, loss="cross_entropy", metrics=("accuracy",)),
-    TaskSpec("plane_vibration", _tol(1e-7), lr=1e-4, batch_size=64, epochs=1, loss="mse"),
-    TaskSpec("walker2d", _tol(1e-7), lr=3e-3, batch_size=256, epochs=1, loss="mse"),
-    TaskSpec("silverbox", _tol(1e-7), lr=1e-3, batch_size=1, epochs=1, loss="silverbox_mse"),
-)}
+TASK_SPECS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        # labels ±1 under a tanh readout: "accuracy" counts the points on the right side of 0
+        TaskSpec(
+            "pointcloud",
+            _tol(1e-7),
+            lr=0.01,
+            batch_size=50,
+            epochs=20,
+            loss="mse",
+            metrics=("accuracy",),
+            iterations=300,
+        ),
+        TaskSpec("mnist", _tol(1e-5), lr=1e-3, batch_size=64, epochs=1, loss="cross_entropy", metrics=("accuracy",)),
+        TaskSpec("cifar10", _tol(1e-5), lr=1e-3, batch_size=64, epochs=1, loss="cross_entropy", metrics=("accuracy",)),
+        TaskSpec("plane_vibration", _tol(1e-7), lr=1e-4, batch_size=64, epochs=1, loss="mse"),
+        TaskSpec("walker2d", _tol(1e-7), lr=3e-3, batch_size=256, epochs=1, loss="mse"),
+        TaskSpec("silverbox", _tol(1e-7), lr=1e-3, batch_size=1, epochs=1, loss="silverbox_mse"),
+    )
+}
 
 
 def task_spec(task: str) -> TaskSpec:

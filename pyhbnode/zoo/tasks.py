@@ -11,6 +11,7 @@ first hidden layer is n* wide; the Walker2D ANODE-RNN's initial data channels co
 dense layer over the first stamp.  Each task function takes the preset's
 :class:`~pyhbnode.zoo.presets.Variant`.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -29,24 +30,64 @@ __all__ = ["SIZES", "pointcloud", "images", "plane_vibration", "walker2d", "silv
 # except plane vibration's ANODE-RNN h1 (Appendix E: 83) and SONODE-RNN h1 (19): the authors' 81 and
 # 38, which give the paper's counts 16,730 and 16,649.
 SIZES: dict[str, dict[str, tuple[int, ...]]] = {
-    "pointcloud": {"node": (2, 20), "anode": (3, 20), "sonode": (2, 13), "hbnode": (2, 14), "ghbnode": (2, 14),
-                   "nesterovnode": (2, 14), "gnesterovnode": (2, 14), "adamnode": (2, 14)},
-    "mnist": {"node": (1, 92), "anode": (6, 64), "sonode": (5, 50), "hbnode": (5, 50), "ghbnode": (6, 45),
-              "nesterovnode": (5, 50), "gnesterovnode": (5, 50), "adamnode": (5, 50)},
-    "cifar10": {"node": (3, 125), "anode": (13, 64), "sonode": (12, 50), "hbnode": (12, 51), "ghbnode": (12, 51),
-                "nesterovnode": (12, 51), "gnesterovnode": (12, 51), "adamnode": (15, 31)},
+    "pointcloud": {
+        "node": (2, 20),
+        "anode": (3, 20),
+        "sonode": (2, 13),
+        "hbnode": (2, 14),
+        "ghbnode": (2, 14),
+        "nesterovnode": (2, 14),
+        "gnesterovnode": (2, 14),
+        "adamnode": (2, 14),
+    },
+    "mnist": {
+        "node": (1, 92),
+        "anode": (6, 64),
+        "sonode": (5, 50),
+        "hbnode": (5, 50),
+        "ghbnode": (6, 45),
+        "nesterovnode": (5, 50),
+        "gnesterovnode": (5, 50),
+        "adamnode": (5, 50),
+    },
+    "cifar10": {
+        "node": (3, 125),
+        "anode": (13, 64),
+        "sonode": (12, 50),
+        "hbnode": (12, 51),
+        "ghbnode": (12, 51),
+        "nesterovnode": (12, 51),
+        "gnesterovnode": (12, 51),
+        "adamnode": (15, 31),
+    },
     "plane_vibration": {
-        "node": (1, 21, 63, 84), "anode": (1, 27, 81, 108), "sonode": (2, 19, 38, 19),
-        "hbnode": (2, 20, 20, 20), "ghbnode": (2, 20, 20, 20),
+        "node": (1, 21, 63, 84),
+        "anode": (1, 27, 81, 108),
+        "sonode": (2, 19, 38, 19),
+        "hbnode": (2, 20, 20, 20),
+        "ghbnode": (2, 20, 20, 20),
     },
     "walker2d": {
-        "node": (1, 24, 72, 48), "anode": (1, 24, 72, 48), "sonode": (2, 23, 46, 46),
-        "hbnode": (2, 24, 48, 48), "ghbnode": (2, 24, 48, 48),
-        "nesterovnode": (2, 24, 48, 48), "gnesterovnode": (2, 24, 48, 48),
+        "node": (1, 24, 72, 48),
+        "anode": (1, 24, 72, 48),
+        "sonode": (2, 23, 46, 46),
+        "hbnode": (2, 24, 48, 48),
+        "ghbnode": (2, 24, 48, 48),
+        "nesterovnode": (2, 24, 48, 48),
+        "gnesterovnode": (2, 24, 48, 48),
     },
-    "silverbox": {"node": (1,), "anode": (2,), "sonode": (1,), "hbnode": (1,), "ghbnode": (1,),
-                  "nesterovnode": (1,), "gnesterovnode": (1,), "adamnode": (1,)},
+    "silverbox": {
+        "node": (1,),
+        "anode": (2,),
+        "sonode": (1,),
+        "hbnode": (1,),
+        "ghbnode": (1,),
+        "nesterovnode": (1,),
+        "gnesterovnode": (1,),
+        "adamnode": (1,),
+    },
 }
+
 
 def _name(task: str, model: str) -> str:
     """How input errors name a zoo model."""
@@ -73,15 +114,21 @@ def pointcloud(model: str, options: SolverOptions, field_kwargs: dict, v: Varian
     hardtanh clipped to [-1, 1])."""
     n, h = SIZES["pointcloud"][model]
     order = order_of(model)
-    f = mlp([_field_input(model, n) + v.time_input, h, h, n], "elu")
+    f: nn.Module = mlp([_field_input(model, n) + v.time_input, h, h, n], "elu")
     if v.time_input:
         f = TimeSequential(TPad(), f)
     field = _field(model, f, n - 2, v, field_kwargs)
     velocity = mlp([2, h, h, extra_channels(model, n, 2)], "htanh") if order >= 2 else None
     squash = nn.Hardtanh(-1.0, 1.0) if v.head == "hardtanh" else nn.Tanh()
     head = nn.Sequential(nn.Linear(n, 1), squash)
-    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head,
-                           sample=(2,), labels=("coordinates",), name=_name("pointcloud", model))
+    return ContinuousModel(
+        initial_state(model, n, velocity),
+        _block(model, field, options),
+        head,
+        sample=(2,),
+        labels=("coordinates",),
+        name=_name("pointcloud", model),
+    )
 
 
 def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v: Variant) -> ContinuousModel:
@@ -96,37 +143,61 @@ def images(task: str, model: str, options: SolverOptions, field_kwargs: dict, v:
     order = order_of(model)
     c_in = _field_input(model, n)
     f = TimeSequential(
-        TPad(), nn.Conv2d(c_in + 1, h, 1), nn.ReLU(),
-        TPad(), nn.Conv2d(h + 1, h, 3, padding=1), nn.ReLU(),
-        TPad(), nn.Conv2d(h + 1, n, 1),
+        TPad(),
+        nn.Conv2d(c_in + 1, h, 1),
+        nn.ReLU(),
+        TPad(),
+        nn.Conv2d(h + 1, h, 3, padding=1),
+        nn.ReLU(),
+        TPad(),
+        nn.Conv2d(h + 1, n, 1),
     )
     field = _field(model, f, n - channels, v, field_kwargs)
     velocity = None
     if order >= 2:
         velocity = nn.Sequential(
-            nn.Conv2d(channels, h, 1), activation("lrelu"),
-            nn.Conv2d(h, h, 3, padding=1), activation("lrelu"),
+            nn.Conv2d(channels, h, 1),
+            activation("lrelu"),
+            nn.Conv2d(h, h, 3, padding=1),
+            activation("lrelu"),
             nn.Conv2d(h, extra_channels(model, n, channels), 1),
         )
     head = nn.Sequential(nn.Flatten(), nn.Linear(n * side * side, 10))
-    return ContinuousModel(initial_state(model, n, velocity), _block(model, field, options), head,
-                           sample=(channels, side, side), labels=("channels", "height", "width"),
-                           name=_name(task, model))
+    return ContinuousModel(
+        initial_state(model, n, velocity),
+        _block(model, field, options),
+        head,
+        sample=(channels, side, side),
+        labels=("channels", "height", "width"),
+        name=_name(task, model),
+    )
 
 
 # The ANODE-RNNs' initial state fills this many data channels; the rest start at zero.
 ANODE_DATA_CHANNELS = 5
 
 
-def _sequence(task: str, model: str, n: int, field, cell: nn.Module, k: int, options: SolverOptions,
-              cell_first: bool, initial: nn.Module | None, v: Variant, t0: float = 0.0) -> SequenceModel:
+def _sequence(
+    task: str,
+    model: str,
+    n: int,
+    field,
+    cell: nn.Module,
+    k: int,
+    options: SolverOptions,
+    cell_first: bool,
+    initial: nn.Module | None,
+    v: Variant,
+    t0: float = 0.0,
+) -> SequenceModel:
     """The ODE-RNN of ``k`` features in and out."""
     rnn = ODERNN(field, cell, nn.Linear(n, k), n, cell_first=cell_first, t0=t0, solver=options)
     return SequenceModel(rnn, initial, time_scale=v.time_scale, features=k, name=_name(task, model))
 
 
-def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
-                    window: int = 64) -> SequenceModel:
+def plane_vibration(
+    model: str, options: SolverOptions, field_kwargs: dict, v: Variant, window: int = 64
+) -> SequenceModel:
     """5 features in, 5 out.  Field n* → fc_h1 → ReLU → fc_h2 → ReLU → fc_n; the initial
     state from one dense layer over the ``window`` stamps of the input (ANODE-RNN: to its 5
     data channels, zeros for the augmented ones); recurrent update
@@ -135,8 +206,7 @@ def plane_vibration(model: str, options: SolverOptions, field_kwargs: dict, v: V
     d, n, h1, h2 = SIZES["plane_vibration"][model]
     k = 5
     data_channels = ANODE_DATA_CHANNELS if model == "anode" else None
-    field = _field(model, mlp([_field_input(model, n), h1, h2, n], "relu"),
-                   n - (data_channels or n), v, field_kwargs)
+    field = _field(model, mlp([_field_input(model, n), h1, h2, n], "relu"), n - (data_channels or n), v, field_kwargs)
     cell = Residual(PartwiseLinear(d, n, k), d * n)
     initial = WindowInitial(window, k, d, n, out=data_channels)
     return _sequence("plane_vibration", model, n, field, cell, k, options, True, initial, v)
@@ -152,9 +222,13 @@ def walker2d(model: str, options: SolverOptions, field_kwargs: dict, v: Variant,
     d, n, h1, h2 = SIZES["walker2d"][model]
     k = 17
     anode = model == "anode"
-    f = mlp([_field_input(model, n), *v.field_hidden, n], "tanh") if v.field_hidden else nn.Linear(_field_input(model, n), n)
+    f = (
+        mlp([_field_input(model, n), *v.field_hidden, n], "tanh")
+        if v.field_hidden
+        else nn.Linear(_field_input(model, n), n)
+    )
     field = _field(model, f, n - (ANODE_DATA_CHANNELS if anode else n), v, field_kwargs)
-    cell = mlp([d * n + k, h1, h2, d * n], "tanh")
+    cell: nn.Module = mlp([d * n + k, h1, h2, d * n], "tanh")
     if v.residual_cell:
         cell = Residual(cell, d * n)
     initial = WindowInitial(1, k, d, n, out=ANODE_DATA_CHANNELS) if anode else None
@@ -173,5 +247,11 @@ def silverbox(model: str, options: SolverOptions, field_kwargs: dict, v: Variant
     field = _field(model, drive, n - 1, v, field_kwargs)
     velocity = mlp([1, 22, extra_channels(model, n, 1)], "tanh") if order >= 2 else None
     t0 = start_time(model)
-    return DrivenModel(initial_state(model, n, velocity), ODEBlock(field, t0, t0 + 1.0, solver=options), drive,
-                       time_offset=t0, observed=1, name=_name("silverbox", model))
+    return DrivenModel(
+        initial_state(model, n, velocity),
+        ODEBlock(field, t0, t0 + 1.0, solver=options),
+        drive,
+        time_offset=t0,
+        observed=1,
+        name=_name("silverbox", model),
+    )

@@ -1,6 +1,7 @@
 """Gradient modes as objects: ``odeint(..., adjoint=Checkpointed(8))``; the strings
 ``"checkpointed"``, ``"checkpointed:8"``, ``"backsolve"``, ``"interpolating"`` and
 ``"direct"`` are aliases (:func:`parse_adjoint`)."""
+
 from __future__ import annotations
 
 from .backsolve import Backsolve
@@ -11,9 +12,7 @@ from .interpolating import Interpolating
 
 __all__ = ["Adjoint", "Checkpointed", "Backsolve", "Interpolating", "Direct", "ADJOINTS", "parse_adjoint"]
 
-ADJOINTS: dict[str, type[Adjoint]] = {
-    cls.name: cls for cls in (Checkpointed, Backsolve, Interpolating, Direct)
-}
+ADJOINTS: dict[str, type[Adjoint]] = {cls.name: cls for cls in (Checkpointed, Backsolve, Interpolating, Direct)}
 
 
 def parse_adjoint(value) -> Adjoint:
@@ -32,8 +31,10 @@ def parse_adjoint(value) -> Adjoint:
     if not name:
         raise ValueError(f"adjoint {value!r} is empty; choose one of {sorted(ADJOINTS)}")
     if name not in ADJOINTS or (sep and name != "checkpointed"):
-        raise ValueError(f"adjoint: unknown gradient mode {value!r}; choose one of {sorted(ADJOINTS)} "
-                         "or 'checkpointed:<max_checkpoints>'")
+        raise ValueError(
+            f"adjoint: unknown gradient mode {value!r}; choose one of {sorted(ADJOINTS)} "
+            "or 'checkpointed:<max_checkpoints>'"
+        )
     if not sep:
         return ADJOINTS[name]()
     try:

@@ -1,4 +1,5 @@
 """``Backsolve``: the continuous adjoint with the state re-integrated backward."""
+
 from __future__ import annotations
 
 from .base import Adjoint

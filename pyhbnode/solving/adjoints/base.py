@@ -1,4 +1,5 @@
 """The gradient-mode interface: what every ``adjoint=`` value is after option parsing."""
+
 from __future__ import annotations
 
 __all__ = ["Adjoint"]

@@ -1,4 +1,5 @@
 """``Checkpointed``: the exact gradient of the discrete forward solve, by replaying steps."""
+
 from __future__ import annotations
 
 from .base import Adjoint

@@ -1,4 +1,5 @@
 """``Direct``: backpropagation through the solver's operations."""
+
 from __future__ import annotations
 
 from .base import Adjoint

@@ -1,4 +1,5 @@
 """``Interpolating``: the continuous adjoint with ``y(t)`` read from the forward's interpolant."""
+
 from __future__ import annotations
 
 from .base import Adjoint

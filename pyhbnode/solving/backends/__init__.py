@@ -1,5 +1,6 @@
 """Solver backends: what each provides (:class:`Backend`) and the registry that maps a name
 to one (loaded on first use)."""
+
 from .base import Backend, GradientMode
 from .registry import available_backends, canonical_backend, get_backend, register_backend
 

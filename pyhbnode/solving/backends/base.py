@@ -1,8 +1,10 @@
 """What every backend provides: its methods and a gradient-mode table."""
+
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -49,24 +51,30 @@ class Backend(abc.ABC):
     def mode_names(self) -> list[str]:
         return [mode.name for mode in self.modes]
 
-    def check_options(self, options: "SolverOptions") -> None:
-        if not self.offers(options.adjoint):
-            raise ValueError(f"backend {self.name!r} has no gradient mode {options.adjoint.spec()!r}; "
-                             f"choose one of {self.mode_names()}")
+    def check_options(self, options: SolverOptions) -> None:
+        mode = options.adjoint
+        assert isinstance(mode, Adjoint)  # parsed by SolverOptions; the field's type is what the constructor accepts
+        if not self.offers(mode):
+            raise ValueError(
+                f"backend {self.name!r} has no gradient mode {mode.spec()!r}; choose one of {self.mode_names()}"
+            )
         if options.controller is not None and not self.takes_controllers:
             raise ValueError(
                 f"backend {self.name!r} takes no step-size controller (got {options.controller!r}); "
                 "controllers are for backend='native'"
             )
         if options.compile is True and not self.takes_compile:
-            raise ValueError(f"backend {self.name!r} has no compiled steps (got compile=True); "
-                             "compile is for backend='native'")
+            raise ValueError(
+                f"backend {self.name!r} has no compiled steps (got compile=True); compile is for backend='native'"
+            )
         if options.method not in self.methods:
             raise ValueError(
                 f"backend {self.name!r} has no method {options.method!r}; choose one of {list(self.methods)}"
             )
 
     def solve(
-        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions", stats: SolverStats
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
     ) -> torch.Tensor:
-        return self.modes[type(options.adjoint)](field, y0, t, options, stats)
+        mode = options.adjoint
+        assert isinstance(mode, Adjoint)  # parsed by SolverOptions; the field's type is what the constructor accepts
+        return self.modes[type(mode)](field, y0, t, options, stats)

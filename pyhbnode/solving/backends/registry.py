@@ -1,9 +1,10 @@
 """The backend registry: a name maps to a loader that returns a :class:`~.base.Backend`."""
+
 from __future__ import annotations
 
-import warnings
 import importlib
-from typing import Callable
+import warnings
+from collections.abc import Callable
 
 from ..adjoints import Adjoint
 from .base import Backend
@@ -40,8 +41,10 @@ def canonical_backend(name: object) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _LOADERS and key != "auto":
-        raise ValueError(f"unknown backend {name!r}; choose one of {available_backends()} "
-                         f"(aliases: {', '.join(f'{a}={b}' for a, b in _ALIASES.items())})")
+        raise ValueError(
+            f"unknown backend {name!r}; choose one of {available_backends()} "
+            f"(aliases: {', '.join(f'{a}={b}' for a, b in _ALIASES.items())})"
+        )
     return key
 
 

@@ -14,6 +14,7 @@ else is imported on first use.
 The Julia package ``PyHBNODEBridge`` ships beside this file and is declared in
 ``pyhbnode/juliapkg.json`` (juliapkg reads it from every ``sys.path`` entry's packages).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,18 @@ from pathlib import Path
 from ._detect import available, mode, reset
 from .errors import JuliaBackendError, JuliaBackendUnavailable, NotTranslatableError
 
-__all__ = ["available", "load_backend", "warmup", "mode", "reset", "BRIDGE_DIR", "JULIAPKG_JSON",
-           "JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError"]
+__all__ = [
+    "available",
+    "load_backend",
+    "warmup",
+    "mode",
+    "reset",
+    "BRIDGE_DIR",
+    "JULIAPKG_JSON",
+    "JuliaBackendUnavailable",
+    "JuliaBackendError",
+    "NotTranslatableError",
+]
 
 BRIDGE_DIR = Path(__file__).resolve().parent / "PyHBNODEBridge"
 JULIAPKG_JSON = Path(__file__).resolve().parents[3] / "juliapkg.json"
@@ -40,8 +51,7 @@ def load_backend():
     return JuliaBackend(get_runtime())
 
 
-def warmup(field, y0, *, adjoint: str = "backsolve", t=(0.0, 0.1), rtol: float = 1e-4,
-           atol: float = 1e-4) -> dict:
+def warmup(field, y0, *, adjoint: str = "backsolve", t=(0.0, 0.1), rtol: float = 1e-4, atol: float = 1e-4) -> dict:
     """JIT-compile ``field`` for ``y0``'s structure, dtype and device with one tiny forward
     and backward solve; returns the seconds each took.
 

@@ -8,6 +8,7 @@ loads the bridge and runs its self-test, in a fresh interpreter that never impor
 Run it once before training and before launching several processes (concurrent first
 resolves wait on juliapkg's lock).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ from ._detect import available, bridge_declarations, julia_candidates, julia_env
 # The version bound is the bridge's [compat] entry: julia/README.md, "GPU", says why.
 CUDA_PACKAGE = ("CUDA", "052768ef-5323-5732-b1bb-66c8b64840ba", "~5.9.7")
 
-INSTALL_SCRIPT = r'''
+INSTALL_SCRIPT = r"""
 import sys, time
 assert "torch" not in sys.modules
 t0 = time.time()
@@ -44,7 +45,7 @@ t2 = time.time()
 ok = bool(jl.seval("PyHBNODEBridge.selftest()"))
 print(f"[pyhbnode] selftest {'passed' if ok else 'FAILED'} in {time.time() - t2:.0f} s", flush=True)
 sys.exit(0 if ok else 1)
-'''
+"""
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -90,13 +91,15 @@ def _paths(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyhbnode.solving.backends.julia",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pyhbnode.solving.backends.julia", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("install", help="resolve, install and precompile the Julia side, then self-test")
     p.add_argument("--offline", action="store_true", help="do not download (PYTHON_JULIAPKG_OFFLINE=yes)")
-    p.add_argument("--cuda", action="store_true",
-                   help="also add CUDA.jl to the Julia project, for CUDA tensors (dense fields)")
+    p.add_argument(
+        "--cuda", action="store_true", help="also add CUDA.jl to the Julia project, for CUDA tensors (dense fields)"
+    )
     p.set_defaults(func=_install)
     p = sub.add_parser("status", help="where things are; --probe also runs the availability probe")
     p.add_argument("--probe", action="store_true")

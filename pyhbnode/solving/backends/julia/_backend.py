@@ -12,6 +12,7 @@ bridge's counter around the vector field; both land in the same ``SolverStats``.
 The backend works with any object providing the runtime API (``build``, ``call``,
 ``to_julia``, ``to_torch``); tests drive it with a numpy emulation.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,13 +38,18 @@ __all__ = ["JuliaBackend", "solver_error"]
 _DTYPES = (torch.float32, torch.float64)
 
 
-def solver_error(retcode: str, *, phase: str, t: float | None, dt: float | None,
-                 nfe_forward: int, nfe_backward: int = 0) -> E.SolverError:
+def solver_error(
+    retcode: str, *, phase: str, t: float | None, dt: float | None, nfe_forward: int, nfe_backward: int = 0
+) -> E.SolverError:
     """The :class:`~pyhbnode.SolverError` for a failed Julia retcode."""
     cls = getattr(E, _maps.retcode_error(retcode))
     return cls(
-        f"Julia DP5 stopped with retcode {retcode}", phase=phase, t=t, dt=dt,
-        nfe_forward=nfe_forward, nfe_backward=nfe_backward,
+        f"Julia DP5 stopped with retcode {retcode}",
+        phase=phase,
+        t=t,
+        dt=dt,
+        nfe_forward=nfe_forward,
+        nfe_backward=nfe_backward,
     )
 
 
@@ -86,8 +92,17 @@ def _params_to_julia(rt: Any, p: torch.Tensor) -> Any:
 class _Call:
     """One solve: what the forward sends to Julia and what the backward needs back."""
 
-    def __init__(self, backend: "JuliaBackend", handle: Any, spec: FieldSpec, adjoint: str,
-                 options: SolverOptions, stats: SolverStats, y0: torch.Tensor, t: torch.Tensor) -> None:
+    def __init__(
+        self,
+        backend: JuliaBackend,
+        handle: Any,
+        spec: FieldSpec,
+        adjoint: str,
+        options: SolverOptions,
+        stats: SolverStats,
+        y0: torch.Tensor,
+        t: torch.Tensor,
+    ) -> None:
         self.backend, self.rt, self.handle, self.spec = backend, backend.runtime, handle, spec
         self.adjoint, self.options, self.stats = adjoint, options, stats
         self.shape, self.n_times = tuple(y0.shape), int(t.numel())
@@ -98,23 +113,38 @@ class _Call:
         rt, o, stats = self.rt, self.options, self.stats
         usize = tuple(reversed(self.shape))
         res = rt.call(
-            "forward", self.handle, rt.to_julia(y0), usize, _params_to_julia(rt, p),
+            "forward",
+            self.handle,
+            rt.to_julia(y0),
+            usize,
+            _params_to_julia(rt, p),
             rt.to_julia(t.detach()),
-            rtol=float(o.rtol), atol=float(o.atol), maxiters=int(o.max_steps),
-            sensealg=self.adjoint, seminorm=bool(o.seminorm), keep=bool(keep),
-            device=self.julia_device, phase="forward",
+            rtol=float(o.rtol),
+            atol=float(o.atol),
+            maxiters=int(o.max_steps),
+            sensealg=self.adjoint,
+            seminorm=bool(o.seminorm),
+            keep=bool(keep),
+            device=self.julia_device,
+            phase="forward",
         )
         stats.nfe_forward = int(res.nf)
         stats.accepted, stats.rejected = int(res.naccept), int(res.nreject)
         stats.steps = stats.accepted + stats.rejected
         self.backend.last_info = {
-            "retcode": str(res.retcode), "nf": int(res.nf), "counter_forward": int(res.counter),
-            "sensealg": self.adjoint, "device": self.julia_device,
+            "retcode": str(res.retcode),
+            "nf": int(res.nf),
+            "counter_forward": int(res.counter),
+            "sensealg": self.adjoint,
+            "device": self.julia_device,
         }
         if not bool(res.success):
             err = solver_error(
-                str(res.retcode), phase="forward", t=_float_or_none(res.t_reached),
-                dt=_float_or_none(res.dt_last), nfe_forward=stats.nfe_forward,
+                str(res.retcode),
+                phase="forward",
+                t=_float_or_none(res.t_reached),
+                dt=_float_or_none(res.dt_last),
+                nfe_forward=stats.nfe_forward,
             )
             stats.status = err.status
             raise err
@@ -132,11 +162,14 @@ class _Call:
         nfe = int(back.nfe)
         stats.nfe_backward += nfe
         self.backend.last_info["nfe_backward"] = nfe
-        kwargs = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
+        kwargs: dict[str, Any] = dict(phase="backward", nfe_forward=stats.nfe_forward, nfe_backward=stats.nfe_backward)
         if bool(back.hit_maxiters) or not bool(back.reached_t0):
-            cause = (f"it reached maxiters = max_steps = {self.options.max_steps}" if bool(back.hit_maxiters)
-                     else f"maxiters = max_steps = {self.options.max_steps}, step size underflow, instability "
-                          "or NaN: some DiffEqBase versions do not report which")
+            cause = (
+                f"it reached maxiters = max_steps = {self.options.max_steps}"
+                if bool(back.hit_maxiters)
+                else f"maxiters = max_steps = {self.options.max_steps}, step size underflow, instability "
+                "or NaN: some DiffEqBase versions do not report which"
+            )
             raise E.AdjointFailure(
                 f"the adjoint solve stopped before reaching t0 ({cause}); its gradient would be wrong",
                 **kwargs,
@@ -192,7 +225,7 @@ class JuliaBackend(Backend):
         if layout_check is None:
             layout_check = os.environ.get("PYHBNODE_JULIA_LAYOUT_CHECK", "1") not in ("0", "no", "off")
         self.layout_check = layout_check
-        self._checked: set[tuple[str, str]] = set()
+        self._checked: set[tuple[str, str, str]] = set()  # (spec, dtype, device)
         self.last_info: dict = {}
 
     @property
@@ -211,14 +244,12 @@ class JuliaBackend(Backend):
     def check_options(self, options: SolverOptions) -> None:
         _maps.adjoint_name(options.adjoint)  # its own message: which modes julia has and why
         if options.method not in self.methods:
-            raise ValueError(
-                f"backend 'julia' has no method {options.method!r}; it solves with DP5 "
-                f"(method='dopri5')"
-            )
+            raise ValueError(f"backend 'julia' has no method {options.method!r}; it solves with DP5 (method='dopri5')")
         super().check_options(options)  # controllers and compile are the torch backend's
 
-    def _solve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
-               stats: SolverStats) -> torch.Tensor:
+    def _solve(
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
+    ) -> torch.Tensor:
         adjoint = _maps.adjoint_name(options.adjoint)
         if y0.dtype not in _DTYPES:
             raise TypeError(f"the julia backend solves float32 or float64 states, got {y0.dtype}")
@@ -232,9 +263,7 @@ class JuliaBackend(Backend):
             raise TypeError(f"t is on {t.device} but y0 is on {y0.device}: put both on one device")
         p = pack_parameters(spec, like=y0)
         if p.numel() and (p.dtype != y0.dtype or p.device != y0.device):
-            raise TypeError(
-                f"field parameters are {p.dtype} on {p.device} but y0 is {y0.dtype} on {y0.device}"
-            )
+            raise TypeError(f"field parameters are {p.dtype} on {p.device} but y0 is {y0.dtype} on {y0.device}")
         if t.dtype != y0.dtype:
             raise TypeError(f"t has dtype {t.dtype} but y0 has {y0.dtype}")
         if t.requires_grad and torch.is_grad_enabled():
@@ -265,21 +294,37 @@ class JuliaBackend(Backend):
         device = julia_device(y.device, spec)
         if device != "cpu":
             rt.load_cuda()
-        out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)), _params_to_julia(rt, p),
-                      float(t), device=device, phase="rhs")
+        out = rt.call(
+            "rhs",
+            handle,
+            rt.to_julia(y),
+            tuple(reversed(y.shape)),
+            _params_to_julia(rt, p),
+            float(t),
+            device=device,
+            phase="rhs",
+        )
         return rt.to_torch(out, tuple(y.shape), y.device)
 
-    def _check_layout(self, field: nn.Module, handle: Any, y0: torch.Tensor, p: torch.Tensor,
-                      t: torch.Tensor, device: str) -> None:
+    def _check_layout(
+        self, field: nn.Module, handle: Any, y0: torch.Tensor, p: torch.Tensor, t: torch.Tensor, device: str
+    ) -> None:
         """Once per (structure, dtype): Julia's RHS must equal torch's at (t0, y0)."""
         y = y0.detach()[: min(2, y0.shape[0])].contiguous()
         t0 = t.detach()[0]
         with torch.no_grad():
             ref = field(t0, y)
         rt = self.runtime
-        out = rt.call("rhs", handle, rt.to_julia(y), tuple(reversed(y.shape)),
-                      _params_to_julia(rt, p.detach()), float(t0), device=device,
-                      phase="layout check")
+        out = rt.call(
+            "rhs",
+            handle,
+            rt.to_julia(y),
+            tuple(reversed(y.shape)),
+            _params_to_julia(rt, p.detach()),
+            float(t0),
+            device=device,
+            phase="layout check",
+        )
         got = rt.to_torch(out, tuple(y.shape), y.device)
         scale = max(1.0, float(ref.abs().max()))
         tol = (1e-10 if y0.dtype == torch.float64 else 1e-4) * scale

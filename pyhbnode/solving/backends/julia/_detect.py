@@ -28,6 +28,7 @@ bridge in-process.
 
 The switches juliacall is started with live in :mod:`._env`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,8 +42,20 @@ import time
 from ._env import AUTO, INSTALL_ADVICE, INSTALL_COMMAND, OFF, REQUIRE, julia_environment, mode
 from .errors import JuliaBackendUnavailable
 
-__all__ = ["mode", "available", "reset", "julia_candidates", "bridge_declarations", "julia_environment",
-           "probe", "OFF", "AUTO", "REQUIRE", "INSTALL_ADVICE", "INSTALL_COMMAND"]
+__all__ = [
+    "mode",
+    "available",
+    "reset",
+    "julia_candidates",
+    "bridge_declarations",
+    "julia_environment",
+    "probe",
+    "OFF",
+    "AUTO",
+    "REQUIRE",
+    "INSTALL_ADVICE",
+    "INSTALL_COMMAND",
+]
 
 PROBE_MARK = "PYHBNODE-JULIA-PROBE-OK"
 PROBE_SCRIPT = f"""
@@ -166,8 +179,12 @@ def probe(timeout: float | None = None) -> tuple[bool, str]:
     start = time.monotonic()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", PROBE_SCRIPT], env=env, capture_output=True, text=True,
-            timeout=timeout, stdin=subprocess.DEVNULL,
+            [sys.executable, "-c", PROBE_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return False, (
@@ -181,7 +198,8 @@ def probe(timeout: float | None = None) -> tuple[bool, str]:
         return True, f"Julia found PyHBNODEBridge installed and precompiled in {time.monotonic() - start:.1f} s"
     tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-12:]
     return False, (
-        f"the Julia probe failed (exit {proc.returncode}): " + " | ".join(tail)
+        f"the Julia probe failed (exit {proc.returncode}): "
+        + " | ".join(tail)
         + f" -- hint: run `{INSTALL_COMMAND}` (it works online; the probe is offline)"
     )
 
@@ -213,9 +231,10 @@ def _decide() -> tuple[bool, str]:
     if len(declared) > 1:
         return False, (
             "PyHBNODEBridge is declared by more than one juliapkg.json ("
-            + ", ".join(declared) + "): two pyhbnode installations (e.g. a wheel and an editable "
+            + ", ".join(declared)
+            + "): two pyhbnode installations (e.g. a wheel and an editable "
             "install or a checkout on sys.path) make juliapkg fail with \"'path' entries are not "
-            "unique\". Keep one of them (pip uninstall the other, or drop it from sys.path)."
+            'unique". Keep one of them (pip uninstall the other, or drop it from sys.path).'
         )
     return probe()
 
@@ -237,7 +256,5 @@ def available(*, raise_if_required: bool = True) -> tuple[bool, str]:
         _cache["result"] = _decide()
     result = _cache["result"]
     if not result[0] and raise_if_required and m == REQUIRE:
-        raise JuliaBackendUnavailable(
-            f"PYHBNODE_JULIA=require but the julia backend is unusable: {result[1]}"
-        )
+        raise JuliaBackendUnavailable(f"PYHBNODE_JULIA=require but the julia backend is unusable: {result[1]}")
     return result

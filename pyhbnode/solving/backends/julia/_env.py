@@ -5,14 +5,23 @@ The bottom of the julia package: :mod:`._detect` (availability) and :mod:`._runt
 package has no import cycle.  It imports nothing relative either, so the test suite can
 load it by path before torch (``tests/julia_first.py``).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 
-__all__ = ["OFF", "AUTO", "REQUIRE", "INSTALL_COMMAND", "INSTALL_ADVICE", "mode", "julia_environment",
-           "juliacall_switches"]
+__all__ = [
+    "OFF",
+    "AUTO",
+    "REQUIRE",
+    "INSTALL_COMMAND",
+    "INSTALL_ADVICE",
+    "mode",
+    "julia_environment",
+    "juliacall_switches",
+]
 
 OFF, AUTO, REQUIRE = "off", "auto", "require"
 _OFF_VALUES = {"0", "off", "no", "false", "never"}

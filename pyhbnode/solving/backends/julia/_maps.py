@@ -1,5 +1,6 @@
 """Tables of the Julia bridge: the gradient modes it offers, Julia return codes and Julia
 exception types, each mapped onto pyhbnode's names.  Torch-free."""
+
 from __future__ import annotations
 
 __all__ = ["ADJOINTS", "adjoint_name", "retcode_error", "exception_error"]

@@ -16,6 +16,7 @@ A CUDA tensor crosses as a host copy (``.cpu()`` before, ``.to(device)`` after; 
 uploads and downloads on the Julia side), counted in :attr:`JuliaRuntime.host_copies`: no
 stream or allocator is shared between torch and CUDA.jl (julia/README.md, "GPU").
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,8 +29,7 @@ from . import _maps
 from ._env import INSTALL_ADVICE, juliacall_switches
 from .errors import JuliaBackendError, JuliaBackendUnavailable
 
-__all__ = ["JuliaRuntime", "get_runtime", "require_main_thread", "JuliaImportOrderWarning",
-           "python_exception"]
+__all__ = ["JuliaRuntime", "get_runtime", "require_main_thread", "JuliaImportOrderWarning", "python_exception"]
 
 MAIN_THREAD_ADVICE = (
     "Julia may only be called from the Python main thread (a Julia GC on another thread can "
@@ -46,9 +46,7 @@ class JuliaImportOrderWarning(RuntimeWarning):
 def require_main_thread(what: str) -> None:
     """Raise ``RuntimeError`` unless running on the main thread."""
     if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError(
-            f"{what} was called from thread {threading.current_thread().name!r}. " + MAIN_THREAD_ADVICE
-        )
+        raise RuntimeError(f"{what} was called from thread {threading.current_thread().name!r}. " + MAIN_THREAD_ADVICE)
 
 
 def _import_juliacall():
@@ -63,7 +61,8 @@ def _import_juliacall():
                 "torch was imported before juliacall, which can crash some setups "
                 "(pytorch#78829). Put `import juliacall` before `import torch` (and before "
                 "`import pyhbnode`) in scripts that use backend='julia'.",
-                JuliaImportOrderWarning, stacklevel=4,
+                JuliaImportOrderWarning,
+                stacklevel=4,
             )
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -76,8 +75,13 @@ def python_exception(julia_type: str, text: str, phase: str) -> BaseException:
     message = f"Julia {julia_type} in the {phase} call: {text.strip()}{advice}"
     if name == "JuliaBackendError":
         return JuliaBackendError(message)
-    builtin = {"TypeError": TypeError, "ValueError": ValueError, "IndexError": IndexError,
-               "MemoryError": MemoryError, "KeyboardInterrupt": KeyboardInterrupt}[name]
+    builtin = {
+        "TypeError": TypeError,
+        "ValueError": ValueError,
+        "IndexError": IndexError,
+        "MemoryError": MemoryError,
+        "KeyboardInterrupt": KeyboardInterrupt,
+    }[name]
     return builtin(message)
 
 
@@ -124,10 +128,10 @@ class JuliaRuntime:
             text = str(err)
             if not text.startswith(_PYTHONCALL_PREFIX):
                 raise
-            julia_type = text[len(_PYTHONCALL_PREFIX):].split(":", 1)[0].strip() or "MethodError"
-            raise python_exception(julia_type, text[len(_PYTHONCALL_PREFIX):], phase) from err
+            julia_type = text[len(_PYTHONCALL_PREFIX) :].split(":", 1)[0].strip() or "MethodError"
+            raise python_exception(julia_type, text[len(_PYTHONCALL_PREFIX) :], phase) from err
 
-    def map_exception(self, err: BaseException, phase: str) -> BaseException:
+    def map_exception(self, err: Any, phase: str) -> BaseException:
         try:
             jtype = str(self.bridge.exception_name(err.exception))
         except Exception:  # noqa: BLE001

@@ -25,11 +25,12 @@ is the Julia array of size ``(c, b, a)`` over the same memory):
 Anything outside this whitelist raises :class:`~pyhbnode.NotTranslatableError` naming the
 layer; use ``backend="torchdiffeq"`` (or ``"torch"``) for such fields.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -39,8 +40,7 @@ from ....fields.models import ANODE, GHBNODE, HBNODE, NODE, SONODE, VectorField
 from ....fields.nets import TimeSequential, TPad
 from .errors import NotTranslatableError
 
-__all__ = ["SPEC_FORMAT", "FieldSpec", "describe", "pack_parameters", "unpack_parameters",
-           "SUPPORTED_LAYERS"]
+__all__ = ["SPEC_FORMAT", "FieldSpec", "describe", "pack_parameters", "unpack_parameters", "SUPPORTED_LAYERS"]
 
 SPEC_FORMAT = 2  # PyHBNODEBridge.SPEC_FORMAT must match
 
@@ -75,8 +75,13 @@ class FieldSpec:
         return json.loads(self.json)
 
 
-def _overrides_forward(module: nn.Module, base: type) -> bool:
+def _overrides_forward(module: nn.Module, base: type[nn.Module]) -> bool:
     return type(module).forward is not base.forward
+
+
+def _flat(module: nn.Module, name: str) -> Callable[[], torch.Tensor]:
+    """``module.<name>`` flattened, read when called: the pieces are read at every solve."""
+    return lambda: getattr(module, name).reshape(-1)
 
 
 def _fail(path: str, module: nn.Module, why: str = "") -> NotTranslatableError:
@@ -105,8 +110,7 @@ def activation_spec(module: nn.Module, path: str) -> dict | None:
         return {"kind": "act", "fn": "hardtanh", "lo": float(module.min_val), "hi": float(module.max_val)}
     if type(module) is nn.Softplus:
         # torch returns x where beta*x > threshold: the Julia twin does the same.
-        return {"kind": "act", "fn": "softplus", "beta": float(module.beta),
-                "threshold": float(module.threshold)}
+        return {"kind": "act", "fn": "softplus", "beta": float(module.beta), "threshold": float(module.threshold)}
     raise _fail(path, module)
 
 
@@ -120,7 +124,7 @@ def _conv_padding(conv: nn.modules.conv._ConvNd, path: str) -> list[int]:
             pairs = [(0, 0)] * len(k)
         else:  # "same" (torch allows it with stride 1 only): extra padding goes at the end
             pairs = []
-            for ki, di in zip(k, d):
+            for ki, di in zip(k, d, strict=True):
                 total = di * (ki - 1)
                 pairs.append((total // 2, total - total // 2))
     else:
@@ -150,7 +154,7 @@ class _Builder:
 
     def walk(self, module: nn.Module, path: str) -> None:
         if type(module) in (nn.Sequential, TimeSequential):
-            children = module.layers if isinstance(module, TimeSequential) else module
+            children = module.layers if isinstance(module, TimeSequential) else module.children()
             for i, child in enumerate(children):
                 self.walk(child, f"{path}.{i}" if not isinstance(module, TimeSequential) else f"{path}.layers.{i}")
             return
@@ -161,6 +165,7 @@ class _Builder:
             self._linear(module, path)
             return
         if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+            assert isinstance(module, nn.modules.conv._ConvNd)  # exact types above: subclasses may differ
             self._conv(module, path)
             return
         spec = activation_spec(module, path)
@@ -172,14 +177,20 @@ class _Builder:
 
     def _linear(self, lin: nn.Linear, path: str) -> None:
         key = self._key()
-        self.layers.append({
-            "kind": "dense", "key": key, "in": lin.in_features, "out": lin.out_features,
-            "bias": lin.bias is not None,
-        })
-        self.add_param(key, "weight", f"{path}.weight", [lin.out_features, lin.in_features],
-                       lambda w=lin: w.weight.t().reshape(-1))
+        self.layers.append(
+            {
+                "kind": "dense",
+                "key": key,
+                "in": lin.in_features,
+                "out": lin.out_features,
+                "bias": lin.bias is not None,
+            }
+        )
+        self.add_param(
+            key, "weight", f"{path}.weight", [lin.out_features, lin.in_features], lambda: lin.weight.t().reshape(-1)
+        )
         if lin.bias is not None:
-            self.add_param(key, "bias", f"{path}.bias", [lin.out_features], lambda m=lin: m.bias.reshape(-1))
+            self.add_param(key, "bias", f"{path}.bias", [lin.out_features], _flat(lin, "bias"))
 
     def _conv(self, conv: nn.modules.conv._ConvNd, path: str) -> None:
         if getattr(conv, "transposed", False):
@@ -187,31 +198,42 @@ class _Builder:
         key = self._key()
         pad = _conv_padding(conv, path)
         kernel = [int(k) for k in reversed(conv.kernel_size)]
-        self.layers.append({
-            "kind": "conv", "key": key, "in": conv.in_channels, "out": conv.out_channels,
-            "kernel": kernel,
-            "stride": [int(s) for s in reversed(conv.stride)],
-            "dilation": [int(d) for d in reversed(conv.dilation)],
-            "pad": pad, "groups": int(conv.groups), "bias": conv.bias is not None,
-        })
-        self.add_param(key, "weight", f"{path}.weight",
-                       kernel + [conv.in_channels // conv.groups, conv.out_channels],
-                       lambda m=conv: m.weight.reshape(-1))
+        self.layers.append(
+            {
+                "kind": "conv",
+                "key": key,
+                "in": conv.in_channels,
+                "out": conv.out_channels,
+                "kernel": kernel,
+                "stride": [int(s) for s in reversed(conv.stride)],
+                "dilation": [int(d) for d in reversed(conv.dilation)],
+                "pad": pad,
+                "groups": int(conv.groups),
+                "bias": conv.bias is not None,
+            }
+        )
+        self.add_param(
+            key,
+            "weight",
+            f"{path}.weight",
+            kernel + [conv.in_channels // conv.groups, conv.out_channels],
+            _flat(conv, "weight"),
+        )
         if conv.bias is not None:
-            self.add_param(key, "bias", f"{path}.bias", [conv.out_channels], lambda m=conv: m.bias.reshape(-1))
+            self.add_param(key, "bias", f"{path}.bias", [conv.out_channels], _flat(conv, "bias"))
 
 
 def _damping_spec(d: Damping, b: _Builder, path: str) -> dict:
     if d.omega is None:
         return {"kind": "fixed", "value": float(d.fixed)}
-    b.add_param("omega", "value", f"{path}.omega", [1], lambda m=d: m.omega.reshape(1))
+    b.add_param("omega", "value", f"{path}.omega", [1], _flat(d, "omega"))
     return {"kind": "sigmoid", "eps": float(d.eps)}
 
 
 def _restoring_spec(r: Restoring, b: _Builder, path: str) -> dict:
     if r.chi is None:
         return {"kind": "fixed", "value": float(r.fixed)}
-    b.add_param("chi", "value", f"{path}.chi", [1], lambda m=r: m.chi.reshape(1))
+    b.add_param("chi", "value", f"{path}.chi", [1], _flat(r, "chi"))
     return {"kind": "softplus"}
 
 
@@ -270,7 +292,7 @@ def unpack_parameters(spec: FieldSpec, field: nn.Module, flat: torch.Tensor) -> 
             n = 1
             for s in entry["size"]:
                 n *= int(s)
-            block = flat[entry["offset"]:entry["offset"] + n]
+            block = flat[entry["offset"] : entry["offset"] + n]
             param = field.get_parameter(entry["name"])
             if entry["key"] in dense and entry["role"] == "weight":
                 out_f, in_f = entry["size"]

@@ -1,4 +1,5 @@
 """Error types of the julia backend (torch-free: importing them starts nothing)."""
+
 from __future__ import annotations
 
 __all__ = ["JuliaBackendUnavailable", "JuliaBackendError", "NotTranslatableError"]

@@ -9,6 +9,7 @@ its dense output), :mod:`.integrate` (the adaptive loop), :mod:`.initial_step`,
 :mod:`.compiled` (the compiled programs, imported only once a compile is decided).  The
 controllers live in :mod:`pyhbnode.solving.controllers`.
 """
+
 from ...controllers import Controller, FixedStep, HairerController, IController, PIController
 from .backend import NativeBackend
 from .decide import COMPILE_PAYS_AFTER, decide_compile
@@ -17,6 +18,18 @@ from .initial_step import initial_step
 from .tableau import DOPRI5, DOPRI5_SHAMPINE, Tableau
 
 __all__ = [
-    "NativeBackend", "Dopri5", "StepResult", "Controller", "IController", "PIController", "HairerController",
-    "FixedStep", "initial_step", "DOPRI5", "DOPRI5_SHAMPINE", "Tableau", "decide_compile", "COMPILE_PAYS_AFTER",
+    "NativeBackend",
+    "Dopri5",
+    "StepResult",
+    "Controller",
+    "IController",
+    "PIController",
+    "HairerController",
+    "FixedStep",
+    "initial_step",
+    "DOPRI5",
+    "DOPRI5_SHAMPINE",
+    "Tableau",
+    "decide_compile",
+    "COMPILE_PAYS_AFTER",
 ]

@@ -1,7 +1,8 @@
 """The native PyTorch backend, registered as ``backend="torch"``."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -71,26 +72,50 @@ class NativeBackend(Backend):
 
     def __init__(self) -> None:
         self._modes: dict[type[Adjoint], GradientMode] = {
-            Checkpointed: self._checkpointed, Backsolve: self._backsolve, Direct: self._direct,
+            Checkpointed: self._checkpointed,
+            Backsolve: self._backsolve,
+            Direct: self._direct,
         }
 
     @property
     def modes(self) -> dict[type[Adjoint], GradientMode]:
         return self._modes
 
-    def _checkpointed(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
-                      stats: SolverStats) -> torch.Tensor:
+    def _checkpointed(
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
+    ) -> torch.Tensor:
+        assert isinstance(options.adjoint, Checkpointed)  # solve() dispatched on its type
         limit = options.adjoint.max_checkpoints
-        return self._run(field, y0, t, options, stats, compiled=True, differentiate=lambda prob, y0, params: (
-            _NativeSolve.apply(prob, lambda: Trajectory(checkpoints=Checkpoints(limit)), _replay, False, y0, *params)))
+        return self._run(
+            field,
+            y0,
+            t,
+            options,
+            stats,
+            compiled=True,
+            differentiate=lambda prob, y0, params: _NativeSolve.apply(
+                prob, lambda: Trajectory(checkpoints=Checkpoints(limit)), _replay, False, y0, *params
+            ),
+        )
 
-    def _backsolve(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
-                   stats: SolverStats) -> torch.Tensor:
-        return self._run(field, y0, t, options, stats, compiled=True, differentiate=lambda prob, y0, params: (
-            _NativeSolve.apply(prob, _nothing, backsolve_backward, True, y0, *params)))
+    def _backsolve(
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
+    ) -> torch.Tensor:
+        return self._run(
+            field,
+            y0,
+            t,
+            options,
+            stats,
+            compiled=True,
+            differentiate=lambda prob, y0, params: _NativeSolve.apply(
+                prob, _nothing, backsolve_backward, True, y0, *params
+            ),
+        )
 
-    def _direct(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
-                stats: SolverStats) -> torch.Tensor:
+    def _direct(
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
+    ) -> torch.Tensor:
         def differentiate(prob: Problem, y0: torch.Tensor, params: tuple) -> torch.Tensor:
             out = torch.stack(prob.solve(y0, keep=None))
             # The package's convention (shared with the torchdiffeq backend): backprop counts
@@ -107,9 +132,17 @@ class NativeBackend(Backend):
         # backprop through the steps: the compiled attempt has no graph to backprop through
         return self._run(field, y0, t, options, stats, compiled=False, differentiate=differentiate)
 
-    def _run(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions,
-             stats: SolverStats, *, compiled: bool,
-             differentiate: Callable[[Problem, torch.Tensor, tuple], torch.Tensor]) -> torch.Tensor:
+    def _run(
+        self,
+        field: nn.Module,
+        y0: torch.Tensor,
+        t: torch.Tensor,
+        options: SolverOptions,
+        stats: SolverStats,
+        *,
+        compiled: bool,
+        differentiate: Callable[[Problem, torch.Tensor, tuple], torch.Tensor],
+    ) -> torch.Tensor:
         """The solve every gradient mode shares; ``differentiate(problem, y0, params)`` is the
         mode's differentiable solve, used when a gradient is needed; ``compiled``: whether the
         mode can use compiled programs."""
@@ -121,13 +154,28 @@ class NativeBackend(Backend):
         times = t.tolist()
         direction = 1.0 if times[-1] > times[0] else -1.0
         params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
+        assert not isinstance(
+            options.controller, str
+        )  # parsed by SolverOptions; the field's type is what the constructor accepts
         controller = options.controller or IController()
-        method = Dopri5(_TABLEAUS[controller.embedded], rtol=float(options.rtol), atol=float(options.atol),
-                        estimate_error=controller.adaptive)
+        method = Dopri5(
+            _TABLEAUS[controller.embedded],
+            rtol=float(options.rtol),
+            atol=float(options.atol),
+            estimate_error=controller.adaptive,
+        )
         prob = Problem(
-            field=field, params=params, times=[direction * x for x in times], direction=direction,
-            shape=y0.shape, dtype=y0.dtype, device=y0.device, method=method, controller=controller,
-            max_steps=options.max_steps, seminorm=True if options.seminorm is None else bool(options.seminorm),
+            field=field,
+            params=params,
+            times=[direction * x for x in times],
+            direction=direction,
+            shape=y0.shape,
+            dtype=y0.dtype,
+            device=y0.device,
+            method=method,
+            controller=controller,
+            max_steps=options.max_steps,
+            seminorm=True if options.seminorm is None else bool(options.seminorm),
             stats=stats,
         )
         compile = options.compile
@@ -170,8 +218,15 @@ class _NativeSolve(torch.autograd.Function):
     :class:`~pyhbnode.solving.errors.SolverError` with ``phase="backward"``."""
 
     @staticmethod
-    def forward(ctx, prob: Problem, keep: Callable[[], Trajectory | None], backward: Callable, needs_ys: bool,
-                y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        prob: Problem,
+        keep: Callable[[], Trajectory | None],
+        backward: Callable,
+        needs_ys: bool,
+        y0: torch.Tensor,
+        *params: torch.Tensor,
+    ) -> torch.Tensor:
         out = torch.stack(prob.solve(y0.detach(), keep=keep()))
         ctx.prob, ctx.backward, ctx.needs_ys = prob, backward, needs_ys
         if needs_ys:

@@ -8,6 +8,7 @@ stages), left out of the step control with ``seminorm=True``.  The step-attempt 
 ``max_steps`` applies to each output interval of the backward solve (as torchdiffeq's
 ``max_num_steps`` does), so a fine output grid does not exhaust it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,14 +46,30 @@ def backsolve_backward(prob: Problem, ys: torch.Tensor, g: torch.Tensor, counter
         k, q = rhs(sigma, z)
         counter.nfe += 1
         if not bool(torch.isfinite(k).all()):
-            raise StepFailure(NonFiniteState, "non-finite values in the adjoint's derivative at the final time", sigma, None)
+            raise StepFailure(
+                NonFiniteState, "non-finite values in the adjoint's derivative at the final time", sigma, None
+            )
         Q = [torch.zeros_like(x) for x in q] if q is not None else None
         h = first_step(method, controller, rhs, sigma, -times[0], z, k, counter)
         for j in range(len(times) - 2, -1, -1):
             budget = counter.attempts + prob.max_steps  # max_steps per output interval
-            z, k, q, h = run_to(integrate(method, rhs, sigma, -times[j], z, k, h, controller=controller,
-                                          counter=counter, max_steps=budget, q=q, Q=Q,
-                                          quad_norm=not prob.seminorm))
+            z, k, q, h = run_to(
+                integrate(
+                    method,
+                    rhs,
+                    sigma,
+                    -times[j],
+                    z,
+                    k,
+                    h,
+                    controller=controller,
+                    counter=counter,
+                    max_steps=budget,
+                    q=q,
+                    Q=Q,
+                    quad_norm=not prob.seminorm,
+                )
+            )
             sigma = -times[j]
             if j > 0:  # restart y from the forward solution, add the output's gradient
                 a = z[:, n:].add(g[j].reshape(1, -1))
@@ -63,4 +80,3 @@ def backsolve_backward(prob: Problem, ys: torch.Tensor, g: torch.Tensor, counter
         raise prob.fail(f, "backward", counter.nfe) from None
     gy0 = z[:, n:].add(g[0].reshape(1, -1)).view(shape)
     return gy0.detach(), tuple(x.detach() for x in Q) if Q is not None else ()
-

@@ -14,6 +14,7 @@ replayed without a graph by recursive bisection: memory ``max_checkpoints + log2
 states whatever the step count, for about ``log2(stride) / 2`` extra forward replays per
 step (counted in ``nfe_backward``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,6 +29,7 @@ __all__ = ["checkpointed_backward"]
 def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
     """``(dL/dy0, (dL/dθ_i)_i)`` from the cotangents ``g`` ``(T, *shape)`` of the outputs."""
     traj = prob.trajectory
+    assert traj is not None  # the forward solve recorded it
     method, times, params = prob.method, prob.times, prob.params
     starts, steps = traj.starts, traj.steps
     n_steps = len(starts)
@@ -89,7 +91,9 @@ def checkpointed_backward(prob: Problem, g: torch.Tensor, counter: Counter):
         gs = grad(outputs, (z, *params), cotangents, allow_unused=True)
         a = gs[0] if gs[0] is not None else torch.zeros_like(a)
         if Q:
-            torch._foreach_add_(Q, [x if x is not None else torch.zeros_like(p) for x, p in zip(gs[1:], params)])
+            torch._foreach_add_(
+                Q, [x if x is not None else torch.zeros_like(p) for x, p in zip(gs[1:], params, strict=True)]
+            )
 
     def replay(i: int, m: int, z: torch.Tensor) -> torch.Tensor:
         """The state at the start of step ``m`` from the one at step ``i`` (no graph)."""

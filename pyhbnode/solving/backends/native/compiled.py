@@ -52,17 +52,19 @@ Nothing here is imported until a solve has decided to compile (``compile=True``,
 ``"auto"`` resolved to ``True`` by :func:`~.decide.decide_compile`): dynamo and inductor
 cost a second or more to import.
 """
+
 from __future__ import annotations
 
 import time
 import types
 import warnings
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .dopri5 import SMALL, RHS, Dopri5, StepResult
+from .dopri5 import RHS, SMALL, Dopri5, StepResult
 
 __all__ = ["Programs", "CompiledDopri5", "programs_for", "compile_times", "clear_cache"]
 
@@ -78,7 +80,7 @@ BACKEND = "inductor"
 # call each (a further 1.2x / 1.4x).
 CPU_OPTIONS: dict = {"cpp_wrapper": True, "post_grad_fusion_options": {"decompose_mm_pass": {}}}
 SMALL_MM = 64
-_CACHE: dict[tuple, "Programs"] = {}
+_CACHE: dict[tuple, Programs] = {}
 _COMPILE_TIMES: list[tuple[str, str, float]] = []  # (key description, program, seconds)
 
 
@@ -124,8 +126,9 @@ class Programs:
         what: a name for warnings and :func:`compile_times`.
     """
 
-    def __init__(self, method: Dopri5, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                 direction: float, what: str) -> None:
+    def __init__(
+        self, method: Dopri5, shape: torch.Size, dtype: torch.dtype, device: torch.device, direction: float, what: str
+    ) -> None:
         self.what = what
         self.failed: str | None = None
         self.calls = 0  # successful program runs: a test can tell compiled steps from the eager fallback
@@ -137,9 +140,11 @@ class Programs:
         def rows(call: Callable) -> RHS:
             """``call`` (the field, or its functional form) on rows, in ``s``, as the eager
             :func:`~.field.row_field`."""
-            def rhs(s: torch.Tensor, y: torch.Tensor):
+
+            def rhs(s: Any, y: torch.Tensor):  # s: a traced float64 0-d tensor where RHS says float
                 f = call((sign * s).to(dtype), y.view(shape)).reshape(1, -1)
                 return (f if sign > 0 else -f), None
+
             return rhs
 
         def attempt(field, s, h, z, k):
@@ -148,11 +153,11 @@ class Programs:
 
         def step_vjp(field, names, params, s, h, z, a):
             def step(z, params):
-                values = dict(zip(names, params))
+                values = dict(zip(names, params, strict=True))
                 rhs = rows(lambda t, y: torch.func.functional_call(field, values, (t, y), strict=False))
                 return method.step(rhs, s, h, z, rhs(s, z)[0], last_stage=False).z
 
-            _, pull = torch.func.vjp(step, z, params)
+            pull = torch.func.vjp(step, z, params)[1]
             return pull(a)
 
         tag = str(len(_CACHE))
@@ -165,9 +170,12 @@ class Programs:
             opts: dict = dict(fullgraph=True, dynamic=False, backend=BACKEND, mode="reduce-overhead")
         else:
             opts = dict(fullgraph=True, dynamic=False)
-        self._compiled = {name: torch.compile(fn, **opts) if self._copy_out else
-                          torch.compile(fn, backend=self._capturing(name, device), **opts)
-                          for name, fn in self._raw.items()}
+        self._compiled = {
+            name: torch.compile(fn, **opts)
+            if self._copy_out
+            else torch.compile(fn, backend=self._capturing(name, device), **opts)
+            for name, fn in self._raw.items()
+        }
         self._last: dict[str, _Graph] = {}  # the graph dynamo ran last, per program
         self._bound: dict[str, _Bound] = {}  # per program: the graph to call directly
         self._checked: set[str] = set()  # the programs whose bound graph's guards held in this solve
@@ -175,7 +183,9 @@ class Programs:
     def _capturing(self, name: str, device: torch.device) -> Callable:
         """A dynamo backend that compiles with :data:`BACKEND` and keeps each graph it built
         (its inputs' sources), so that :meth:`_call` can run it without dynamo."""
+
         def backend(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+            fn: Callable
             if BACKEND == "inductor":
                 from torch._inductor.compile_fx import compile_fx
 
@@ -183,7 +193,8 @@ class Programs:
                 if device.type == "cpu" and CPU_OPTIONS:
                     patches = dict(CPU_OPTIONS)
                     _small_mm_thresholds()
-                fn = compile_fx(gm, example_inputs, config_patches=patches)
+                # a callable outside AOT mode; the annotation lists AOT's outputs (paths, weights) too
+                fn = compile_fx(gm, example_inputs, config_patches=patches)  # type: ignore[assignment]
             elif BACKEND == "eager":
                 fn = gm.forward
             else:
@@ -194,7 +205,9 @@ class Programs:
             def run(*inputs):
                 self._last[name] = graph
                 return fn(*inputs)
+
             return run
+
         return backend
 
     def begin(self) -> None:
@@ -206,8 +219,10 @@ class Programs:
     def times(self, s: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` and ``h`` as the float64 0-d tensors the programs take."""
         scalar = torch.scalar_tensor  # half the cost of torch.tensor for a 0-d tensor
-        return (scalar(s, dtype=torch.float64, device=self._device),
-                scalar(h, dtype=torch.float64, device=self._device))
+        return (
+            scalar(s, dtype=torch.float64, device=self._device),
+            scalar(h, dtype=torch.float64, device=self._device),
+        )
 
     def attempt(self, field: nn.Module, s: float, h: float, z: torch.Tensor, k: torch.Tensor):
         """One attempt without gradients: ``(z1, k7, r, K)``, or ``None`` when this key's
@@ -218,8 +233,16 @@ class Programs:
         with torch.no_grad():
             return self._call("attempt", field, (field, st, ht, z.contiguous(), k.contiguous()))
 
-    def step_vjp(self, field: nn.Module, names: tuple[str, ...], params: tuple[torch.Tensor, ...],
-                 s: float, h: float, z: torch.Tensor, a: torch.Tensor):
+    def step_vjp(
+        self,
+        field: nn.Module,
+        names: tuple[str, ...],
+        params: tuple[torch.Tensor, ...],
+        s: float,
+        h: float,
+        z: torch.Tensor,
+        a: torch.Tensor,
+    ):
         """``(a ∂z1/∂z, (a ∂z1/∂θ_i)_i)`` of the step ``(s, h)`` from ``z`` (``params`` the
         field's parameters named ``names``, detached); ``None`` when this key's programs failed."""
         if self.failed is not None:
@@ -228,8 +251,9 @@ class Programs:
         with torch.no_grad():
             # contiguous: a loss's gradient may arrive expanded (stride 0), and a graph built
             # for one layout must not see another
-            return self._call("step_vjp", field, (field, names, params, st, ht, z.detach().contiguous(),
-                                                  a.contiguous()))
+            return self._call(
+                "step_vjp", field, (field, names, params, st, ht, z.detach().contiguous(), a.contiguous())
+            )
 
     def _call(self, name: str, field: nn.Module, args: tuple):
         bound = self._bound.get(name)
@@ -251,8 +275,11 @@ class Programs:
         except Exception as exc:  # noqa: BLE001 -- any failure of dynamo/inductor means: step eagerly
             msg = str(exc).strip().splitlines()
             self.failed = f"{type(exc).__name__}: {msg[0] if msg else ''}"
-            warnings.warn(f"compiling the DP5 step failed for {self.what} ({self.failed}); "
-                          "stepping eagerly for it", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"compiling the DP5 step failed for {self.what} ({self.failed}); stepping eagerly for it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return None
         self.calls += 1
         if first:
@@ -289,11 +316,11 @@ class _Graph:
     def frame(raw: Callable, args: tuple) -> dict:
         """The frame locals dynamo sees for a call of ``raw``: its arguments and closure."""
         code = raw.__code__
-        L = dict(zip(code.co_varnames[:code.co_argcount], args))
-        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ())))
+        L = dict(zip(code.co_varnames[: code.co_argcount], args, strict=False))
+        L.update(zip(code.co_freevars, (c.cell_contents for c in raw.__closure__ or ()), strict=True))
         return L
 
-    def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> "_Bound | None":
+    def rebind(self, raw: Callable, field: nn.Module, args: tuple) -> _Bound | None:
         """Bound again for a new solve or field where this graph's guards hold (a few µs;
         a call through dynamo costs hundreds), else ``None``."""
         if self.guards is None or self.constants is None or not self.usable:
@@ -307,16 +334,17 @@ class _Graph:
             self.guards = None
             return None
 
-    def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> "_Bound | None":
+    def bind(self, raw: Callable, field: nn.Module, args: tuple, out) -> _Bound | None:
         """The graph bound to this solve's ``field`` and constant inputs (parameters,
         coefficient rows), or ``None`` where an input's source cannot be read back or the
         graph's outputs are not the program's (then every call goes through dynamo)."""
         if not self.usable:
             return None
-        names = raw.__code__.co_varnames[:raw.__code__.co_argcount]
+        names = raw.__code__.co_varnames[: raw.__code__.co_argcount]
         L = self.frame(raw, args)
         if self.constants is None and not self._prepare(names, args, out):
             return None
+        assert self.constants is not None  # _prepare compiled them
         try:
             bound = _Bound(self, field, list(self.constants(L)), args)
         except Exception:  # noqa: BLE001 -- a source dynamo spells in a way eval cannot read
@@ -326,7 +354,8 @@ class _Graph:
             leaves = [x for part in out for x in (part if isinstance(part, (tuple, list)) else (part,))]
             got = list(self.fn(*bound.inputs(args)))
             if len(got) != len(leaves) or not all(
-                    isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves)):
+                isinstance(x, torch.Tensor) and torch.equal(x, y) for x, y in zip(got, leaves, strict=True)
+            ):
                 self.usable = False
                 return None
             self.shape = [len(part) if isinstance(part, (tuple, list)) else -1 for part in out]
@@ -338,20 +367,25 @@ class _Graph:
         slots = {f"L[{k!r}]": i for i, k in enumerate(names)}
         constant = []
         for j, src in enumerate(self.sources):
+            assert src is not None  # asked only of a usable graph: every source is known
             if src in slots and isinstance(args[slots[src]], torch.Tensor):
                 self.per_call.append((j, slots[src]))
                 constant.append("None")
             else:
                 constant.append(src)
         nested = isinstance(out, tuple) and all(
-            isinstance(p, torch.Tensor) or (isinstance(p, (tuple, list)) and
-                                            all(isinstance(x, torch.Tensor) for x in p)) for p in out)
+            isinstance(p, torch.Tensor)
+            or (isinstance(p, (tuple, list)) and all(isinstance(x, torch.Tensor) for x in p))
+            for p in out
+        )
         if not nested:
             self.usable = False
             return False
         try:
-            self.constants = eval(f"lambda L: ({', '.join(constant)},)",  # noqa: S307 -- dynamo's own sources
-                                  {"torch": torch, "device": torch.device})
+            self.constants = eval(
+                f"lambda L: ({', '.join(constant)},)",  # noqa: S307 -- dynamo's own sources
+                {"torch": torch, "device": torch.device},
+            )
         except SyntaxError:
             self.usable = False
             return False
@@ -387,7 +421,7 @@ class _Bound:
 
     def fits(self, args: tuple) -> bool:
         """Whether the per-call inputs have the layout the guards were checked on."""
-        return all(_layout(args[i]) == lay for (_, i), lay in zip(self.graph.per_call, self.layout))
+        return all(_layout(args[i]) == lay for (_, i), lay in zip(self.graph.per_call, self.layout, strict=True))
 
     def inputs(self, args: tuple) -> list:
         inputs = list(self.constant)
@@ -398,23 +432,35 @@ class _Bound:
     def run(self, args: tuple) -> tuple:
         got = self.graph.fn(*self.inputs(args))
         out, i = [], 0
+        assert self.graph.shape is not None  # set when the graph was bound
         for n in self.graph.shape:
             if n < 0:
                 out.append(got[i])
                 i += 1
             else:
-                out.append(tuple(got[i:i + n]))
+                out.append(tuple(got[i : i + n]))
                 i += n
         return tuple(out)
 
 
-def programs_for(field: nn.Module, method: Dopri5, shape: torch.Size, dtype: torch.dtype,
-                 device: torch.device, direction: float) -> Programs:
+def programs_for(
+    field: nn.Module, method: Dopri5, shape: torch.Size, dtype: torch.dtype, device: torch.device, direction: float
+) -> Programs:
     """The cached :class:`Programs` for this field's classes and this state."""
     # the classes of the field's modules: fields of the same classes (a deepcopy, a new
     # ElapsedTime around the same field) share programs; dynamo's guards tell them apart
-    key = (tuple(type(m) for m in field.modules()), tuple(shape), dtype, device, float(direction),
-           method.tableau.e, method.rtol, method.atol, method.groups, BACKEND)
+    key = (
+        tuple(type(m) for m in field.modules()),
+        tuple(shape),
+        dtype,
+        device,
+        float(direction),
+        method.tableau.e,
+        method.rtol,
+        method.atol,
+        method.groups,
+        BACKEND,
+    )
     got = _CACHE.get(key)
     if got is None:
         what = f"{type(field).__name__} on {tuple(shape)} {dtype} {device}"
@@ -432,13 +478,19 @@ class CompiledDopri5(Dopri5):
     """
 
     def __init__(self, method: Dopri5, programs: Programs, field: nn.Module) -> None:
-        super().__init__(method.tableau, rtol=method.rtol, atol=method.atol, groups=method.groups,
-                         estimate_error=method.estimate_error)
+        super().__init__(
+            method.tableau,
+            rtol=method.rtol,
+            atol=method.atol,
+            groups=method.groups,
+            estimate_error=method.estimate_error,
+        )
         self.programs, self.field = programs, field
         programs.begin()
 
-    def step(self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *,
-             last_stage: bool = True) -> StepResult:
+    def step(
+        self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *, last_stage: bool = True
+    ) -> StepResult:
         if last_stage and self.estimate_error and not torch.is_grad_enabled():
             got = self.programs.attempt(self.field, s, h, z, k)
             if got is not None:

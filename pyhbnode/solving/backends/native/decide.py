@@ -17,9 +17,10 @@ eager steps round float32 differently in the last bits, so a warm cache must mak
 faster, never different).  ``fit`` resolves ``"auto"`` with this function once, at its
 start, and sets the result on the model's layers: the whole run steps one way.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -36,8 +37,9 @@ __all__ = ["decide_compile", "COMPILE_PAYS_AFTER"]
 COMPILE_PAYS_AFTER = 2_000
 
 
-def decide_compile(model: nn.Module, example: int | torch.Tensor | Sequence[torch.Tensor],
-                   device: torch.device | str, iterations: int) -> bool:
+def decide_compile(
+    model: nn.Module, example: int | torch.Tensor | Sequence[torch.Tensor], device: torch.device | str, iterations: int
+) -> bool:
     """Whether a run of ``iterations`` solves (training steps) of ``model`` should compile
     (the rule is in this module's docstring).
 
@@ -60,8 +62,8 @@ def decide_compile(model: nn.Module, example: int | torch.Tensor | Sequence[torc
         raise ValueError(f"iterations must be a positive int (training steps of the run), got {iterations!r}")
     if torch.device(device).type != "cpu" or iterations < COMPILE_PAYS_AFTER:
         return False
-    layers = [m for m in model.modules() if isinstance(getattr(m, "options", None), SolverOptions)]
-    native = [m for m in layers if m.options.backend == "native" and not isinstance(m.options.adjoint, Direct)]
+    layers = [(m, o) for m in model.modules() if isinstance(o := getattr(m, "options", None), SolverOptions)]
+    native = [m for m, o in layers if o.backend == "native" and not isinstance(o.adjoint, Direct)]
     if layers and not native:
         return False
     if isinstance(example, int):
@@ -77,7 +79,7 @@ def _state_numel(model: nn.Module, layers: list[nn.Module], example) -> int:
     """The largest state a field of ``layers`` is called on during one forward pass of
     ``model`` on ``example``, without gradients (0 when no field is an ``nn.Module``)."""
     inputs = (example,) if isinstance(example, torch.Tensor) else tuple(example)
-    fields = [m.field for m in layers if isinstance(getattr(m, "field", None), nn.Module)]
+    fields = [f for m in layers if isinstance(f := getattr(m, "field", None), nn.Module)]
     seen = [0]
 
     def note(module: nn.Module, args: tuple) -> None:

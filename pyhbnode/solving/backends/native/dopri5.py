@@ -17,11 +17,12 @@ operations it dispatches (about 1–2 µs each on a CPU core) rather than their 
 The same step runs with autograd recording (``adjoint="direct"``, the checkpointed replay:
 every operation is out of place, or in place on a fresh tensor) or without it.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -71,8 +72,8 @@ def dense_weights(theta: float) -> tuple[float, float, float, float, float]:
     matching ``y0, y1, f0, f1`` at the ends.
     """
     t1 = 1.0 - theta
-    a = theta * t1            # θ(1-θ)
-    b = theta * a             # θ²(1-θ)
+    a = theta * t1  # θ(1-θ)
+    b = theta * a  # θ²(1-θ)
     return (1.0 - theta + a - 2.0 * b, theta - a + 2.0 * b, a - b, -b, b * t1)
 
 
@@ -89,8 +90,15 @@ class Dopri5:
         estimate_error: ``False`` skips the error estimate (fixed steps; ``ratio`` is None).
     """
 
-    def __init__(self, tableau: Tableau = DOPRI5_SHAMPINE, *, rtol: float = 1e-7, atol: float = 1e-9,
-                 groups: int = 1, estimate_error: bool = True) -> None:
+    def __init__(
+        self,
+        tableau: Tableau = DOPRI5_SHAMPINE,
+        *,
+        rtol: float = 1e-7,
+        atol: float = 1e-9,
+        groups: int = 1,
+        estimate_error: bool = True,
+    ) -> None:
         if tableau.stages != 7 or tableau.b[-1] != 0.0:
             raise ValueError(f"Dopri5 needs a 7-stage FSAL tableau, got {tableau.name!r} with {tableau.stages} stages")
         self.tableau = tableau
@@ -108,8 +116,9 @@ class Dopri5:
             got = self._rows[key] = tuple(torch.tensor([list(r)], dtype=dtype, device=device) for r in rows)
         return got
 
-    def step(self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *,
-             last_stage: bool = True) -> StepResult:
+    def step(
+        self, rhs: RHS, s: float, h: float, z: torch.Tensor, k: torch.Tensor, *, last_stage: bool = True
+    ) -> StepResult:
         """One step of size ``h`` from ``z`` at ``s``, whose derivative there is ``k``.
 
         Five new stages and the solution, then (``last_stage``) the FSAL stage at the new
@@ -166,7 +175,8 @@ class Dopri5:
             err = _addmm(k7, self.rows(z.dtype, z.device)[4], K, h * inv_rtol, beta=h * e[6] * inv_rtol)
         else:
             err = _scale(k7, h * e[6] * inv_rtol)
-            for ci, kk in zip(e, stages):
+            # stages holds k1..k6; e[6] weighs k7, added above
+            for ci, kk in zip(e, stages, strict=False):
                 if ci != 0.0:
                     err = _axpy(err, kk, h * ci * inv_rtol, inplace=True)
         err.div_(torch.maximum(z.abs(), z7.abs()).add_(self.atol * inv_rtol))
@@ -182,9 +192,11 @@ class Dopri5:
         ``(h Σ e_i k_i) / (atol + rtol · max(|z|, |z1|))`` formed before any norm and normed
         by :func:`rms`.  Eager only, for the rare step whose fast ratio is not finite."""
         e = self.tableau.e
+        assert step.k is not None  # asked only of full steps (last_stage), which have k7
         with torch.no_grad():
             err = torch.mul(step.k, h * e[6])
-            for ci, kk in zip(e, step.stages):
+            # stages holds k1..k6; e[6] weighs k7, added above
+            for ci, kk in zip(e, step.stages, strict=False):
                 if ci != 0.0:
                     err.add_(kk, alpha=h * ci)
             tol = torch.maximum(z.abs(), step.z.abs()).mul_(self.rtol).add_(self.atol)
@@ -194,11 +206,13 @@ class Dopri5:
         """Hairer's dense-output correction ``r5 = h Σ d_i k_i`` of an accepted step, a row."""
         d = self.tableau.d
         k7 = step.k
+        assert k7 is not None  # asked only of full steps (last_stage), which have k7
         if step.K is not None:
             D6 = self.rows(k7.dtype, k7.device)[5]
             return torch.addmm(k7, D6, step.K, beta=h * d[6], alpha=h)
         out = torch.mul(k7, h * d[6])
-        for ci, kk in zip(d, step.stages):
+        # stages holds k1..k6; d[6] weighs k7, added above
+        for ci, kk in zip(d, step.stages, strict=False):
             if ci != 0.0:
                 out.add_(kk, alpha=h * ci)
         return out
@@ -207,6 +221,7 @@ class Dopri5:
     def interpolate(theta: float, h: float, z0: torch.Tensor, step: StepResult, r5: torch.Tensor) -> torch.Tensor:
         """The dense output at ``s + theta·h`` of the step ``step`` from ``z0`` (a fresh tensor)."""
         w0, w1, w2, w3, w4 = dense_weights(theta)
+        assert step.k is not None  # asked only of full steps (last_stage), which have k7
         out = torch.mul(z0, w0)
         out.add_(step.z, alpha=w1).add_(step.stages[0], alpha=w2 * h).add_(step.k, alpha=w3 * h).add_(r5, alpha=w4)
         return out
@@ -254,7 +269,7 @@ def _addmm(z: torch.Tensor, row: torch.Tensor, K: torch.Tensor, alpha, beta=1.0)
 def _combo(z: torch.Tensor, ks, coeffs, h) -> torch.Tensor:
     """``z + h Σ c_i k_i`` with one in-place add per nonzero coefficient (a fresh tensor)."""
     out = None
-    for c, k in zip(coeffs, ks):
+    for c, k in zip(coeffs, ks, strict=False):
         if c != 0.0:
             out = _axpy(z, k, h * c) if out is None else _axpy(out, k, h * c, inplace=True)
-    return out
+    return z.clone() if out is None else out

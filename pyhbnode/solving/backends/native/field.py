@@ -1,9 +1,10 @@
 """The vector field as the native solver calls it: on rows ``(1, N)``, in the integration
 variable ``s = direction · t`` (``direction = -1`` integrates a decreasing grid forward in
 ``s``), and its vector–Jacobian product for the adjoints."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,8 +15,9 @@ from .dopri5 import RHS
 __all__ = ["row_field", "row_vjp"]
 
 
-def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-              direction: float) -> tuple[RHS, RHS]:
+def row_field(
+    field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: torch.device, direction: float
+) -> tuple[RHS, RHS]:
     """``(first, rhs)``: ``rhs(s, z_row) -> (dz/ds row, None)``; ``first`` is the same and
     checks, on the first evaluation, that the field returns a tensor like the state."""
     scalar = torch.scalar_tensor
@@ -34,9 +36,11 @@ def row_field(field: nn.Module, shape: torch.Size, dtype: torch.dtype, device: t
         try:
             f = field(scalar(sign * s, dtype=dtype, device=device), z.view(shape))
         except RuntimeError as err:  # torch's own shape/dtype complaints, e.g. a wrong feature width
-            raise ValueError(f"the vector field failed on its first evaluation, on y0 of shape "
-                             f"{tuple(shape)} and dtype {dtype} (check that y0's shape is what the field "
-                             f"takes): {err}") from err
+            raise ValueError(
+                f"the vector field failed on its first evaluation, on y0 of shape "
+                f"{tuple(shape)} and dtype {dtype} (check that y0's shape is what the field "
+                f"takes): {err}"
+            ) from err
         check_output(f, shape, dtype, device)
         f = f.reshape(1, n)
         return (f if sign > 0 else f.neg()), None
@@ -51,8 +55,9 @@ def check_output(f, shape: torch.Size, dtype: torch.dtype, device: torch.device)
         raise err
 
 
-def row_vjp(field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device,
-            direction: float):
+def row_vjp(
+    field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device, direction: float
+):
     """``vjp(s, y, a) -> (F, a ∂F/∂y, (a ∂F/∂θ_i)_i or None)`` for ``F(s, y) = direction ·
     field(direction · s, y)`` (``y``, ``a`` shaped like the state; ``y`` becomes a leaf)."""
     scalar = torch.scalar_tensor
@@ -75,7 +80,7 @@ def row_vjp(field: nn.Module, params: Sequence[torch.Tensor], dtype: torch.dtype
             return f, vy, None
         vq = gs[1:]
         if any(x is None for x in vq):
-            vq = tuple(g if g is not None else torch.zeros_like(p) for g, p in zip(vq, params))
+            vq = tuple(g if g is not None else torch.zeros_like(p) for g, p in zip(vq, params, strict=True))
         return f, vy, vq
 
     return vjp

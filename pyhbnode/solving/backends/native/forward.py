@@ -5,6 +5,7 @@ torchdiffeq does); the last step lands on the grid's end.  A solve runs in the v
 ``s = direction · t`` with ``direction = ±1``, so that a decreasing grid is integrated with
 positive steps by the same loop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,21 +63,46 @@ class Trajectory:
         return s_final if n == len(self.starts) - 1 else self.starts[n + 1]
 
 
-def first_step(method: Dopri5, controller: Controller, rhs: RHS, s0: float, s_end: float,
-               z0: torch.Tensor, k0: torch.Tensor, counter: Counter) -> float:
+def first_step(
+    method: Dopri5,
+    controller: Controller,
+    rhs: RHS,
+    s0: float,
+    s_end: float,
+    z0: torch.Tensor,
+    k0: torch.Tensor,
+    counter: Counter,
+) -> float:
     """The controller's fixed first step, or Hairer's selection (one evaluation, counted)."""
     if controller.initial is not None:
         return controller.initial
     h_min = 10.0 * floor_step(s0, s_end, z0.dtype)
-    h = initial_step(rhs, s0, z0, k0, order=method.tableau.order, rtol=method.rtol, atol=method.atol,
-                     groups=method.groups, h_min=min(h_min, abs(s_end - s0)))
+    h = initial_step(
+        rhs,
+        s0,
+        z0,
+        k0,
+        order=method.tableau.order,
+        rtol=method.rtol,
+        atol=method.atol,
+        groups=method.groups,
+        h_min=min(h_min, abs(s_end - s0)),
+    )
     counter.nfe += 1
     return h
 
 
 def solve_forward(
-    method: Dopri5, rhs: RHS, y0: torch.Tensor, times: list[float], *, controller: Controller,
-    counter: Counter, max_steps: int, trajectory: Trajectory | None = None, first: RHS | None = None,
+    method: Dopri5,
+    rhs: RHS,
+    y0: torch.Tensor,
+    times: list[float],
+    *,
+    controller: Controller,
+    counter: Counter,
+    max_steps: int,
+    trajectory: Trajectory | None = None,
+    first: RHS | None = None,
 ) -> list[torch.Tensor]:
     """Solve from ``y0`` at ``times[0]`` (``times`` increasing, in ``s``); states at ``times``.
 
@@ -101,8 +127,7 @@ def solve_forward(
     ys: list = [None] * n_out
     ys[0] = y0
     j = 1  # the next interior output
-    for acc in integrate(method, rhs, t0, t_end, z, k, h, controller=controller, counter=counter,
-                         max_steps=max_steps):
+    for acc in integrate(method, rhs, t0, t_end, z, k, h, controller=controller, counter=counter, max_steps=max_steps):
         if trajectory is not None:
             trajectory.checkpoints.add(len(trajectory.starts), acc.z0)
             trajectory.starts.append(acc.s)

@@ -1,5 +1,6 @@
 """The first step size of a solve: Hairer, Nørsett & Wanner's selection (Solving ODEs I,
 II.4), as torchdiffeq and scipy use it, guarded against overflow and a state at rest."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,18 @@ def _rms_in(x: torch.Tensor, groups: int, dtype) -> float:
     return torch.linalg.vector_norm(x.reshape(groups, n), dim=1, dtype=dtype).max().item() / math.sqrt(n)
 
 
-def initial_step(rhs: RHS, s0: float, z0: torch.Tensor, k0: torch.Tensor, *, order: int, rtol: float,
-                 atol: float, groups: int = 1, h_min: float = 0.0) -> float:
+def initial_step(
+    rhs: RHS,
+    s0: float,
+    z0: torch.Tensor,
+    k0: torch.Tensor,
+    *,
+    order: int,
+    rtol: float,
+    atol: float,
+    groups: int = 1,
+    h_min: float = 0.0,
+) -> float:
     """The first step to try from ``(s0, z0)`` with derivative ``k0``; one extra evaluation.
 
     ``order`` sets the exponent ``1/order`` of the curvature estimate (5 for DP5: its error
@@ -47,8 +58,13 @@ def initial_step(rhs: RHS, s0: float, z0: torch.Tensor, k0: torch.Tensor, *, ord
         h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
         h0 = max(h0, h_min)
         if not (h0 > 0.0 and math.isfinite(h0)):
-            raise StepFailure(StepSizeUnderflow, f"no usable initial step: the vector field's RMS "
-                              f"relative to the tolerances is {d1:.3g} (too large for dtype {z0.dtype})", s0, h0)
+            raise StepFailure(
+                StepSizeUnderflow,
+                f"no usable initial step: the vector field's RMS "
+                f"relative to the tolerances is {d1:.3g} (too large for dtype {z0.dtype})",
+                s0,
+                h0,
+            )
         z1 = torch.add(z0, k0, alpha=h0)
     k1 = rhs(s0 + h0, z1)[0]  # outside no_grad: an adjoint's rhs differentiates the field
     with torch.no_grad():

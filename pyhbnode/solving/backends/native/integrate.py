@@ -6,11 +6,12 @@ or stops listening.  Failures raise :class:`StepFailure` (what, where), which th
 turns into a public :class:`~pyhbnode.solving.errors.SolverError` with its phase and NFE.
 A backward (adjoint) solve integrates in ``s = -t``, so one loop serves both directions.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -60,10 +61,21 @@ def floor_step(s: float, s_end: float, dtype: torch.dtype) -> float:
 
 
 def integrate(
-    method: Dopri5, rhs: RHS, s: float, s_end: float, z: torch.Tensor, k: torch.Tensor, h: float, *,
-    controller: Controller, counter: Counter, max_steps: int,
-    q: tuple | None = None, Q: list | None = None, quad_norm: bool = False,
-) -> Iterator[Accepted]:
+    method: Dopri5,
+    rhs: RHS,
+    s: float,
+    s_end: float,
+    z: torch.Tensor,
+    k: torch.Tensor,
+    h: float,
+    *,
+    controller: Controller,
+    counter: Counter,
+    max_steps: int,
+    q: tuple | None = None,
+    Q: list | None = None,
+    quad_norm: bool = False,
+) -> Generator[Accepted, None, tuple[torch.Tensor, torch.Tensor, tuple | None, float]]:
     """Step from ``(s, z)`` (derivative ``k``, FSAL) to ``s_end``, first trying ``h``.
 
     Args:
@@ -86,7 +98,7 @@ def integrate(
     b, e = method.tableau.b, method.tableau.e
     has_q = Q is not None and q is not None
     check_q = quad_norm and has_q
-    nonfinite = False
+    nonfinite: bool | str = False  # "overflow": the error estimate overflowed, the state did not
     while s < s_end:
         remaining = s_end - s
         # Land on s_end: the rest is taken in one step when the proposal reaches (almost)
@@ -99,29 +111,40 @@ def integrate(
             # a landing step shorter than the floor is fine (an interval of a few ulp);
             # any other step that small means the controller gave up
             if nonfinite == "overflow":
-                raise StepFailure(StepSizeUnderflow, f"step size underflow: the error estimate overflows "
-                                  f"{z.dtype} although the state is finite (the vector field's values, "
-                                  f"|f| up to {float(k.abs().max()):.3g}, are too large for this dtype and "
-                                  "tolerance)", s, ht)
+                raise StepFailure(
+                    StepSizeUnderflow,
+                    f"step size underflow: the error estimate overflows "
+                    f"{z.dtype} although the state is finite (the vector field's values, "
+                    f"|f| up to {float(k.abs().max()):.3g}, are too large for this dtype and "
+                    "tolerance)",
+                    s,
+                    ht,
+                )
             if nonfinite or ht != ht:
-                raise StepFailure(NonFiniteState, "non-finite values in the vector field or the state "
-                                  "(the step size shrank to nothing trying to avoid them)", s, ht)
+                raise StepFailure(
+                    NonFiniteState,
+                    "non-finite values in the vector field or the state "
+                    "(the step size shrank to nothing trying to avoid them)",
+                    s,
+                    ht,
+                )
             raise StepFailure(StepSizeUnderflow, "step size underflow", s, ht)
         counter.attempts += 1
         res = method.step(rhs, s, ht, z, k)
+        assert res.k is not None  # a full step (last_stage) always has its end derivative
         counter.nfe += 6
-        r = res.ratio.item() if adaptive else 0.0
+        r = res.ratio.item() if res.ratio is not None and adaptive else 0.0
         if r != r or r == math.inf:  # the fast ratio overflows near the dtype's largest value
             r = method.safe_ratio(ht, z, res).item()
         Q1 = None
-        if check_q:
+        if check_q and Q is not None:
             rq, Q1 = _quad_error(Q, (q, *res.qs), b, e, ht, method.rtol, method.atol)
             r = max(r, rq)
         if not adaptive or accepts(r):
             h_next = next_step(ht, r, True)
             if last and h_next < h:
                 h_next = h  # a step clipped to land on s_end says little about the next one
-            if has_q:
+            if has_q and Q is not None:
                 if Q1 is not None:
                     torch._foreach_copy_(Q, Q1)
                 else:
@@ -140,7 +163,7 @@ def integrate(
                 nonfinite = "overflow" if finite_step and bool(torch.isfinite(k).all()) else True
             h_next = next_step(ht, r, False)
         h = h_next
-        res = None  # the stages are not kept alive through the next step
+        del res  # the stages are not kept alive through the next step
     return z, k, q, h
 
 
@@ -155,7 +178,7 @@ def run_to(steps: Iterator[Accepted]) -> tuple:
 
 def _foreach_combo(Q: list, qs, coeffs, h: float) -> None:
     """``Q += h Σ c_i q_i`` for lists of tensors (one fused call per stage)."""
-    for c, q in zip(coeffs, qs):
+    for c, q in zip(coeffs, qs, strict=False):
         if c != 0.0:
             torch._foreach_add_(Q, q, alpha=h * c)
 

@@ -1,7 +1,9 @@
 """One native solve's inputs, shared by the forward solve and the gradient modes."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import TYPE_CHECKING
 
 import torch
@@ -60,14 +62,25 @@ class Problem:
         stats = self.stats
         if phase == "forward":
             stats.status = f.kind.status
-        return f.kind(f.what, phase=phase, t=self.direction * s, dt=f.h, nfe_forward=stats.nfe_forward,
-                      nfe_backward=stats.nfe_backward + backward_nfe)
+        return f.kind(
+            f.what,
+            phase=phase,
+            t=self.direction * s,
+            dt=f.h,
+            nfe_forward=stats.nfe_forward,
+            nfe_backward=stats.nfe_backward + backward_nfe,
+        )
 
     def fail_backward(self, kind: type[SolverError], what: str, s: float, counter: Counter) -> SolverError:
         """The public error for a failure of the backward pass at ``s`` (forward variable)."""
         stats = self.stats
-        return kind(what, phase="backward", t=self.direction * s, nfe_forward=stats.nfe_forward,
-                    nfe_backward=stats.nfe_backward + counter.nfe)
+        return kind(
+            what,
+            phase="backward",
+            t=self.direction * s,
+            nfe_forward=stats.nfe_forward,
+            nfe_backward=stats.nfe_backward + counter.nfe,
+        )
 
     def solve(self, y0: torch.Tensor, keep: Trajectory | None) -> list[torch.Tensor]:
         """Solve forward from ``y0``; the states at ``times`` shaped like ``y0``; with
@@ -81,8 +94,17 @@ class Problem:
 
             method = CompiledDopri5(method, self.programs, self.field)
         try:
-            ys = solve_forward(method, rhs, y0, self.times, controller=self.controller.start(self.method.tableau.order),
-                               counter=counter, max_steps=self.max_steps, trajectory=keep, first=first)
+            ys = solve_forward(
+                method,
+                rhs,
+                y0,
+                self.times,
+                controller=self.controller.start(self.method.tableau.order),
+                counter=counter,
+                max_steps=self.max_steps,
+                trajectory=keep,
+                first=first,
+            )
         except StepFailure as f:
             self._store(counter)
             raise self.fail(f, "forward") from None

@@ -6,6 +6,7 @@ Sec. II.6 (the ``d`` coefficients of their DOPRI5 code).  Stored as exact fracti
 exposed as Python floats, so that a step combines stages with ``torch.add(..., alpha=h*a)``
 and creates no coefficient tensors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -60,9 +61,13 @@ _A = [
 _B = _A[6] + [Fr(0)]
 _B_HAT = [Fr(5179, 57600), Fr(0), Fr(7571, 16695), Fr(393, 640), Fr(-92097, 339200), Fr(187, 2100), Fr(1, 40)]
 _D = [
-    Fr(-12715105075, 11282082432), Fr(0), Fr(87487479700, 32700410799),
-    Fr(-10690763975, 1880347072), Fr(701980252875, 199316789632),
-    Fr(-1453857185, 822651844), Fr(69997945, 29380423),
+    Fr(-12715105075, 11282082432),
+    Fr(0),
+    Fr(87487479700, 32700410799),
+    Fr(-10690763975, 1880347072),
+    Fr(701980252875, 199316789632),
+    Fr(-1453857185, 822651844),
+    Fr(69997945, 29380423),
 ]
 
 DOPRI5 = Tableau(
@@ -71,7 +76,7 @@ DOPRI5 = Tableau(
     c=_f(_C),
     a=tuple(_f(row) for row in _A),
     b=_f(_B),
-    e=_f(b - bh for b, bh in zip(_B, _B_HAT)),
+    e=_f(b - bh for b, bh in zip(_B, _B_HAT, strict=True)),
     d=_f(_D),
 )
 
@@ -79,4 +84,4 @@ DOPRI5 = Tableau(
 # and torchdiffeq's ``dopri5`` use); only the error weights differ.
 _B_HAT_SHAMPINE = [Fr(1951, 21600), Fr(0), Fr(22642, 50085), Fr(451, 720), Fr(-12231, 42400), Fr(649, 6300), Fr(1, 60)]
 
-DOPRI5_SHAMPINE = replace(DOPRI5, e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE)))
+DOPRI5_SHAMPINE = replace(DOPRI5, e=_f(b - bh for b, bh in zip(_B, _B_HAT_SHAMPINE, strict=True)))

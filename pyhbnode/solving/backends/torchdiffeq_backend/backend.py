@@ -1,13 +1,15 @@
 """The ``torchdiffeq`` backend: torchdiffeq's solvers, ``odeint`` and ``odeint_adjoint``."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ...adjoints import Backsolve, Checkpointed, Direct
+from ...adjoints import Adjoint, Backsolve, Checkpointed, Direct
 from ...errors import MaxStepsExceeded, NonFiniteState, SolverFailure, StepSizeUnderflow
 from ...solution import SolverStats, Status
 from ..base import Backend, GradientMode
@@ -20,8 +22,15 @@ __all__ = ["TorchDiffEqBackend"]
 
 # Field evaluations per step attempt; with FSAL, dopri5 costs 6 per step plus 2 at start-up.
 EVALS_PER_STEP = {
-    "dopri5": 6, "bosh3": 3, "fehlberg2": 3, "adaptive_heun": 2, "dopri8": 13,
-    "euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4,
+    "dopri5": 6,
+    "bosh3": 3,
+    "fehlberg2": 3,
+    "adaptive_heun": 2,
+    "dopri8": 13,
+    "euler": 1,
+    "midpoint": 2,
+    "heun3": 3,
+    "rk4": 4,
 }
 ADAPTIVE = {"dopri5", "bosh3", "fehlberg2", "adaptive_heun", "dopri8"}
 
@@ -57,27 +66,31 @@ class TorchDiffEqBackend(Backend):
     (a fresh solve per output interval) gets one extra attempt per interval, so a grid with more
     intervals than ``max_steps`` still differentiates.  A step size at the float64 floor raises
     :class:`StepSizeUnderflow`, a pace that cannot finish within the budget raises
-    :class:`MaxStepsExceeded` early (see :mod:`pyhbnode.solving.backends.torchdiffeq_backend.counting`).  Time grids may be
-    increasing or decreasing (integration backward in time), with gradients in every mode.
+    :class:`MaxStepsExceeded` early (see
+    :mod:`pyhbnode.solving.backends.torchdiffeq_backend.counting`).  Time grids may be increasing or
+    decreasing (integration backward in time), with gradients in every mode.
     """
 
     name = "torchdiffeq"
     methods = tuple(EVALS_PER_STEP)
 
     def __init__(self) -> None:
-        self._modes = {mode: _counted(run) for mode, run in
-                       ((Direct, _direct), (Backsolve, _backsolve), (Checkpointed, _checkpointed))}
+        self._modes: dict[type[Adjoint], GradientMode] = {
+            mode: _counted(run)
+            for mode, run in ((Direct, _direct), (Backsolve, _backsolve), (Checkpointed, _checkpointed))
+        }
 
     @property
-    def modes(self) -> dict[type, GradientMode]:
+    def modes(self) -> dict[type[Adjoint], GradientMode]:
         return self._modes
 
 
 class _Run:
     """One solve: the counted field, its trainable parameters and torchdiffeq's settings."""
 
-    def __init__(self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions",
-                 stats: SolverStats) -> None:
+    def __init__(
+        self, field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
+    ) -> None:
         self.counted = CountingField(field, stats, t, options.max_steps, adaptive=options.method in ADAPTIVE)
         self.params = tuple(p for p in field.parameters() if p.requires_grad) if isinstance(field, nn.Module) else ()
         self.common = dict(rtol=options.rtol, atol=options.atol, method=options.method, options={})
@@ -88,8 +101,10 @@ class _Run:
 def _counted(mode: Callable[[_Run], torch.Tensor]) -> GradientMode:
     """A gradient mode of this backend: count, solve (without a graph when none is needed),
     check the solution."""
-    def solve(field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: "SolverOptions",
-              stats: SolverStats) -> torch.Tensor:
+
+    def solve(
+        field: nn.Module, y0: torch.Tensor, t: torch.Tensor, options: SolverOptions, stats: SolverStats
+    ) -> torch.Tensor:
         run = _Run(field, y0, t, options, stats)
         ys = mode(run) if run.needs_grad else _direct(run)
         _check_finite_solution(ys, t, run.counted)
@@ -121,9 +136,17 @@ def _backsolve(run: _Run) -> torch.Tensor:
     o = run.options
     adjoint_options = {"norm": "seminorm"} if o.seminorm else {}
     ys = _integrate(
-        torchdiffeq.odeint_adjoint, run.counted, run.y0, run.t,
-        dict(run.common, adjoint_rtol=o.rtol, adjoint_atol=o.atol,
-             adjoint_options=adjoint_options, adjoint_params=run.params),
+        torchdiffeq.odeint_adjoint,
+        run.counted,
+        run.y0,
+        run.t,
+        dict(
+            run.common,
+            adjoint_rtol=o.rtol,
+            adjoint_atol=o.atol,
+            adjoint_options=adjoint_options,
+            adjoint_params=run.params,
+        ),
     )
     counted = run.counted
     # runs as the backward pass reaches ys, before odeint_adjoint's backward solve
@@ -196,16 +219,17 @@ class _ReplayOnce(torch.autograd.Function):
             _set_rng_state(ctx.rng, y0.device)
             ys = ctx.run(y0_, t_)
             inputs = [x for x, need in ((y0_, need_y0), (t_, need_t)) if need]
-            inputs += [p for p, need in zip(ctx.params, ctx.needs_input_grad[4:]) if need]
+            inputs += [p for p, need in zip(ctx.params, ctx.needs_input_grad[4:], strict=True) if need]
             # a scalar, not grad_outputs: autograd.grad's check of given output gradients imports
             # sympy (seconds, once per process); d/dys of sum(ys * grad_ys) is grad_ys exactly
             grads = iter(torch.autograd.grad((ys * grad_ys).sum(), inputs, allow_unused=True))
         out = [next(grads) if need_y0 else None, next(grads) if need_t else None]
         out += [next(grads) if need else None for need in ctx.needs_input_grad[4:]]
-        for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out):
+        for name, g in zip(("y0", "t", *(f"parameter {i}" for i in range(len(ctx.params)))), out, strict=True):
             if g is not None and not bool(torch.isfinite(g).all()):
                 raise counted.error(
-                    NonFiniteState, f"non-finite gradient with respect to {name}: the vector-Jacobian "
+                    NonFiniteState,
+                    f"non-finite gradient with respect to {name}: the vector-Jacobian "
                     "product of the field is NaN/Inf (is the field differentiable there? e.g. sqrt(|y|) at y = 0)",
                     t=counted.t_start,
                 )
@@ -226,4 +250,3 @@ def _set_rng_state(state, device: torch.device) -> None:
     torch.set_rng_state(cpu)
     if cuda is not None:
         torch.cuda.set_rng_state(cuda, device)
-

@@ -32,9 +32,10 @@ Early stops, so that a solve that cannot make progress fails within seconds, not
   solve raises :class:`MaxStepsExceeded` now instead of after the whole budget (raising
   ``max_steps`` raises this bar with it).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -69,9 +70,7 @@ class CountingField(nn.Module):
         adaptive: whether the method controls its step size (the floor and the pace apply).
     """
 
-    def __init__(
-        self, field: Callable, stats: SolverStats, t: torch.Tensor, max_steps: int, adaptive: bool
-    ) -> None:
+    def __init__(self, field: Callable, stats: SolverStats, t: torch.Tensor, max_steps: int, adaptive: bool) -> None:
         super().__init__()
         self.field = field
         self.stats = stats
@@ -120,9 +119,12 @@ class CountingField(nn.Module):
     def error(self, cls: type[SolverError], what: str, t: float | None = None, dt: float | None = None) -> SolverError:
         """A typed error for the current pass, with the time reached and the NFE so far."""
         return cls(
-            what, phase="forward" if self._forward else "backward",
-            t=self.time_reached if t is None else t, dt=dt,
-            nfe_forward=self.stats.nfe_forward, nfe_backward=self.stats.nfe_backward,
+            what,
+            phase="forward" if self._forward else "backward",
+            t=self.time_reached if t is None else t,
+            dt=dt,
+            nfe_forward=self.stats.nfe_forward,
+            nfe_backward=self.stats.nfe_backward,
         )
 
     # -- every evaluation (hot path) ----------------------------------------------------
@@ -139,8 +141,10 @@ class CountingField(nn.Module):
         except (RuntimeError, IndexError) as err:
             raise self._diagnose_raise(err, y) from err
         if y._version != version:
-            raise ValueError(self._where() + "field modified its input y in place; field(t, y) must "
-                             "return dy/dt as a new tensor and leave y unchanged (the solver owns y)")
+            raise ValueError(
+                self._where() + "field modified its input y in place; field(t, y) must "
+                "return dy/dt as a new tensor and leave y unchanged (the solver owns y)"
+            )
         if not isinstance(dy, torch.Tensor) or dy.shape != y.shape or dy.dtype != y.dtype or dy.device != y.device:
             raise self._bad_output(dy, y)
         if not bool(torch.isfinite(dy).all()):
@@ -164,8 +168,10 @@ class CountingField(nn.Module):
     def _diagnose_raise(self, err: Exception, y: torch.Tensor) -> Exception:
         """A torch error raised inside the field, explained where we know the cause; else itself."""
         if "in-place operation" in str(err):
-            return ValueError(self._where() + "field modified its input y in place "
-                              f"({type(err).__name__}: {err}); field(t, y) must return dy/dt as a new tensor")
+            return ValueError(
+                self._where() + "field modified its input y in place "
+                f"({type(err).__name__}: {err}); field(t, y) must return dy/dt as a new tensor"
+            )
         if self.evaluations == 1:
             return ValueError(
                 f"field raised {type(err).__name__} on its first evaluation, field(t0, y0) with y0 of shape "
@@ -176,7 +182,9 @@ class CountingField(nn.Module):
 
     def _bad_output(self, dy: object, y: torch.Tensor) -> Exception:
         at = f" at t = {self.time_reached:.6g} (evaluation {self.evaluations}, {self.phase} pass)"
-        return field_output_error(dy, y.shape, y.dtype, y.device, at)
+        err = field_output_error(dy, y.shape, y.dtype, y.device, at)
+        assert err is not None  # asked only of an output the caller found bad
+        return err
 
     # -- every step attempt -------------------------------------------------------------
     def callback_step(self, t0: torch.Tensor, y0, dt: torch.Tensor) -> None:
@@ -189,8 +197,12 @@ class CountingField(nn.Module):
                 self._check_state(y0)
                 raise self.error(StepSizeUnderflow, "step size underflow", t=float(t0.detach()), dt=h)
         if n > self.limit:
-            raise self.error(MaxStepsExceeded, f"more than max_steps = {self.max_steps} step attempts "
-                             f"({self.limit} with the ones the output grid forces)", t=float(t0))
+            raise self.error(
+                MaxStepsExceeded,
+                f"more than max_steps = {self.max_steps} step attempts "
+                f"({self.limit} with the ones the output grid forces)",
+                t=float(t0),
+            )
         if n >= self._next_check:
             self._check_pace(float(t0.detach()))
         if self._forward:
@@ -219,9 +231,14 @@ class CountingField(nn.Module):
         parts = y0 if isinstance(y0, (tuple, list)) else (y0,)
         for i, part in enumerate(parts):
             if isinstance(part, torch.Tensor) and not bool(torch.isfinite(part).all()):
-                what = "the state y" if len(parts) == 1 or i == 1 else (
-                    "the adjoint state: the vector-Jacobian product of the field is NaN/Inf "
-                    "(is the field differentiable there? e.g. sqrt(|y|) at y = 0)")
+                what = (
+                    "the state y"
+                    if len(parts) == 1 or i == 1
+                    else (
+                        "the adjoint state: the vector-Jacobian product of the field is NaN/Inf "
+                        "(is the field differentiable there? e.g. sqrt(|y|) at y = 0)"
+                    )
+                )
                 raise self.error(NonFiniteState, f"non-finite values in {what}")
 
     def _check_pace(self, t_now: float) -> None:
@@ -239,5 +256,6 @@ class CountingField(nn.Module):
                 MaxStepsExceeded,
                 f"the solve cannot finish within max_steps = {self.max_steps}: after {n} attempts, "
                 f"{remaining:.3g} of the time span is left and the last {self._stride} attempts advanced "
-                f"{abs(t_now - previous):.3g} ({need}, {left} left)", t=t_now,
+                f"{abs(t_now - previous):.3g} ({need}, {left} left)",
+                t=t_now,
             )
