@@ -62,7 +62,7 @@ def _run_flags(p: argparse.ArgumentParser, *, threads: int | None, models_help: 
         choices=list(zoo.PRESETS),
         default=zoo.DEFAULT_PRESET,
         help="zoo preset: 'paper' (Appendix E as written, the default) or 'authors' (the settings "
-        "of the authors' code, spec §5)",
+        "of the authors' code)",
     )
     p.add_argument(
         "--models",

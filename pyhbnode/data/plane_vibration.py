@@ -22,7 +22,7 @@ Per segment with kept stamps ``s_0 < ... < s_64`` (all arrays time-first, batch 
 * ``y[i] = data[s_{i+1}]`` -- the next *kept* stamp's values (the target "shifted by one");
 * ``dt[i] = s_{i+1} - s_i`` -- elapsed sample periods from input ``i`` to target ``i``
   (>= 1; 1 sample = 1/400 s);
-* ``forecast[k] = data[s_64 + k]`` for ``k < forecast_len`` (8) -- the spec's "forecast 8
+* ``forecast[k] = data[s_64 + k]`` for ``k < forecast_len`` (8) -- the paper's "forecast 8
   stamps": the regular-grid values starting at the segment's last stamp (so ``forecast[0]``
   equals ``y[-1]``), the target of the reference's 8-point multi-step forecast;
 * ``stamps`` = ``(65, B)`` int64, the ``s_i`` themselves.

@@ -1,4 +1,4 @@
-"""The momentum family's claims (spec ``momentum-family.md``) as rows of an experiment's report,
+"""The momentum family's claims (Nguyen et al., NeurIPS 2022; Cho et al., 2022) as rows of an experiment's report,
 each with a verdict computed from the run's results in the report's vocabulary (held / partly
 held / not held).
 

@@ -1,5 +1,5 @@
 """Fig. 8: plane vibration (F-16 ground vibration test).  The five ODE-RNN hybrids of the zoo
-(spec §4: batch 64, Adam lr 1e-4, tolerance 1e-7) on irregular windows of 64 kept stamps
+(the HBNODE paper: batch 64, Adam lr 1e-4, tolerance 1e-7) on irregular windows of 64 kept stamps
 (10% of the stamps dropped), trained to predict the next kept stamp; train/test MSE per epoch.
 
 After training, each model's one-step predictions on the first ``curve_windows`` test windows

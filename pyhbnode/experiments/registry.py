@@ -80,7 +80,7 @@ class Experiment:
         title: one line for listings.
         description: what runs and what is plotted.
         data: the data it needs (files under ``--data-dir``), or ``"built in"``.
-        claim: the paper's claim it checks (spec §4, last paragraph).
+        claim: the paper's claim it checks (the HBNODE paper's figures).
         module: the module with ``run``, ``redraw`` and ``assess``.
         models: the models it runs by default, less those its task does not run (skipped with a
             note); the heavy-ball paper's five (``zoo.PAPER_MODELS``) unless a run asks for more.

@@ -1,4 +1,4 @@
-"""Fig. 3: how fast ‖h(t)‖ grows at initialisation on the Silverbox input (spec §4).
+"""Fig. 3: how fast ‖h(t)‖ grows at initialisation on the Silverbox input (the HBNODE paper).
 
 For every model and ``seeds`` random initialisations, the zoo's Silverbox model (one dense
 layer ``f`` with the extra input ``V1(t)^3``; GHBNODE with hardtanh[-5, 5] and ξ = ln 2) is

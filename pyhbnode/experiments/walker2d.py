@@ -1,4 +1,4 @@
-"""Fig. 9: Walker2D kinematic simulation.  The five ODE-RNN hybrids of the zoo (spec §4:
+"""Fig. 9: Walker2D kinematic simulation.  The five ODE-RNN hybrids of the zoo (the HBNODE paper:
 batch 256, Adam lr 3e-3, tolerance 1e-7) on irregular windows of 64 kept steps (10% removed),
 predicting the input shifted by one step; NFE and train/test MSE per epoch.
 

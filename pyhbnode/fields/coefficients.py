@@ -1,7 +1,7 @@
 """The heavy-ball coefficients: damping γ and the GHBNODE restoring coefficient ξ.
 
 Both are non-negative scalars, either fixed or learnable through an unconstrained
-parameter (spec §1): γ = ε·sigmoid(ω) with ω initialised at -3, ξ = softplus(χ).
+parameter (the HBNODE paper): γ = ε·sigmoid(ω) with ω initialised at -3, ξ = softplus(χ).
 """
 
 from __future__ import annotations

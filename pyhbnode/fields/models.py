@@ -1,4 +1,4 @@
-"""The five vector fields of the heavy-ball paper (spec §1).
+"""The five vector fields of the heavy-ball paper (the HBNODE paper).
 
 Every field is an ``nn.Module`` with ``forward(t, y) -> dy/dt`` and an ``order``:
 

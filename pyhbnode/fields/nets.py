@@ -2,7 +2,7 @@
 
 A network is either time-independent (called as ``f(h)``) or a :class:`TimeModule`
 (called as ``f(t, h)``).  ``TPad`` is the paper's "tpad": it appends a constant channel
-equal to ``t`` so that a convolution can see the time (spec §1, Appendix E).
+equal to ``t`` so that a convolution can see the time (the HBNODE paper, Appendix E).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Initial-state builders and the readout of ``h`` (spec §1, Appendix E).
+"""Initial-state builders and the readout of ``h`` (the HBNODE paper, Appendix E).
 
 One builder serves every model: the input ``x`` of shape ``(batch, C, *rest)`` is padded
 along dim 1 to the state's channel count, either with zeros (NODE/ANODE, or a second-order

@@ -1,4 +1,4 @@
-"""The ODE-RNN hybrid (spec §3): ODE-RNN, ANODE-RNN, SONODE-RNN, HBNODE-RNN, GHBNODE-RNN."""
+"""The ODE-RNN hybrid (the HBNODE paper's ODE-RNN hybrids): ODE-RNN, ANODE-RNN, SONODE-RNN, HBNODE-RNN, GHBNODE-RNN."""
 
 from __future__ import annotations
 

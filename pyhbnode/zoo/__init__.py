@@ -73,7 +73,7 @@ def build(
             ``chi``, ``sigma``), applied over the preset's.
         window: plane vibration: the number of input stamps its initial state reads (the
             training window; 64 in the paper).
-        solver: the solver options (default: the task's, with its tolerance from the spec);
+        solver: the solver options (default: the task's, with its tolerance from the paper);
             keywords that are :class:`SolverOptions` fields (``backend``, ``tol``,
             ``adjoint``, ``compile``, ...) override them.
 

@@ -112,7 +112,7 @@ class DrivenLinear(TimeModule):
 
 
 class DrivenModel(nn.Module):
-    """The Silverbox model: predict V2 from V1 (spec §4, Fig. 3).
+    """The Silverbox model: predict V2 from V1 (the HBNODE paper, Fig. 3).
 
     ``forward(v1 (batch, S), v2_0 (batch, 1), ts (S,)) -> h (S, batch, n)``: the hidden
     trajectory; ``h[..., 0]`` is the V2 prediction.  ``time_offset`` is added to ``ts`` for the

@@ -1,5 +1,5 @@
 """The zoo's two presets: ``"paper"`` (Appendix E and Sec. 1 as written) and ``"authors"``
-(what the authors' public code, hedixia/HeavyBallNODE, ran; spec §5).
+(what the authors' public code, hedixia/HeavyBallNODE, ran).
 
 Both presets build the same layers (the authors' layer structure, which the paper's parameter
 counts require).  They differ in the heavy-ball coefficients, the point-cloud readout and
@@ -12,7 +12,7 @@ PyTorch's default scale: without the scaling, all five models overflowed (loss o
 ``inf``) in their first iteration on the real data (``pyhbnode reproduce plane-vibration
 --standard``, seed 0, measured here).
 
-Translation of the authors' field into ours (spec §5): their ``dh/dt = σ(-m)``,
+Translation of the authors' field into ours (the authors' code): their ``dh/dt = σ(-m)``,
 ``dm/dt = f(h) - γ m + softplus(c)·h`` is GHBNODE under ``m -> -m`` with ``ξ = softplus(c)``;
 a frozen ``c`` is a fixed ξ, a trainable ``c`` is a learnable ``ξ = softplus(χ)`` with
 ``χ`` starting at ``c``; ``c = -100`` is ξ ≈ 0; a constant ``+a·h`` added inside their field
@@ -105,7 +105,7 @@ AUTHORS: dict[tuple[str, str], Variant] = {
     ("cifar10", "ghbnode"): Variant(
         field_kwargs={"xi": 1.5},
         dormant=_FROZEN_CORR,
-        source="spec §5 (1.5·h inside the CIFAR field); base.py HeavyBallNODE (frozen corr)",
+        source="the authors' CIFAR field (1.5·h inside it); base.py HeavyBallNODE (frozen corr)",
     ),
     ("plane_vibration", "hbnode"): Variant(
         field_model="ghbnode",

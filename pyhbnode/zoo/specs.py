@@ -1,4 +1,4 @@
-"""One :class:`TaskSpec` per zoo task: every default a task has, in one place (spec §4 table).
+"""One :class:`TaskSpec` per zoo task: every default a task has, in one place (the HBNODE paper's settings).
 
 The zoo builds with ``spec.solver``; ``pyhbnode train``, ``compare`` and ``reproduce`` read
 the training settings from here."""
@@ -21,7 +21,7 @@ class TaskSpec:
 
     Attributes:
         name: the zoo task name.
-        solver: the solver options the zoo builds with (the spec's tolerance, rtol = atol).
+        solver: the solver options the zoo builds with (the paper's tolerance, rtol = atol).
         lr, batch_size: Adam's learning rate and the batch size of the paper.
         epochs: the length of a ``pyhbnode train`` run when none is given (the paper's own
             lengths are the experiments' ``full`` scale).
@@ -44,7 +44,7 @@ class TaskSpec:
 
     @property
     def tol(self) -> float:
-        """The single tolerance of the spec (rtol = atol)."""
+        """The paper's single tolerance (rtol = atol)."""
         return self.solver.rtol
 
 

@@ -1,6 +1,6 @@
-"""The paper's architectures, per task (spec §4 "Architectures", Appendix E).
+"""The paper's architectures, per task (the HBNODE paper, Appendix E).
 
-Notation of the spec: fc_n is a dense layer with n outputs; n* = 2n for SONODE's field
+Notation: fc_n is a dense layer with n outputs; n* = 2n for SONODE's field
 input (it sees h and v), n otherwise; HTanh = hardtanh[-5, 5]; LReLU = LeakyReLU(0.3).
 
 Where Appendix E is silent, the layers are the authors' (hedixia/HeavyBallNODE), because the
@@ -26,7 +26,7 @@ from .presets import Variant
 
 __all__ = ["SIZES", "pointcloud", "images", "plane_vibration", "walker2d", "silverbox"]
 
-# (n, h) for the ODE-block tasks and (d, n, h1, h2) for the ODE-RNN tasks, as the spec lists them
+# (n, h) for the ODE-block tasks and (d, n, h1, h2) for the ODE-RNN tasks, as the paper lists them
 # except plane vibration's ANODE-RNN h1 (Appendix E: 83) and SONODE-RNN h1 (19): the authors' 81 and
 # 38, which give the paper's counts 16,730 and 16,649.
 SIZES: dict[str, dict[str, tuple[int, ...]]] = {
