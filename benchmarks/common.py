@@ -58,7 +58,7 @@ def field_costs(field: nn.Module, y: torch.Tensor, reps: int = 20) -> tuple[floa
     ``(y, *trainable parameters)`` with a random cotangent: the work of one backward NFE.
     """
     params = [p for p in field.parameters() if p.requires_grad]
-    t = torch.tensor(0.5, dtype=y.dtype)
+    t = torch.tensor(0.5, dtype=y.dtype, device=y.device)
     y = y.detach()
     a = torch.randn_like(y)
     tf, tv = [], []

@@ -11,6 +11,16 @@ each compiled program's wall-clock compile time); the table's
 ``ms/iter`` is the median over iterations ``1..N``, ``ms first10`` over ``1..10``, and
 ``x ref`` the median over iterations of (runner's time / the reference pyhbnode runner's
 time in the same iteration).
+
+``LB ms`` is the iteration's lower bound for that runner: mean NFE f x ``t_f`` + mean NFE b
+x ``t_vjp``, where ``t_f`` (one field evaluation) and ``t_vjp`` (one evaluation under
+autograd and its VJP w.r.t. the state and the parameters: one backward NFE) are CPU-time
+medians measured after the runner's last iteration, on its own copy of the field and its
+last batch (:func:`benchmarks.common.field_costs`); ``x LB`` = ``ms/iter`` / ``LB ms``, the
+overhead over the field's own work.  For an ODE-RNN the state probed is the last stamp's;
+for diffrax (no field-evaluation counts, no torch field) both are ``-``.  The bound is the
+eager field's: a compiled runner, whose programs fuse the evaluations of a step, can go
+below it (``x LB`` < 1).
 """
 from __future__ import annotations
 
@@ -26,8 +36,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 
 import torch  # noqa: E402
 
+from ..common import field_costs  # noqa: E402
 from . import tasks as task_defs  # noqa: E402
-from .torch_runners import PyHBNODE, TorchDiffEq, TorchODE  # noqa: E402
+from .torch_runners import PyHBNODE, TorchDiffEq, TorchODE, TorchRunner  # noqa: E402
 
 try:
     from pyhbnode.solving.backends.native.compiled import compile_times
@@ -75,6 +86,16 @@ def peer_runners(task, notes: list) -> list:
     return out
 
 
+def lower_bound(runner, i: int, nfe_f: float | None, nfe_b: float | None) -> dict:
+    """``t_f``, ``t_vjp`` and ``nfe_f·t_f + nfe_b·t_vjp`` in ms for a torch runner's field
+    on batch ``i``; ``None`` each where the runner has no torch field or no NFE counts."""
+    if not isinstance(runner, TorchRunner) or nfe_f is None or nfe_b is None:
+        return dict(t_f_ms=None, t_vjp_ms=None, lb_ms=None)
+    field, y = runner.probe(i)
+    t_f, t_vjp = field_costs(field, y)
+    return dict(t_f_ms=t_f * 1e3, t_vjp_ms=t_vjp * 1e3, lb_ms=(nfe_f * t_f + nfe_b * t_vjp) * 1e3)
+
+
 def run_task(task, iters: int, only: set | None) -> dict:
     notes: list[str] = [f"{task.label}: {task.note}"] if task.note else []
     runners = pyhbnode_runners(task) + peer_runners(task, notes)
@@ -106,13 +127,17 @@ def run_task(task, iters: int, only: set | None) -> dict:
             xs = [getattr(rec, attr) for _, rec in recs if getattr(rec, attr) is not None]
             return statistics.fmean(xs) if xs else None
 
+        ms_iter = statistics.median(times) * 1e3
+        nfe_f, nfe_b = mean("nfe_f"), mean("nfe_b")
+        bound = lower_bound(r, iters, nfe_f, nfe_b)
         rows.append(dict(
             task=task.name, model=task.model_name, runner=r.label,
-            ms_iter=statistics.median(times) * 1e3,
+            ms_iter=ms_iter,
             ms_first10=statistics.median(times[:10]) * 1e3,
             first_s=first[r.label],
             x_ref=statistics.median(t / t_ref for t, t_ref in zip(times, ref_times)),
-            nfe_f=mean("nfe_f"), nfe_b=mean("nfe_b"), steps=mean("steps"),
+            nfe_f=nfe_f, nfe_b=nfe_b, steps=mean("steps"),
+            **bound, x_lb=ms_iter / bound["lb_ms"] if bound["lb_ms"] else None,
             loss_last=recs[-1][1].loss,
             per_iter=[dict(iter=k + 1, ms=dt * 1e3, **vars(rec)) for k, (dt, rec) in enumerate(recs)],
         ))
@@ -126,10 +151,11 @@ def _fmt(x, spec):
 def print_task(res: dict) -> list[str]:
     print(f"\n== {res['task']} (reference: {res['reference']}) " + "=" * 20)
     print(f"{'runner':30s} {'ms/iter':>8s} {'ms first10':>10s} {'first s':>8s} {'x ref':>6s} "
-          f"{'NFE f':>7s} {'NFE b':>7s} {'steps':>7s} {'loss':>9s}")
+          f"{'NFE f':>7s} {'NFE b':>7s} {'steps':>7s} {'LB ms':>8s} {'x LB':>6s} {'loss':>9s}")
     for r in res["rows"]:
         print(f"{r['runner']:30s} {r['ms_iter']:8.1f} {r['ms_first10']:10.1f} {r['first_s']:8.1f} {r['x_ref']:6.2f} "
-              f"{_fmt(r['nfe_f'], '7.1f')} {_fmt(r['nfe_b'], '7.1f')} {_fmt(r['steps'], '7.1f')} {r['loss_last']:9.4f}")
+              f"{_fmt(r['nfe_f'], '7.1f')} {_fmt(r['nfe_b'], '7.1f')} {_fmt(r['steps'], '7.1f')} "
+              f"{_fmt(r['lb_ms'], '8.2f')} {_fmt(r['x_lb'], '6.2f')} {r['loss_last']:9.4f}")
     for n in res["notes"]:
         print(f"  note: {n}")
     verdicts = []

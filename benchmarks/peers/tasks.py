@@ -49,9 +49,12 @@ def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (out - target).pow(2).mean()
 
 
-def pointcloud(model_name: str, seed: int = 0, batch_size: int = 50) -> Task:
-    """Spec §4: batch 50 of the 120-point set, MSE on ±1 labels, Adam 0.01, tol 1e-7."""
-    x, y = make_pointcloud(seed=seed)
+def pointcloud(model_name: str, seed: int = 0, batch_size: int = 50, n_points: int = 120) -> Task:
+    """Spec §4: batch 50 of the 120-point set, MSE on ±1 labels, Adam 0.01, tol 1e-7.
+
+    ``n_points`` (a third in the disk, as the spec's 40/80) draws a larger set of the same
+    distribution, for batches beyond the spec's set (the GPU benchmark's 4,096)."""
+    x, y = make_pointcloud(n_inner=n_points // 3, n_outer=n_points - n_points // 3, seed=seed)
     x = torch.tensor(x, dtype=torch.float32)
     y = torch.tensor(y, dtype=torch.float32).view(-1, 1)
     rng = np.random.default_rng(seed)
@@ -99,12 +102,15 @@ def plane_vibration(model_name: str, seed: int = 0, batch_size: int = 64) -> Tas
     return Task("plane_vibration", model_name, model, batch, _mse, lr=1e-4, tol=1e-7, note=note)
 
 
-def mnist(model_name: str = "hbnode", seed: int = 0, batch_size: int = 64, n_batches: int = 64) -> Task:
-    """``zoo.build("mnist", ...)``, batch 64 of real MNIST (random images without the data),
-    cross-entropy, Adam 1e-3, tol 1e-5."""
+def mnist(model_name: str = "hbnode", seed: int = 0, batch_size: int = 64, n_batches: int = 64,
+          synthetic: bool = False, tol: float = 1e-5) -> Task:
+    """``zoo.build("mnist", ...)``, batch 64 of real MNIST (random images without the data,
+    or with ``synthetic``), cross-entropy, Adam 1e-3, tol 1e-5 (``tol``: a smoke run's looser one)."""
     note = "real data (MNIST)"
     n = batch_size * n_batches
     try:
+        if synthetic:
+            raise FileNotFoundError("synthetic images asked for")
         from pyhbnode.data.mnist import load_mnist
 
         images, labels = load_mnist(DATA_DIR, "train")
@@ -115,7 +121,7 @@ def mnist(model_name: str = "hbnode", seed: int = 0, batch_size: int = 64, n_bat
         g = torch.Generator().manual_seed(seed)
         X = torch.randn(n, 1, 28, 28, generator=g)
         L = torch.randint(0, 10, (n,), generator=g)
-        note = "SYNTHETIC images (no MNIST files)"
+        note = "SYNTHETIC images" + ("" if synthetic else " (no MNIST files)")
 
     def batch(i: int):
         j = i % n_batches
@@ -123,8 +129,8 @@ def mnist(model_name: str = "hbnode", seed: int = 0, batch_size: int = 64, n_bat
         return (X[sl],), L[sl]
 
     torch.manual_seed(seed)
-    model = zoo.build("mnist", model_name, tol=1e-5)
-    return Task("mnist", model_name, model, batch, nn.functional.cross_entropy, lr=1e-3, tol=1e-5, note=note)
+    model = zoo.build("mnist", model_name, tol=tol)
+    return Task("mnist", model_name, model, batch, nn.functional.cross_entropy, lr=1e-3, tol=tol, note=note)
 
 
 TASKS: dict[str, Callable[[], Task]] = {

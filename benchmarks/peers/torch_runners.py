@@ -77,6 +77,23 @@ class TorchRunner(abc.ABC):
     def forward_done(self) -> None:
         """Called between the loss and ``loss.backward()``."""
 
+    def probe(self, i: int) -> tuple[nn.Module, torch.Tensor]:
+        """The ODE field of this runner's model and a state it was solved at on batch ``i``,
+        for timing one field evaluation and one VJP (the lower bound of an iteration).
+
+        The state is the solve's initial state (``initial(x)``), or for an ODE-RNN the
+        final state of its last forward pass (so ``step(i)`` must have run); the field is
+        the model's own module, which every runner solves (peers through a call counter or
+        a reshaping view that add no arithmetic)."""
+        m = self.model
+        inputs, _ = self.task.batch(i)
+        if hasattr(m, "block"):
+            with torch.no_grad():
+                return m.block.field, m.initial(*inputs)
+        if hasattr(m, "rnn") and m.rnn.last_state is not None:
+            return ElapsedTime(m.rnn.field, inputs[1][-1]), m.rnn.last_state.detach()
+        raise TypeError(f"no ODE field and state found in {type(m).__name__}")
+
     def replace_solve(self, solve: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
         """Route the model's ODE solves through ``solve(field, y0) -> y(1)`` (t in [0, 1])."""
         m = self.model
@@ -152,7 +169,7 @@ class TorchDiffEq(_CountingRunner):
 
         def solve(field, y0):
             f = self.counted(field)
-            t = torch.tensor([0.0, 1.0], dtype=y0.dtype)
+            t = torch.tensor([0.0, 1.0], dtype=y0.dtype, device=y0.device)
             return odeint_adjoint(f, y0, t, rtol=tol, atol=tol, method="dopri5",
                                   adjoint_params=tuple(field.parameters()))[-1]
 
