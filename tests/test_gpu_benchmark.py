@@ -8,8 +8,21 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import gpu
+from pyhbnode.solving.backends.native import compiled
+
+
+@pytest.fixture(autouse=True)
+def _restore(monkeypatch):
+    """The CPU mode sets the compile backend and one torch thread for its process: undo both
+    (and drop its dynamo-eager programs) for the tests after these."""
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(compiled, "BACKEND", compiled.BACKEND)
+    yield
+    torch.set_num_threads(threads)
+    compiled.clear_cache()
 
 
 def _run(tmp_path: Path, *extra: str) -> dict:
@@ -35,11 +48,10 @@ def _check_report(report: dict, cases: set[str]) -> None:
                                                        "torchdiffeq odeint_adjoint"}
 
 
-def test_tiny_cpu_mode_pointcloud(tmp_path):
+def test_tiny_cpu_mode(tmp_path):
+    """~15 s on a loaded 2-core machine (one torch thread)."""
+    _check_report(_run(tmp_path), {"pointcloud/hbnode batch 8", "mnist/hbnode batch 1 tol 1e-3"})
+
+
+def test_only_keeps_the_named_cases(tmp_path):
     _check_report(_run(tmp_path, "--only", "pointcloud"), {"pointcloud/hbnode batch 8"})
-
-
-@pytest.mark.slow  # the conv field: ~40 s on a loaded 2-core machine
-def test_tiny_cpu_mode_all_cases(tmp_path):
-    report = _run(tmp_path)
-    _check_report(report, {"pointcloud/hbnode batch 8", "mnist/hbnode batch 1 tol 1e-3"})
