@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adjoints import Adjoint, Direct
+from .adjoints import Adjoint
 from .backends import get_backend
 from .finite_gradients import guarded_solve
 from .options import SolverOptions, solver_argument
@@ -61,8 +61,8 @@ def odeint(
     backend.check_options(opts)
     stats = SolverStats()
     register(stats)
-    if isinstance(opts.adjoint, Direct):
-        # autograd runs Direct's backward pass, not the backend: check its gradients here
+    if opts.adjoint.by_autograd:
+        # autograd runs this mode's backward pass, not the backend: check its gradients here
         ys = guarded_solve(field, y0, t, stats, lambda f, y, s: backend.solve(f, y, s, opts, stats))
     else:
         ys = backend.solve(field, y0, t, opts, stats)

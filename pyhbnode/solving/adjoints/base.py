@@ -16,6 +16,10 @@ class Adjoint:
     """
 
     name: str = ""
+    # Whether the gradient comes from autograd replaying the forward's operations rather than
+    # from a backward pass the backend runs (and checks for non-finite values) itself; odeint
+    # then checks the gradients once per backward.
+    by_autograd: bool = False
 
     def _params(self) -> tuple:
         return ()

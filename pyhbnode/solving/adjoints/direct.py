@@ -13,3 +13,4 @@ class Direct(Adjoint):
     Backward NFE counts one per forward evaluation (the package's convention)."""
 
     name = "direct"
+    by_autograd = True
