@@ -210,3 +210,23 @@ def test_validation_passes_have_their_own_bar_when_progress_is_on(capsys):
     assert "validation" in capsys.readouterr().err
     fit(small_ode(), cloud(), val_data=cloud(seed=1), epochs=1, batch_size=60, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name, reference", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_adam_by_name_is_fused_and_makes_the_reference_update(name, reference):
+    from pyhbnode.training.optim import make_optimizer
+
+    torch.manual_seed(0)
+    ours = [nn.Parameter(torch.randn(5, 3, dtype=torch.float64)), nn.Parameter(torch.randn(3, dtype=torch.float64))]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    opt = make_optimizer(name, ours, lr=0.05, weight_decay=0.01)
+    ref = reference(theirs, lr=0.05, weight_decay=0.01, foreach=False)
+    assert opt.defaults["fused"] is True
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in ours]
+        for o, t, g in zip(ours, theirs, grads, strict=True):
+            o.grad, t.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    for o, t in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(o, t, rtol=1e-12, atol=1e-12)

@@ -1,6 +1,6 @@
 """Runners on PyTorch: pyhbnode's native backend, raw torchdiffeq and torchode.
 
-Every runner trains its own deep copy of the task's model with Adam on the task's batches;
+Every runner trains its own deep copy of the task's model with ``fit``'s Adam on the task's batches;
 ``step(i)`` is one training iteration (forward, loss, backward, optimiser step) and returns
 an :class:`Record`.  The peers replace only the ODE solve inside the model (the block of a
 :class:`~pyhbnode.zoo.ContinuousModel`, the ``evolve`` of an ODE-RNN); the initial-state
@@ -19,6 +19,7 @@ from torch import nn
 from pyhbnode import record
 from pyhbnode.layers import set_solver_options
 from pyhbnode.layers.odernn import ElapsedTime
+from pyhbnode.training.optim import make_optimizer
 
 from .tasks import Task
 
@@ -58,7 +59,8 @@ class TorchRunner(abc.ABC):
     def __init__(self, task: Task) -> None:
         self.task = task
         self.model = copy.deepcopy(task.model)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=task.lr)
+        # fit's Adam (fused where torch can): the optimiser every pyhbnode user trains with
+        self.opt = make_optimizer("adam", self.model.parameters(), lr=task.lr, weight_decay=0.0)
 
     @abc.abstractmethod
     def step(self, i: int) -> Record:

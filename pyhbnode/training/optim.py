@@ -10,9 +10,33 @@ import torch
 
 __all__ = ["OPTIMIZERS", "make_optimizer", "make_scheduler", "check_schedule"]
 
+
+def _fusable(params: list[torch.nn.Parameter]) -> bool:
+    """Whether torch's fused (single-kernel) Adam runs on ``params``: floating point, on the
+    CPU or CUDA, all on one device."""
+    devices = {p.device for p in params}
+    return (
+        bool(params)
+        and all(p.is_floating_point() for p in params)
+        and len(devices) == 1
+        and next(iter(devices)).type in ("cpu", "cuda")
+    )
+
+
+def _adam(kind: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+    # fused: one kernel per step instead of a Python loop over parameters (0.43 -> 0.08 ms
+    # per step for the point-cloud HBNODE's 15 tensors on one CPU thread, issue 18), the
+    # same update to float32 rounding
+    def make(params: Iterable[torch.nn.Parameter], **kw: Any) -> torch.optim.Optimizer:
+        params = list(params)
+        return kind(params, fused=_fusable(params) or None, **kw)
+
+    return make
+
+
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
+    "adam": _adam(torch.optim.Adam),
+    "adamw": _adam(torch.optim.AdamW),
     "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
     "rmsprop": torch.optim.RMSprop,
 }
