@@ -59,7 +59,8 @@ def _child(kind: str, task_name: str, iters: int, cache: str | None) -> dict:
     if cache is not None:
         env["TORCHINDUCTOR_CACHE_DIR"] = cache
     cmd = [sys.executable, "-m", "benchmarks.peers.targets", "--child", kind, "--task", task_name, "--iters", str(iters)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=root)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(cmd)} failed (rc {out.returncode}):\n{out.stderr[-3000:]}")
