@@ -230,3 +230,38 @@ def test_adam_by_name_is_fused_and_makes_the_reference_update(name, reference):
         ref.step()
     for o, t in zip(ours, theirs, strict=True):
         torch.testing.assert_close(o, t, rtol=1e-12, atol=1e-12)
+
+
+def test_adam_by_name_falls_back_keeps_a_callers_choice_and_takes_param_groups():
+    from pyhbnode.training import optim
+
+    w = nn.Parameter(torch.randn(3))
+    complex_w = nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    assert optim.make_optimizer("adam", [w, complex_w], lr=0.1, weight_decay=0.0).defaults["fused"] is None
+    assert optim.make_optimizer("adam", [{"params": [w]}], lr=0.1, weight_decay=0.0).defaults["fused"] is True
+    own = optim.OPTIMIZERS["adam"]([w], lr=0.1, foreach=True)
+    assert own.defaults["fused"] is None and own.defaults["foreach"] is True
+    if "cpu" not in optim._fused_devices():  # a torch before 2.4: no fused CPU kernel to ask for
+        assert optim.make_optimizer("adam", [w], lr=0.1, weight_decay=0.0).defaults["fused"] is None
+
+
+@pytest.mark.parametrize("saved_fused, now_fused", [(None, True), (True, None)])
+def test_a_checkpoint_resumes_on_the_kernels_of_this_process(saved_fused, now_fused):
+    from pyhbnode.training.checkpoint import _with_kernels_of
+
+    torch.manual_seed(0)
+    a = nn.Parameter(torch.randn(4, dtype=torch.float64))
+    b = nn.Parameter(a.detach().clone())
+    before = torch.optim.Adam([a], lr=0.1, fused=saved_fused)
+    for _ in range(3):
+        a.grad = torch.ones_like(a)
+        before.step()
+    after = torch.optim.Adam([b], lr=0.1, fused=now_fused)
+    after.load_state_dict(_with_kernels_of(after, before.state_dict()))
+    assert after.param_groups[0]["fused"] is now_fused
+    with torch.no_grad():
+        b.copy_(a)
+    a.grad, b.grad = torch.ones_like(a), torch.ones_like(b)
+    before.step()
+    after.step()  # the resumed step continues the same moments and step count
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)

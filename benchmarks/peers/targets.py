@@ -46,6 +46,8 @@ LONG_RUN_MAX_RATIO = 1.0
 _PHASES = (
     ("all of it (dynamo's compile of the frames)", "_compile.compile_inner"),
     ("  inductor, per graph (after tracing, AOT)", "compile_fx_inner"),
+    # the rows below nest (the C++ compiler runs inside code generation and loading): they
+    # do not add up to inductor's total
     ("  inductor lowering", "GraphLowering.run"),
     ("  inductor code generation", "GraphLowering.codegen"),
     ("  C++ compiler (kernels, wrapper)", "compile_file"),
@@ -69,6 +71,7 @@ def _child(kind: str, task_name: str, iters: int, cache: str | None) -> dict:
 
 def child_main(kind: str, task_name: str, iters: int) -> dict:
     """One measurement in this (fresh) process; see the module docstring."""
+    from pyhbnode.layers import solver_layers
     from pyhbnode.solving.backends.native import compiled
     from pyhbnode.solving.backends.native.decide import decide_compile
 
@@ -76,6 +79,8 @@ def child_main(kind: str, task_name: str, iters: int) -> dict:
     from .torch_runners import PyHBNODE
 
     torch.set_num_threads(1)
+    if backend := os.environ.get("PYHBNODE_BENCH_COMPILE_BACKEND"):
+        compiled.BACKEND = backend  # the tests: dynamo's "eager" backend traces without building C++
     task = task_defs.TASKS[task_name]()
     if kind == "diffrax":
         from .jax_runners import Diffrax
@@ -84,7 +89,7 @@ def child_main(kind: str, task_name: str, iters: int) -> dict:
         compile_on = None
     elif kind == "first":
         runner = PyHBNODE(task, "pyhbnode defaults")
-        compile_on = "auto"  # outside fit: one solve at a time, never compiled
+        compile_on = None
     elif kind == "compile":
         runner = PyHBNODE(task, "pyhbnode compiled", compile=True)
         compile_on = True
@@ -103,6 +108,8 @@ def child_main(kind: str, task_name: str, iters: int) -> dict:
         times.append(time.perf_counter() - t0)
     total = time.perf_counter() - t_start
     imported = sorted({m.split(".")[0] + "." + m.split(".")[1] if "." in m else m for m in set(sys.modules) - before})
+    if compile_on is None and kind != "diffrax":  # what the layers were left with
+        compile_on = ",".join(sorted({str(layer.options.compile) for layer in solver_layers(runner.model)}))
     phases = {k: sum(v) for k, v in torch._dynamo.utils.compilation_time_metrics.items()} if "torch._dynamo" in sys.modules else {}
     return dict(
         kind=kind, compile=compile_on, first_s=times[0], later_s=statistics.median(times[1:]), total_s=total,
@@ -132,13 +139,14 @@ def in_loop(iters: int, tasks: list[str]) -> list[tuple[str, bool]]:
         peers = [peer for peer, _ in TARGETS.get(task.name, [])]
         res = run_task(task, n, {"pyhbnode compiled", *peers})
         lines = print_task(res)
-        out += [(line, "MET" in line) for line in lines]
-        if any("MISSED" in line for line in lines) and task.name != "pointcloud":
+        out += lines
+        missed = not all(ok for _, ok in lines)
+        if missed and task.name != "pointcloud":
             # these fields' own arithmetic dominates: the lower-bound columns are the profile
             for row in res["rows"]:
                 print(f"  profile {name}: {row['runner']} at {_seconds(row['x_lb'])} x its lower bound "
                       f"NFE f x t_f + NFE b x t_vjp = {_seconds(row['lb_ms'])} ms (the eager field's own cost)")
-        if any("MISSED" in line for line in lines) and task.name == "pointcloud":
+        if missed and task.name == "pointcloud":
             parts = breakdown(PyHBNODE(task, "pyhbnode compiled", compile=True), 20)
             print(f"  profile {name}, compiled, CPU ms per iteration (mean of 20):")
             for part, ms in parts.items():
@@ -150,12 +158,15 @@ def first_iteration() -> tuple[str, bool]:
     r = _child("first", "pointcloud/hbnode", 21, None)
     extra = r["first_s"] - r["later_s"]
     line, ok = _verdict(
-        "first iteration above a later one, default options, point-cloud HBNODE", extra, FIRST_ITERATION_MAX_S, " s",
-        f"first {r['first_s']:.3f} s, later {r['later_s'] * 1e3:.1f} ms (median of 20), compile={r['compile']}",
+        "first iteration above a later one, default options outside fit (a model's own solves), point-cloud HBNODE",
+        extra, FIRST_ITERATION_MAX_S, " s",
+        f"first {r['first_s']:.3f} s, later {r['later_s'] * 1e3:.1f} ms (median of 20), compile={r['compile']}, "
+        f"programs compiled in them: {len(r['programs'])} (torch.optim's constructor imports torch._dynamo and "
+        "torch._inductor itself, before the first iteration)",
     )
     print("  " + line)
     if not ok:
-        print("  modules the first iteration imported: " + ", ".join(r["imported"]))
+        print("  modules the first iteration imported (first 40): " + ", ".join(r["imported"]))
     return line, ok
 
 
@@ -205,6 +216,17 @@ def long_run(n: int) -> tuple[str, bool] | None:
     return line, ok
 
 
+def _guarded(name: str, measure) -> list[tuple[str, bool]]:
+    """``measure()``'s verdicts, or one failed verdict where a child process failed (the
+    other targets are still measured)."""
+    try:
+        return measure()
+    except RuntimeError as err:
+        line = f"target {name}: FAILED, {str(err).splitlines()[0]}"
+        print("  " + line)
+        return [(line, False)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=30, help="timed iterations per runner in the in-loop tables")
@@ -226,12 +248,12 @@ def main(argv=None) -> int:
     split = [s.strip() for s in args.tasks.split(",") if s.strip()]
     verdicts = in_loop(args.iters, split)
     print("\n== start-up and compile (wall clock, fresh processes) " + "=" * 20)
-    verdicts.append(first_iteration())
-    verdicts += compile_times_per_model([s.strip() for s in args.compile_models.split(",") if s.strip()])
+    verdicts += _guarded("first iteration", lambda: [first_iteration()])
+    models = [s.strip() for s in args.compile_models.split(",") if s.strip()]
+    verdicts += _guarded("cold compile", lambda: compile_times_per_model(models))
     if args.long:
         print(f"\n== {args.long} iterations, default options (wall clock, load {os.getloadavg()[0]:.1f}) " + "=" * 20)
-        if (verdict := long_run(args.long)) is not None:
-            verdicts.append(verdict)
+        verdicts += _guarded("long run", lambda: [v] if (v := long_run(args.long)) is not None else [])
     print(f"\n{sum(ok for _, ok in verdicts)} of {len(verdicts)} targets met (load {os.getloadavg()[0]:.1f} at the end)")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "targets.json"), "w") as f:

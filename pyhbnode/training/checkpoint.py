@@ -375,7 +375,20 @@ def restore_training_state(
                 if keys
             )
         )
-    optimizer.load_state_dict(state["optimizer"])
+    optimizer.load_state_dict(_with_kernels_of(optimizer, state["optimizer"]))
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     return Position(**state["position"]), History.from_json(state["history"])
+
+
+def _with_kernels_of(optimizer: torch.optim.Optimizer, saved: dict) -> dict:
+    """``saved`` (an optimiser's state dict) with ``optimizer``'s kernel choices (``fused``,
+    ``foreach``): they say how this process steps, not where training is, so a checkpoint
+    written by another torch, device or pyhbnode version resumes on the kernels that run here."""
+    groups = [
+        {**group, **{k: now[k] for k in ("fused", "foreach") if k in now}}
+        # unequal group counts: load_state_dict names the mismatch itself
+        for group, now in zip(saved.get("param_groups", []), optimizer.param_groups, strict=False)
+    ]
+    return {**saved, "param_groups": groups + saved.get("param_groups", [])[len(groups) :]}
+

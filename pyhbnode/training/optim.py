@@ -11,25 +11,48 @@ import torch
 __all__ = ["OPTIMIZERS", "make_optimizer", "make_scheduler", "check_schedule"]
 
 
-def _fusable(params: list[torch.nn.Parameter]) -> bool:
-    """Whether torch's fused (single-kernel) Adam runs on ``params``: floating point, on the
-    CPU or CUDA, all on one device."""
-    devices = {p.device for p in params}
+def _fused_devices() -> frozenset[str]:
+    """The device types torch has fused optimiser kernels for (the CPU since torch 2.4)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch without the list: CUDA only, as before CPU support
+        return frozenset({"cuda"})
+    return frozenset(_get_fused_kernels_supported_devices())
+
+
+def _tensors(params: list) -> list[torch.Tensor]:
+    """The parameters of a list of tensors or of param-group dicts."""
+    out: list[torch.Tensor] = []
+    for p in params:
+        if isinstance(p, dict):
+            group = p["params"]
+            out += [group] if isinstance(group, torch.Tensor) else list(group)
+        else:
+            out.append(p)
+    return out
+
+
+def _fusable(params: list) -> bool:
+    """Whether torch's fused (single-kernel) Adam runs on ``params``: floating point, all on
+    one device of a type torch has fused kernels for."""
+    tensors = _tensors(params)
+    devices = {p.device for p in tensors}
     return (
-        bool(params)
-        and all(p.is_floating_point() for p in params)
+        bool(tensors)
+        and all(p.is_floating_point() for p in tensors)
         and len(devices) == 1
-        and next(iter(devices)).type in ("cpu", "cuda")
+        and next(iter(devices)).type in _fused_devices()
     )
 
 
 def _adam(kind: type[torch.optim.Adam] | type[torch.optim.AdamW]) -> Callable[..., torch.optim.Optimizer]:
-    # fused: one kernel per step instead of a Python loop over parameters (0.43 -> 0.08 ms
-    # per step for the point-cloud HBNODE's 15 tensors on one CPU thread, issue 18), the
-    # same update to float32 rounding
-    def make(params: Iterable[torch.nn.Parameter], **kw: Any) -> torch.optim.Optimizer:
+    # fused: one kernel per step instead of a Python loop over the parameters (issue 18), the
+    # same update to rounding; a caller's own fused= or foreach= is kept
+    def make(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
         params = list(params)
-        return kind(params, fused=_fusable(params) or None, **kw)
+        if "fused" not in kw and "foreach" not in kw:
+            kw["fused"] = _fusable(params) or None
+        return kind(params, **kw)
 
     return make
 
