@@ -391,4 +391,3 @@ def _with_kernels_of(optimizer: torch.optim.Optimizer, saved: dict) -> dict:
         for group, now in zip(saved.get("param_groups", []), optimizer.param_groups, strict=False)
     ]
     return {**saved, "param_groups": groups + saved.get("param_groups", [])[len(groups) :]}
-
