@@ -1,6 +1,6 @@
 """``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) python -m benchmarks.peers.compile_variants VARIANT [TASK]``:
 one cold compile of a task's compiled pyhbnode runner under an inductor setting, the trials
-behind issue 18's "measured, not adopted" (``results/compile-variants.txt``).
+behind the speed targets' "measured, not adopted" (``results/compile-variants.txt``).
 
 Prints one JSON line: the wall time of iteration 0 (the cold compile plus one step, with the
 empty cache the command gives it), the median CPU time of iterations 1..``N`` (env ``N``,
@@ -20,6 +20,7 @@ import torch
 from pyhbnode.solving.backends.native import compiled
 
 from . import tasks
+from .targets import PHASES
 from .torch_runners import PyHBNODE
 
 _DECOMPOSE = {"post_grad_fusion_options": {"decompose_mm_pass": {}}}
@@ -30,8 +31,6 @@ VARIANTS = {
     "nodecomp": lambda: setattr(compiled, "CPU_OPTIONS", {"cpp_wrapper": True}),  # extern GEMMs for small matmuls
     "threads1": lambda: setattr(importlib.import_module("torch._inductor.config"), "compile_threads", 1),  # no compile worker pool
 }
-_PHASES = ("_compile.compile_inner", "compile_fx_inner", "GraphLowering.codegen", "compile_file",
-           "PyCodeCache.load_by_key_path")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(dict(variant=args[0], first_s=round(first, 2), later_ms=round(statistics.median(times) * 1e3, 2),
                           programs=[(p, round(s, 1)) for _, p, s in compiled.compile_times()])))
     metrics = torch._dynamo.utils.compilation_time_metrics
-    print({k: round(sum(metrics[k]), 1) for k in _PHASES if k in metrics})
+    print({k: round(sum(metrics[k]), 1) for _, k in PHASES if k in metrics})
     return 0
 
 
