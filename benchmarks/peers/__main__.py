@@ -46,10 +46,10 @@ except ImportError:  # a checkout without the compiled step
     def compile_times() -> list:
         return []
 
-# issue 18's in-loop targets: (task, peer label, max of pyhbnode compiled time / peer time);
-# plane vibration and MNIST: the ratios issue 18 quotes (0.10x, 0.47x, each measured once at
-# load 12 with 2-3 iterations; the same-sitting comparison with the code before issue 18 is
-# benchmarks/peers/results/issue18-large-tasks-before-after.txt)
+# the in-loop speed targets: (task, peer label, max of pyhbnode compiled time / peer time);
+# plane vibration and MNIST: the ratios the targets were set from (0.10x, 0.47x, each measured once at
+# load 12 with 2-3 iterations; the same-sitting comparison with the code before them is
+# benchmarks/peers/results/speed-large-tasks-before-after.txt)
 TARGETS = {
     "pointcloud": [("diffrax (jax.jit)", 0.6), ("torchdiffeq odeint_adjoint", 0.12)],
     "plane_vibration": [("torchdiffeq odeint_adjoint", 0.10)],

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.peers.targets [--iters N] [--long 3000] [--out DIR]``: issue 18's
+"""``python -m benchmarks.peers.targets [--iters N] [--long 3000] [--out DIR]``: the speed
 targets, each printed MET or MISSED, and for each one missed the ratio and a profile of where
 the time goes.
 
@@ -43,7 +43,7 @@ from .__main__ import TARGETS, print_task, run_task
 FIRST_ITERATION_MAX_S = 0.3
 COLD_COMPILE_MAX_S = 10.0
 LONG_RUN_MAX_RATIO = 1.0
-_PHASES = (
+PHASES = (
     ("all of it (dynamo's compile of the frames)", "_compile.compile_inner"),
     ("  inductor, per graph (after tracing, AOT)", "compile_fx_inner"),
     # the rows below nest (the C++ compiler runs inside code generation and loading): they
@@ -186,7 +186,7 @@ def compile_times_per_model(models: list[str]) -> list[tuple[str, bool]]:
         print("  " + line)
         if not ok:
             print(f"  profile of the cold compile of {name} (seconds, summed over its programs; cold | warm):")
-            for label, key in _PHASES:
+            for label, key in PHASES:
                 c, w = (_seconds(r["phases"].get(key)) for r in (cold, warm))
                 print(f"    {label:44s} {c:>7s} | {w:>6s}")
         out.append((line, ok))
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
         print(json.dumps(child_main(args.child, args.task, args.iters)))
         return 0
     torch.set_num_threads(1)
-    print(f"issue 18 targets: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; one torch thread per process; "
+    print(f"speed targets: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; one torch thread per process; "
           f"seed 0; torch {torch.__version__}")
     split = [s.strip() for s in args.tasks.split(",") if s.strip()]
     verdicts = in_loop(args.iters, split)

@@ -46,7 +46,7 @@ def _fusable(params: list) -> bool:
 
 
 def _adam(kind: type[torch.optim.Adam] | type[torch.optim.AdamW]) -> Callable[..., torch.optim.Optimizer]:
-    # fused: one kernel per step instead of a Python loop over the parameters (issue 18), the
+    # fused: one kernel per step instead of a Python loop over the parameters, the
     # same update to rounding; a caller's own fused= or foreach= is kept
     def make(params: Iterable[Any], **kw: Any) -> torch.optim.Optimizer:
         params = list(params)
