@@ -11,8 +11,8 @@ or, with CUDA.jl loaded (the extension in `ext/`), on a CUDA device for dense fi
 Python calls, in order: `build(spec_json)` once per field structure, then per solve
 `forward(field, u0, usize, p, ts; rtol, atol, maxiters, sensealg, seminorm, keep, device)`
 and, for gradients, `backward(fw, Δ)`; `rhs(field, u, usize, p, t; device)` for the layout
-check. All arrays cross the boundary flat, as host vectors (DLPack, zero-copy on the host; a GPU
-solve copies state and parameters to the device and back, see `device.jl`); `usize` is
+check. All arrays cross the boundary flat, as host vectors (DLPack at the crossing; a GPU solve
+copies the state, parameters and cotangent up and the results down, see `device.jl`); `usize` is
 the torch shape reversed, i.e. the column-major Julia size.
 
 State layouts (Julia order): first order `(features..., B)`; second order

@@ -60,7 +60,8 @@ derivative(::Identity, x, y) = one(x)
 With its own `rrule`: Zygote's broadcast takes its fast dual-number path only for singleton
 `Function`s (`_dual_purefun`, Zygote v0.7.12 `src/lib/broadcast.jl:201`), which none of the
 activation structs are (plain callable structs, not `Function`s), and otherwise runs one
-closure pullback per element in every vector-Jacobian product. The rule makes it one fused
+closure pullback per element in every vector-Jacobian product on the CPU (on the GPU it takes
+Zygote's forward-mode broadcast for any function). The rule makes it one fused
 broadcast forward and one backward, on the CPU and the GPU alike.
 """
 activate(f, x::AbstractArray) = f.(x)

@@ -294,7 +294,7 @@ linear_node() = """{"format":2,"kind":"first_order","model":"node","order":1,
             @info "GPU testset skipped: CUDA.functional() is false on this machine"
             @test_skip CUDA.functional()
         else
-            CUDA.allowscalar(false)  # non-interactive runs already forbid it; explicit for a REPL include
+            CUDA.allowscalar(false)  # non-interactive runs already forbid it; explicit for interactive includes (IJulia warns)
             @test isempty(B.device_problem(B.CUDADevice(0)))
             @test !isempty(B.device_problem(B.CUDADevice(length(CUDA.devices()))))
             for c in filter(c -> occursin("mlp", c["name"]), CASES), alg in ADJOINTS
