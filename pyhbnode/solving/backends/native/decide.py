@@ -32,8 +32,9 @@ from .dopri5 import SMALL
 __all__ = ["decide_compile", "COMPILE_PAYS_AFTER"]
 
 # The training iterations from which compiling pays on the CPU: a cold compile of the
-# point-cloud HBNODE costs ~28 s on this 2-core machine (issue 18) and saves ~13 ms per
-# iteration (eager 19.9 ms, compiled 6.3 ms, benchmarks/peers): break-even ~2,100.
+# point-cloud HBNODE costs 25 s on an idle 2-core machine and saves ~13 ms per iteration
+# (eager 16.8 ms, compiled 3.6 ms; benchmarks/peers/results/targets-idle.txt and
+# compile-variants.txt): break-even ~1,900, later on a loaded machine.
 COMPILE_PAYS_AFTER = 2_000
 
 
